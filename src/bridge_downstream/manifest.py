@@ -1,0 +1,80 @@
+"""The manifest of one published version: the contract between the publish
+step and everything that reads a publish (catalog, Synapse export, delivery).
+
+A version's ``manifest.json`` is written after all its files, and
+``published/CURRENT`` is rewritten after the manifest: a version without a
+manifest is incomplete and never current.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+from . import layout
+from .storage import Storage
+
+
+@dataclass(frozen=True)
+class PublishedFile:
+    key: str  # relative to the pipeline root
+    format: str  # "parquet" | "csv"
+    size: int
+    md5: str
+    sha256: str
+    rows: int
+    partition: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class PublishedTable:
+    name: str
+    dataset_id: str
+    parent: str | None
+    columns: list[dict[str, str]]  # [{"name": ..., "type": <Athena/Hive type>}]
+    partition_keys: list[str]
+    rows: int
+    files: list[PublishedFile] = field(default_factory=list)
+
+    def files_of(self, fmt: str) -> list[PublishedFile]:
+        return [f for f in self.files if f.format == fmt]
+
+    def location(self, version: str, fmt: str) -> str:
+        return layout.table_prefix(version, fmt, self.name)
+
+
+@dataclass
+class PublishManifest:
+    version: str
+    run_id: str
+    created_at: str
+    registry_version: str
+    tables: dict[str, PublishedTable] = field(default_factory=dict)
+    previous_version: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "PublishManifest":
+        raw = json.loads(text)
+        tables = {}
+        for name, table in raw.pop("tables", {}).items():
+            files = [PublishedFile(**f) for f in table.pop("files", [])]
+            tables[name] = PublishedTable(files=files, **table)
+        return cls(tables=tables, **raw)
+
+
+def current_version(storage: Storage) -> str | None:
+    if not storage.exists(layout.CURRENT_POINTER):
+        return None
+    return json.loads(storage.read_bytes(layout.CURRENT_POINTER))["version"]
+
+
+def read_manifest(storage: Storage, version: str) -> PublishManifest:
+    return PublishManifest.from_json(storage.read_bytes(layout.manifest_key(version)))
+
+
+def read_current_manifest(storage: Storage) -> PublishManifest | None:
+    version = current_version(storage)
+    return None if version is None else read_manifest(storage, version)

@@ -1,0 +1,182 @@
+"""Object storage as the core sees it: keys under a root, like S3.
+
+Keys are POSIX-style relative paths ("json/dataset=X/part-0.ndjson"). The
+local implementation maps them to files under a directory; the S3
+implementation (``bridge_downstream_aws.s3.S3Storage``) to objects under a
+bucket prefix. Writes of a whole object are atomic in both: a reader sees the
+old object or the new one, never a torn one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+
+
+@runtime_checkable
+class Storage(Protocol):
+    """The storage interface every stage uses."""
+
+    def uri(self, key: str) -> str: ...
+
+    def read_bytes(self, key: str) -> bytes: ...
+
+    def open_read(self, key: str) -> BinaryIO:
+        """A seekable binary stream (ZIP reading needs seek)."""
+        ...
+
+    def write_bytes(self, key: str, data: bytes, metadata: dict[str, str] | None = None) -> None: ...
+
+    def upload_file(self, local_path: str, key: str) -> None: ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every object whose key starts with ``prefix``, in key order."""
+        ...
+
+    def delete(self, key: str) -> None: ...
+
+    def copy(self, source_key: str, dest_key: str) -> None: ...
+
+    def metadata(self, key: str) -> dict[str, str]:
+        """The object's user metadata (S3 ``x-amz-meta-*``), lower-case keys."""
+        ...
+
+
+def join_key(*parts: str) -> str:
+    return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
+
+
+def delete_prefix(storage: Storage, prefix: str) -> int:
+    keys = [info.key for info in storage.list(prefix)]
+    for key in keys:
+        storage.delete(key)
+    return len(keys)
+
+
+def file_digests(path: str | os.PathLike, chunk_size: int = 1 << 20) -> tuple[str, str, int]:
+    """(md5 hex, sha256 hex, size) of a local file, read once."""
+    md5, sha256, size = hashlib.md5(usedforsecurity=False), hashlib.sha256(), 0
+    with open(path, "rb") as stream:
+        while chunk := stream.read(chunk_size):
+            md5.update(chunk)
+            sha256.update(chunk)
+            size += len(chunk)
+    return md5.hexdigest(), sha256.hexdigest(), size
+
+
+class LocalStorage:
+    """Storage on a local directory; the layout mirrors the S3 one.
+
+    Object metadata, which S3 keeps beside the object, is kept in a sidecar
+    file ``<name>.metadata.json`` -- the same convention the local ingest
+    command reads Bridge metadata from.
+    """
+
+    METADATA_SUFFIX = ".metadata.json"
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root).resolve()
+
+    def path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if path != self.root and self.root not in path.parents:
+            raise ValueError(f"key {key!r} escapes the storage root {self.root}")
+        return path
+
+    def uri(self, key: str) -> str:
+        return self.path(key).as_uri()
+
+    def read_bytes(self, key: str) -> bytes:
+        return self.path(key).read_bytes()
+
+    def open_read(self, key: str) -> BinaryIO:
+        return open(self.path(key), "rb")
+
+    def write_bytes(self, key: str, data: bytes, metadata: dict[str, str] | None = None) -> None:
+        self._atomic_write(self.path(key), data)
+        if metadata is not None:
+            import json
+
+            sidecar = self.path(key + self.METADATA_SUFFIX)
+            self._atomic_write(sidecar, json.dumps(metadata, sort_keys=True).encode())
+
+    def upload_file(self, local_path: str, key: str) -> None:
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        os.close(fd)
+        shutil.copyfile(local_path, tmp)
+        os.replace(tmp, target)
+
+    def exists(self, key: str) -> bool:
+        return self.path(key).is_file()
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        # Walk only the deepest directory the prefix names, as S3 would.
+        base = self.root / prefix
+        start = base if base.is_dir() else base.parent
+        if not start.exists():
+            return
+        found = []
+        for dirpath, _dirs, files in os.walk(start):
+            for name in files:
+                if name.startswith(".tmp-"):
+                    continue
+                full = Path(dirpath) / name
+                key = full.relative_to(self.root).as_posix()
+                if key.startswith(prefix):
+                    found.append(ObjectInfo(key, full.stat().st_size))
+        yield from sorted(found, key=lambda info: info.key)
+
+    def delete(self, key: str) -> None:
+        path = self.path(key)
+        path.unlink(missing_ok=True)
+        # Remove empty parents so listings stay as S3 would show them.
+        parent = path.parent
+        while parent != self.root and parent.exists() and not any(parent.iterdir()):
+            parent.rmdir()
+            parent = parent.parent
+
+    def copy(self, source_key: str, dest_key: str) -> None:
+        self.upload_file(str(self.path(source_key)), dest_key)
+
+    def metadata(self, key: str) -> dict[str, str]:
+        import json
+
+        sidecar = self.path(key + self.METADATA_SUFFIX)
+        if not sidecar.is_file():
+            return {}
+        return {str(k).lower(): str(v) for k, v in json.loads(sidecar.read_text()).items()}
+
+    @staticmethod
+    def _atomic_write(target: Path, data: bytes) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(data)
+        os.replace(tmp, target)
+
+
+def read_stream(storage: Storage, key: str) -> BinaryIO:
+    """A seekable stream; falls back to an in-memory copy when needed."""
+    stream = storage.open_read(key)
+    if stream.seekable():
+        return stream
+    data = stream.read()
+    stream.close()
+    return io.BytesIO(data)

@@ -1,0 +1,32 @@
+# The two commands of the README:
+#   make demo   install from the locks and run the pipeline on the bundled samples
+#   make test   install from the locks and run the test suite
+SHELL := /bin/bash
+PIPENV_VERSION := 2026.10.3
+export PIPENV_VENV_IN_PROJECT := 1
+export PIPENV_NOSPIN := 1
+export PIPENV_YES := 1
+export PYTHONDONTWRITEBYTECODE := 1
+PIPENV := python3 -m pipenv
+DEMO_OUTPUT ?= demo-output
+
+.PHONY: demo test install deploy-tools lint clean
+
+install:
+	@python3 -m pipenv --version >/dev/null 2>&1 || python3 -m pip install --quiet "pipenv==$(PIPENV_VERSION)"
+	$(PIPENV) sync --dev
+
+deploy-tools: install
+	cd deploy && PIPENV_PIPFILE=$$PWD/Pipfile $(PIPENV) sync
+
+demo: install
+	$(PIPENV) run bridge-downstream run samples/archives --output $(DEMO_OUTPUT)
+
+test: deploy-tools
+	$(PIPENV) run pytest
+
+lint: install
+	$(PIPENV) run ruff check src tests bench
+
+clean:
+	rm -rf .venv deploy/.venv $(DEMO_OUTPUT)

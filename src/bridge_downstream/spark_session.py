@@ -1,0 +1,34 @@
+"""A Spark session sized for one machine: the local command, tests, benchmarks.
+
+On Glue the session comes from the job; these settings only apply locally.
+Start-up time dominates small runs, so the UI, event logs and adaptive
+re-planning overhead are kept out of the way, and shuffles use few partitions.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def local_spark_session(app_name: str = "bridge-downstream", cores: int | None = None):
+    from pyspark.sql import SparkSession
+
+    cores = cores or os.cpu_count() or 2
+    os.environ.setdefault("PYSPARK_PYTHON", os.environ.get("PYSPARK_PYTHON", "python3"))
+    builder = (
+        SparkSession.builder.master(f"local[{cores}]")
+        .appName(app_name)
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", str(max(2, cores)))
+        .config("spark.default.parallelism", str(max(2, cores)))
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.driver.memory", os.environ.get("BRIDGE_DOWNSTREAM_SPARK_MEMORY", "4g"))
+        .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
+        .config("spark.sql.parquet.compression.codec", "snappy")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.driver.host", "127.0.0.1")
+    )
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("WARN")
+    return session

@@ -1,0 +1,84 @@
+"""S3 implementation of :class:`bridge_downstream.storage.Storage`."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from typing import BinaryIO
+from urllib.parse import urlparse
+
+import boto3
+from botocore.exceptions import ClientError
+
+from bridge_downstream.storage import ObjectInfo, join_key
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    parsed = urlparse(uri)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise ValueError(f"not an s3:// URI: {uri!r}")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+class S3Storage:
+    """Keys under ``s3://bucket/prefix/``."""
+
+    def __init__(self, bucket: str, prefix: str = "", client=None):
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.client = client or boto3.client("s3")
+
+    @classmethod
+    def from_uri(cls, uri: str, client=None) -> "S3Storage":
+        bucket, prefix = parse_s3_uri(uri)
+        return cls(bucket, prefix, client)
+
+    def full_key(self, key: str) -> str:
+        return join_key(self.prefix, key)
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self.full_key(key)}"
+
+    def read_bytes(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=self.full_key(key))["Body"].read()
+
+    def open_read(self, key: str) -> BinaryIO:
+        # ZIP reading needs seek; archives are bounded by the ingest limits.
+        return io.BytesIO(self.read_bytes(key))
+
+    def write_bytes(self, key: str, data: bytes, metadata: dict[str, str] | None = None) -> None:
+        extra = {"Metadata": metadata} if metadata else {}
+        self.client.put_object(Bucket=self.bucket, Key=self.full_key(key), Body=data, **extra)
+
+    def upload_file(self, local_path: str, key: str) -> None:
+        self.client.upload_file(local_path, self.bucket, self.full_key(key))
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self.full_key(key))
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.full_key(prefix) if prefix else self.prefix):
+            for item in page.get("Contents", []):
+                yield ObjectInfo(item["Key"][strip:], item["Size"])
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self.full_key(key))
+
+    def copy(self, source_key: str, dest_key: str) -> None:
+        self.client.copy_object(
+            Bucket=self.bucket,
+            Key=self.full_key(dest_key),
+            CopySource={"Bucket": self.bucket, "Key": self.full_key(source_key)},
+        )
+
+    def metadata(self, key: str) -> dict[str, str]:
+        head = self.client.head_object(Bucket=self.bucket, Key=self.full_key(key))
+        return {k.lower(): v for k, v in head.get("Metadata", {}).items()}

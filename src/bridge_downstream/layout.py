@@ -8,10 +8,13 @@ This module is the one place that spells them.
     invalid/<recordid>-<identity>.json                               invalid sink (local)
     ledger/ingested/<identity>.json                                  ingest bookmarks
     reports/<run id>.json                                            run reports
-    published/versions/<version>/parquet/<table>/<partitions>/...    one publish
-    published/versions/<version>/csv/<table>/<partitions>/...
-    published/versions/<version>/manifest.json                       written last
-    published/CURRENT                                                the current version
+    published/<DatasetId>/versions/<version>/parquet/<table>/<partitions>/...   one publish
+    published/<DatasetId>/versions/<version>/csv/<table>/<partitions>/...
+    published/<DatasetId>/versions/<version>/manifest.json            written last
+    published/<DatasetId>/CURRENT                                     the current version
+
+Each dataset publishes on its own (Glue runs one JSON-to-Parquet job per
+dataset, in parallel), so versions and the CURRENT pointer are per dataset.
     catalog.duckdb                                                   local SQL views (local only)
 
 Partition folders are Hive style and zero-padded
@@ -30,7 +33,6 @@ INVALID_PREFIX = "invalid"
 LEDGER_PREFIX = "ledger/ingested"
 REPORTS_PREFIX = "reports"
 PUBLISHED_PREFIX = "published"
-CURRENT_POINTER = "published/CURRENT"
 MANIFEST_NAME = "manifest.json"
 LOCAL_CATALOG_NAME = "catalog.duckdb"
 
@@ -78,13 +80,21 @@ def report_key(run_id: str) -> str:
     return join_key(REPORTS_PREFIX, f"{run_id}.json")
 
 
-def version_prefix(version: str) -> str:
-    return join_key(PUBLISHED_PREFIX, "versions", version)
+def published_dataset_prefix(dataset_id: str) -> str:
+    return join_key(PUBLISHED_PREFIX, dataset_id)
 
 
-def table_prefix(version: str, fmt: str, table: str) -> str:
-    return join_key(version_prefix(version), fmt, table)
+def current_pointer_key(dataset_id: str) -> str:
+    return join_key(published_dataset_prefix(dataset_id), "CURRENT")
 
 
-def manifest_key(version: str) -> str:
-    return join_key(version_prefix(version), MANIFEST_NAME)
+def version_prefix(dataset_id: str, version: str) -> str:
+    return join_key(published_dataset_prefix(dataset_id), "versions", version)
+
+
+def table_prefix(dataset_id: str, version: str, fmt: str, table: str) -> str:
+    return join_key(version_prefix(dataset_id, version), fmt, table)
+
+
+def manifest_key(dataset_id: str, version: str) -> str:
+    return join_key(version_prefix(dataset_id, version), MANIFEST_NAME)

@@ -1,9 +1,10 @@
 """The manifest of one published version: the contract between the publish
 step and everything that reads a publish (catalog, Synapse export, delivery).
 
-A version's ``manifest.json`` is written after all its files, and
-``published/CURRENT`` is rewritten after the manifest: a version without a
-manifest is incomplete and never current.
+Each dataset is published on its own. A version's ``manifest.json`` is
+written after all its files, and ``published/<DatasetId>/CURRENT`` is
+rewritten after the manifest: a version without a manifest is incomplete and
+never current.
 """
 
 from __future__ import annotations
@@ -40,11 +41,12 @@ class PublishedTable:
         return [f for f in self.files if f.format == fmt]
 
     def location(self, version: str, fmt: str) -> str:
-        return layout.table_prefix(version, fmt, self.name)
+        return layout.table_prefix(self.dataset_id, version, fmt, self.name)
 
 
 @dataclass
 class PublishManifest:
+    dataset_id: str
     version: str
     run_id: str
     created_at: str
@@ -65,16 +67,33 @@ class PublishManifest:
         return cls(tables=tables, **raw)
 
 
-def current_version(storage: Storage) -> str | None:
-    if not storage.exists(layout.CURRENT_POINTER):
+def current_version(storage: Storage, dataset_id: str) -> str | None:
+    pointer = layout.current_pointer_key(dataset_id)
+    if not storage.exists(pointer):
         return None
-    return json.loads(storage.read_bytes(layout.CURRENT_POINTER))["version"]
+    return json.loads(storage.read_bytes(pointer))["version"]
 
 
-def read_manifest(storage: Storage, version: str) -> PublishManifest:
-    return PublishManifest.from_json(storage.read_bytes(layout.manifest_key(version)))
+def read_manifest(storage: Storage, dataset_id: str, version: str) -> PublishManifest:
+    return PublishManifest.from_json(storage.read_bytes(layout.manifest_key(dataset_id, version)))
 
 
-def read_current_manifest(storage: Storage) -> PublishManifest | None:
-    version = current_version(storage)
-    return None if version is None else read_manifest(storage, version)
+def published_datasets(storage: Storage) -> list[str]:
+    """Datasets that have a current version, in name order."""
+    prefix = layout.PUBLISHED_PREFIX + "/"
+    found = set()
+    for info in storage.list(prefix):
+        rest = info.key[len(prefix):]
+        if rest.endswith("/CURRENT") and rest.count("/") == 1:
+            found.add(rest.split("/", 1)[0])
+    return sorted(found)
+
+
+def read_current_manifests(storage: Storage) -> list[PublishManifest]:
+    """The current manifest of every published dataset."""
+    manifests = []
+    for dataset_id in published_datasets(storage):
+        version = current_version(storage, dataset_id)
+        if version is not None:
+            manifests.append(read_manifest(storage, dataset_id, version))
+    return manifests

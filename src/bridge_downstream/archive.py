@@ -1,0 +1,192 @@
+"""Reading upload archives safely, member by member, with bounded memory.
+
+Every way an archive can be bad is an :class:`ArchiveError` with a ``kind``
+and a message a person can act on; the batch goes on with the next archive.
+Declared sizes in a ZIP can lie, so limits are enforced on the bytes actually
+inflated, not only on the central directory.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import posixpath
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+
+@dataclass(frozen=True)
+class ArchiveLimits:
+    max_archive_bytes: int = 1 << 30  # compressed size of one archive
+    max_member_bytes: int = 512 << 20  # inflated size of one member
+    max_total_bytes: int = 2 << 30  # inflated size of all members
+    max_ratio: float = 200.0  # inflated / compressed, per member
+    max_members: int = 10_000
+    ratio_floor_bytes: int = 1 << 20  # tiny members may compress very well
+
+
+class ArchiveError(Exception):
+    """An archive that cannot be processed; ``kind`` names the problem."""
+
+    def __init__(self, kind: str, message: str, member: str | None = None):
+        super().__init__(message)
+        self.kind = kind
+        self.member = member
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.args[0]}"
+
+
+def _unsafe_name_reason(name: str) -> str | None:
+    if "\x00" in name:
+        return "contains a NUL character"
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        return "is an absolute path"
+    if "\\" in name:
+        return "uses backslashes"
+    parts = name.split("/")
+    if ".." in parts:
+        return "climbs out of the archive with '..'"
+    return None
+
+
+class SafeArchive:
+    """A ZIP archive checked before any member is read.
+
+    Opening checks: the file is a ZIP, it is not empty, member names are
+    relative and stay inside the archive, no name occurs twice, and the
+    declared sizes are within the limits.
+    """
+
+    def __init__(self, stream: BinaryIO, limits: ArchiveLimits = ArchiveLimits(), name: str = "archive"):
+        self.limits = limits
+        self.name = name
+        stream.seek(0, io.SEEK_END)
+        size = stream.tell()
+        stream.seek(0)
+        if size > limits.max_archive_bytes:
+            raise ArchiveError("oversized-archive", f"{size} bytes is more than the limit of {limits.max_archive_bytes}")
+        try:
+            self.zip = zipfile.ZipFile(stream)
+            infos = self.zip.infolist()
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as error:
+            raise ArchiveError("corrupt-archive", f"not a readable ZIP archive ({error})") from error
+        self.members = [info for info in infos if not info.is_dir()]
+        if not self.members:
+            raise ArchiveError("empty-archive", "the archive holds no files")
+        if len(self.members) > limits.max_members:
+            raise ArchiveError("too-many-members", f"{len(self.members)} members, more than the limit of {limits.max_members}")
+        seen: set[str] = set()
+        total = 0
+        for info in self.members:
+            reason = _unsafe_name_reason(info.filename)
+            if reason:
+                raise ArchiveError("unsafe-member-name", f"member name {info.filename!r} {reason}", info.filename)
+            normalized = posixpath.normpath(info.filename)
+            if normalized in seen:
+                raise ArchiveError("duplicate-member", f"member {info.filename!r} occurs more than once", info.filename)
+            seen.add(normalized)
+            self._check_declared(info)
+            total += info.file_size
+        if total > limits.max_total_bytes:
+            raise ArchiveError("zip-bomb", f"members inflate to {total} bytes, more than the limit of {limits.max_total_bytes}")
+
+    def _check_declared(self, info: zipfile.ZipInfo) -> None:
+        if info.file_size > self.limits.max_member_bytes:
+            raise ArchiveError(
+                "oversized-member",
+                f"member {info.filename!r} inflates to {info.file_size} bytes, more than the limit of {self.limits.max_member_bytes}",
+                info.filename,
+            )
+        if info.file_size > self.limits.ratio_floor_bytes and info.compress_size > 0:
+            ratio = info.file_size / info.compress_size
+            if ratio > self.limits.max_ratio:
+                raise ArchiveError(
+                    "zip-bomb",
+                    f"member {info.filename!r} has compression ratio {ratio:.0f}, more than the limit of {self.limits.max_ratio:.0f}",
+                    info.filename,
+                )
+
+    @property
+    def names(self) -> list[str]:
+        return [info.filename for info in self.members]
+
+    def has(self, name: str) -> bool:
+        return any(info.filename == name for info in self.members)
+
+    def open(self, name: str) -> io.BufferedReader:
+        info = self.zip.getinfo(name)
+        try:
+            return io.BufferedReader(_BoundedRaw(self.zip.open(info), name, info.compress_size, self.limits), 1 << 16)
+        except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError) as error:
+            raise ArchiveError("corrupt-archive", f"member {name!r} cannot be read ({error})", name) from error
+
+    def read_bytes(self, name: str) -> bytes:
+        with self.open(name) as reader:
+            return reader.read()
+
+    def read_json(self, name: str):
+        return parse_json_document(self.read_bytes(name), name)
+
+    def iter_lines(self, name: str) -> Iterator[tuple[int, bytes]]:
+        """(line number from 0, line) of a member, streamed."""
+        with self.open(name) as reader:
+            for number, line in enumerate(reader):
+                yield number, line
+
+    def close(self) -> None:
+        self.zip.close()
+
+    def __enter__(self) -> "SafeArchive":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class _BoundedRaw(io.RawIOBase):
+    """Inflates a member, failing as soon as it passes the size limits."""
+
+    def __init__(self, raw, name: str, compressed: int, limits: ArchiveLimits):
+        self.raw = raw
+        self.name = name
+        self.compressed = max(compressed, 1)
+        self.limits = limits
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target) -> int:
+        try:
+            data = self.raw.read(len(target))
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+            raise ArchiveError("corrupt-archive", f"member {self.name!r} cannot be inflated ({error})", self.name) from error
+        self.count += len(data)
+        if self.count > self.limits.max_member_bytes:
+            raise ArchiveError("oversized-member", f"member {self.name!r} inflates past {self.limits.max_member_bytes} bytes", self.name)
+        if self.count > self.limits.ratio_floor_bytes and self.count / self.compressed > self.limits.max_ratio:
+            raise ArchiveError("zip-bomb", f"member {self.name!r} inflates more than {self.limits.max_ratio:.0f} times its size", self.name)
+        target[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self.raw.close()
+        super().close()
+
+
+def decode_utf8(data: bytes, where: str) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ArchiveError("not-utf8", f"{where} is not UTF-8 text (byte {error.start})", where) from error
+
+
+def parse_json_document(data: bytes, where: str):
+    text = decode_utf8(data, where)
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        raise ArchiveError("not-json", f"{where} is not JSON ({error})", where) from error

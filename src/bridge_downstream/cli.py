@@ -1,0 +1,172 @@
+"""``bridge-downstream``: the local command line.
+
+It wires the core to local folders; the same core runs in the Glue jobs and
+Lambdas. Subcommands print a readable summary and write machine-readable
+reports beside the outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from . import layout
+from .archive import ArchiveLimits
+from .ingest import ArchiveInput, run_ingest
+from .profiles import ProfileError, load_profile
+from .registry import RegistryError, SchemaRegistry, build_registry
+from .sinks import StorageInvalidSink
+from .storage import LocalStorage
+
+log = logging.getLogger("bridge_downstream")
+
+ARCHIVE_SUFFIXES = (".zip",)
+
+
+class UsageError(Exception):
+    pass
+
+
+def discover_archives(paths: list[str]) -> list[ArchiveInput]:
+    """Archives named directly, or found (recursively) in named folders."""
+    inputs = []
+    for raw in paths:
+        path = Path(raw).resolve()
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.lower().endswith(ARCHIVE_SUFFIXES))
+            storage = LocalStorage(path)
+            inputs.extend(ArchiveInput(storage, p.relative_to(path).as_posix()) for p in files)
+        elif path.is_file():
+            inputs.append(ArchiveInput(LocalStorage(path.parent), path.name))
+        else:
+            raise UsageError(f"input {raw} does not exist")
+    return inputs
+
+
+def _progress_bar(total: int, enabled: bool):
+    if not enabled or total < 20:
+        return None, lambda: None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="archive", file=sys.stderr, dynamic_ncols=True)
+    return bar.update, bar.close
+
+
+def print_ingest_summary(report: dict, output: Path) -> None:
+    archives = report["archives"]
+    print(
+        f"ingest {report['run_id']}: {archives['total']} archives -- "
+        f"{archives['processed']} processed, {archives['invalid']} invalid, {archives['skipped']} skipped"
+    )
+    for dataset_id, counts in report["datasets"].items():
+        print(f"  {dataset_id:<40} {counts['records']:>7} records {counts['rows']:>9} rows")
+    for entry in report["invalid"]:
+        print(f"  invalid  {entry['source']}: {entry['reason']}")
+    for entry in report["skipped"]:
+        print(f"  skipped  {entry['source']}: {entry['reason']}")
+    print(f"datasets: {output / layout.JSON_PREFIX}   report: {output / 'run-report.json'}")
+
+
+def command_ingest(args) -> int:
+    report = ingest_command(args)
+    print_ingest_summary(report, Path(args.output))
+    return 0
+
+
+def ingest_command(args) -> dict:
+    registry = SchemaRegistry.load(args.registry)
+    profile = load_profile(args.profile)
+    inputs = discover_archives(args.inputs)
+    output = LocalStorage(args.output)
+    Path(args.output).mkdir(parents=True, exist_ok=True)
+    update, close = _progress_bar(len(inputs), not args.no_progress and sys.stderr.isatty())
+    try:
+        report = run_ingest(
+            inputs,
+            registry=registry,
+            profile=profile,
+            output=output,
+            sink=StorageInvalidSink(output),
+            workers=args.workers,
+            app_id=args.app_id,
+            limits=ArchiveLimits(),
+            progress=(lambda n: update(n)) if update else None,
+        )
+    finally:
+        close()
+    (Path(args.output) / "run-report.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+def command_registry_build(args) -> int:
+    aliases = {}
+    for item in args.alias or []:
+        url, sep, file_path = item.rpartition("=")
+        if not sep or not url:
+            raise UsageError(f"--alias takes URL=FILE, not {item!r}")
+        aliases[url] = file_path
+    index = build_registry(
+        archive_map=args.archive_map,
+        schema_dirs=args.schemas,
+        schema_mapping=args.schema_mapping,
+        dataset_mapping=args.dataset_mapping,
+        aliases=aliases,
+        pipeline_rules=args.pipeline_rules,
+        out=args.out,
+        version=args.version,
+    )
+    print(f"registry {index['version']}: {len(index['schemas'])} schemas, {len(index['aliases'])} aliases -> {args.out}")
+    for url in index["unresolved_archive_map_urls"]:
+        print(f"  warning: the archive map names {url}, which no schema file provides")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bridge-downstream", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    registry = commands.add_parser("registry", help="schema registry artifacts").add_subparsers(dest="registry_command", required=True)
+    build = registry.add_parser("build", help="assemble a registry directory from an archive map, schemas and mappings")
+    build.add_argument("--archive-map", required=True)
+    build.add_argument("--schemas", action="append", required=True, metavar="DIR", help="a folder of JSON Schemas (repeatable)")
+    build.add_argument("--schema-mapping", required=True, help="JSON: schema $id or URL -> dataset id")
+    build.add_argument("--dataset-mapping", required=True, help="JSON: legacy assessment/revision/file -> dataset id")
+    build.add_argument("--alias", action="append", metavar="URL=FILE", help="a schema published at URL whose $id differs (repeatable)")
+    build.add_argument("--pipeline-rules", help="JSON: accepted client deviations and file-name aliases")
+    build.add_argument("--version", help="registry version (default: a digest of its content)")
+    build.add_argument("--out", required=True)
+    build.set_defaults(handler=command_registry_build)
+
+    def add_ingest_arguments(sub):
+        sub.add_argument("inputs", nargs="+", metavar="INPUT", help="archives, or folders of them")
+        sub.add_argument("--output", required=True, help="pipeline root folder (mirrors the S3 layout)")
+        sub.add_argument("--registry", required=True, help="registry directory (see `registry build`)")
+        sub.add_argument("--profile", default="mtb", help="built-in profile name (mtb, recover) or a profile YAML file")
+        sub.add_argument("--app-id", help="app id for records whose metadata names none")
+        sub.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
+        sub.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    ingest = commands.add_parser("ingest", help="archives -> validated NDJSON datasets")
+    add_ingest_arguments(ingest)
+    ingest.set_defaults(handler=command_ingest)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.handler(args)
+    except (UsageError, RegistryError, ProfileError) as error:
+        print(f"bridge-downstream: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,457 @@
+"""The ingest stage: upload archives -> validated, schema-bucketed NDJSON datasets.
+
+Every input archive ends in exactly one place: ``processed`` (its rows are in
+datasets), ``invalid`` (sent to the invalid sink with the reason) or
+``skipped`` (with the reason). A bad archive never stops the batch.
+
+``process_batch`` is the unit of parallel work: the local command runs one
+per worker process, the Glue job one per Spark partition. ``run_ingest``
+orchestrates a whole run on one machine.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import posixpath
+import re
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from . import layout
+from .archive import ArchiveError, ArchiveLimits, SafeArchive, decode_utf8, parse_json_document
+from .profiles import Profile
+from .registry import SchemaRegistry
+from .resolution import resolve_file, self_referenced_schemas
+from .sinks import InvalidSink
+from .storage import Storage
+from .validation import ValidationResult, drop_accepted_deviations, validate_document
+from .writer import PartWriter, WrittenPart
+
+PROCESSED, INVALID, SKIPPED = "processed", "invalid", "skipped"
+
+
+@dataclass(frozen=True)
+class ArchiveInput:
+    """One archive to ingest: where it is, and what Bridge said about it."""
+
+    storage: Storage
+    key: str
+    source_bucket: str | None = None
+    raw_folder_id: str | None = None
+    metadata: dict[str, str] | None = None  # None: read the object's metadata
+
+    @property
+    def source(self) -> str:
+        return self.storage.uri(self.key)
+
+
+@dataclass
+class ArchiveOutcome:
+    source: str
+    status: str
+    reason: str | None = None
+    record_id: str | None = None
+    identity: str | None = None
+    rows: dict[str, int] = field(default_factory=dict)
+    files_skipped: list[dict[str, str]] = field(default_factory=list)
+    invalid_entry: dict | None = None
+
+
+@dataclass
+class BatchResult:
+    task: int
+    outcomes: list[ArchiveOutcome]
+    parts: list[WrittenPart]
+
+
+@dataclass(frozen=True)
+class IngestContext:
+    registry: SchemaRegistry
+    profile: Profile
+    limits: ArchiveLimits = ArchiveLimits()
+    app_id: str | None = None  # the pipeline's app, when records do not say
+    already_ingested: frozenset[str] = frozenset()
+
+
+def _dumps(row: dict) -> bytes:
+    return (json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+
+
+def archive_identity(stream, metadata: dict[str, str]) -> str:
+    digest = hashlib.sha256()
+    while chunk := stream.read(1 << 20):
+        digest.update(chunk)
+    stream.seek(0)
+    digest.update(b"\0" + json.dumps(metadata, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def parse_uploaded_on(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed.astimezone(timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+class InvalidArchive(Exception):
+    """Ends an archive as invalid; ``errors`` maps file names to messages."""
+
+    def __init__(self, reason: str, errors: dict[str, list[str]] | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.errors = errors or {}
+
+
+# -- Bridge archives (MTB) -----------------------------------------------------
+
+
+def _ingest_bridge_archive(archive: SafeArchive, metadata: dict[str, str], ctx: IngestContext, writer: PartWriter, outcome: ArchiveOutcome) -> None:
+    profile, registry = ctx.profile, ctx.registry
+    record_id = metadata["recordid"]
+    assessment_id = metadata["assessmentid"]
+    try:
+        revision = int(metadata["assessmentrevision"])
+    except ValueError:
+        raise InvalidArchive(f"Bridge metadata assessmentrevision {metadata['assessmentrevision']!r} is not an integer")
+    try:
+        uploaded = parse_uploaded_on(metadata["uploadedon"])
+    except ValueError:
+        raise InvalidArchive(f"Bridge metadata uploadedon {metadata['uploadedon']!r} is not an ISO 8601 timestamp")
+    app_id = metadata.get("appid") or ctx.app_id or profile.app_id or ""
+    self_refs = self_referenced_schemas(archive.read_json("metadata.json")) if archive.has("metadata.json") else {}
+    validate = not registry.is_legacy_assessment(assessment_id, revision)
+    partition = (("assessmentid", assessment_id), ("year", uploaded.year), ("month", uploaded.month), ("day", uploaded.day))
+    enrichment = {
+        "assessmentid": assessment_id,
+        "year": uploaded.year,
+        "month": uploaded.month,
+        "day": uploaded.day,
+        "recordid": record_id,
+        "uploadedon": metadata["uploadedon"],
+    }
+    if metadata.get("exportedon"):
+        enrichment["exportedon"] = metadata["exportedon"]
+    errors: dict[str, list[str]] = {}
+    for member in sorted(archive.names):
+        file_name = posixpath.basename(member)
+        resolution = resolve_file(
+            registry, file_name=file_name, app_id=app_id, assessment_id=assessment_id, revision=revision, self_references=self_refs
+        )
+        if resolution.skipped:
+            outcome.files_skipped.append({"file": member, "reason": resolution.reason})
+            continue
+        document = archive.read_json(member)
+        if validate and resolution.schema_url and registry.schema(resolution.schema_url) is not None:
+            remaining = drop_accepted_deviations(
+                {member: validate_document(registry, resolution.schema_url, document)},
+                registry.rules.accepted_deviations,
+                app_id=app_id,
+                client_info=metadata.get("clientinfo", ""),
+                assessment_id=assessment_id,
+                file_aliases=registry.rules.file_aliases,
+            )
+            if remaining:
+                errors.update(remaining)
+                continue
+        extra = dict(enrichment)
+        if resolution.dataset_id in profile.record_metadata_datasets:
+            extra.update(metadata)
+        extra["sourcefile"] = member
+        elements = document if isinstance(document, list) else [document]
+        for index, element in enumerate(elements):
+            row = dict(element) if isinstance(element, dict) else {"value": element}
+            row.update(extra)
+            row["sourceindex"] = index
+            writer.write(resolution.dataset_id, partition, _dumps(row))
+        outcome.rows[resolution.dataset_id] = outcome.rows.get(resolution.dataset_id, 0) + len(elements)
+    if errors:
+        files = ", ".join(sorted(errors))
+        raise InvalidArchive(f"failed validation: {files}", errors)
+
+
+# -- NDJSON exports (recover) --------------------------------------------------
+
+EXPORT_FILE = re.compile(
+    r"^(?P<type>[A-Za-z0-9]+)(?:_(?P<sub>[A-Za-z0-9]+?))?(?P<deleted>_Deleted)?_(?P<start>\d{8})(?:-(?P<end>\d{8}))?\.json$"
+)
+
+
+def export_dataset_id(file_name: str) -> str | None:
+    """``HealthKitV2Samples_Steps_Deleted_20230112-20230114.json`` -> ``HealthKitV2Samples_Steps_Deleted``."""
+    match = EXPORT_FILE.match(file_name)
+    if not match or match.group("sub") == "Deleted":
+        return None
+    parts = [match.group("type")]
+    if match.group("sub"):
+        parts.append(match.group("sub"))
+    return "_".join(parts) + (match.group("deleted") or "")
+
+
+def _export_dates(archive: SafeArchive) -> dict[str, str]:
+    manifest = next((n for n in archive.names if posixpath.basename(n) == "Manifest.csv"), None)
+    if manifest is not None:
+        text = decode_utf8(archive.read_bytes(manifest), manifest)
+        rows = list(csv.DictReader(io.StringIO(text)))
+        if rows and rows[0].get("ExportStartDate") and rows[0].get("ExportEndDate"):
+            return {"exportstartdate": rows[0]["ExportStartDate"], "exportenddate": rows[0]["ExportEndDate"]}
+    starts, ends = [], []
+    for name in archive.names:
+        match = EXPORT_FILE.match(posixpath.basename(name))
+        if match:
+            starts.append(match.group("start"))
+            ends.append(match.group("end") or match.group("start"))
+    if not starts:
+        raise InvalidArchive("export dates unknown: no Manifest.csv with ExportStartDate/ExportEndDate and no dated data file")
+    iso = lambda d: f"{d[:4]}-{d[4:6]}-{d[6:]}"  # noqa: E731
+    return {"exportstartdate": iso(min(starts)), "exportenddate": iso(max(ends))}
+
+
+def _ingest_export(archive: SafeArchive, metadata: dict[str, str], ctx: IngestContext, writer: PartWriter, outcome: ArchiveOutcome) -> None:
+    cohort = metadata.get("cohort") or ctx.profile.cohort
+    if not cohort:
+        raise InvalidArchive("no cohort: the export's metadata has no 'cohort' and the profile sets no default")
+    dates = _export_dates(archive)
+    partition = (("cohort", cohort),)
+    for member in sorted(archive.names):
+        file_name = posixpath.basename(member)
+        if file_name == "Manifest.csv":
+            outcome.files_skipped.append({"file": member, "reason": "export manifest, not a data file"})
+            continue
+        dataset_id = export_dataset_id(file_name)
+        if dataset_id is None:
+            outcome.files_skipped.append(
+                {"file": member, "reason": "name does not follow {DataType}_[{SubType}_][Deleted_]{YYYYMMDD}[-{YYYYMMDD}].json"}
+            )
+            continue
+        extra = {"cohort": cohort, **dates, "sourcefile": member}
+        count = 0
+        for number, line in archive.iter_lines(member):
+            if not line.strip():
+                continue
+            row = parse_json_document(line, f"{member} line {number + 1}")
+            if not isinstance(row, dict):
+                raise InvalidArchive(f"{member} line {number + 1} is not a JSON object", {member: [f"line {number + 1} is not a JSON object"]})
+            row.update(extra)
+            row["sourceindex"] = number
+            writer.write(dataset_id, partition, _dumps(row))
+            count += 1
+        if count == 0:
+            outcome.files_skipped.append({"file": member, "reason": "empty data file"})
+        else:
+            outcome.rows[dataset_id] = count
+
+
+# -- one archive ---------------------------------------------------------------
+
+PROCESSORS: dict[str, Callable] = {"bridge-archive": _ingest_bridge_archive, "ndjson-export": _ingest_export}
+
+
+def _invalid_entry(inp: ArchiveInput, metadata: dict[str, str], ctx: IngestContext, reason: str, errors: dict, identity: str) -> dict:
+    result = ValidationResult(
+        assessment_id=metadata.get("assessmentid", ""),
+        assessment_revision=metadata.get("assessmentrevision", ""),
+        app_id=metadata.get("appid") or ctx.app_id or ctx.profile.app_id or "",
+        record_id=metadata.get("recordid") or posixpath.basename(inp.key),
+        errors=errors,
+    )
+    return {
+        "source_bucket": inp.source_bucket,
+        "source_key": inp.key,
+        "source": inp.source,
+        "raw_folder_id": inp.raw_folder_id,
+        "validation_result": result.to_json(),
+        "reason": reason,
+        "identity": identity,
+        "profile": ctx.profile.name,
+        "registry_version": ctx.registry.version,
+        "metadata": metadata,
+    }
+
+
+def ingest_archive(inp: ArchiveInput, ctx: IngestContext, writer: PartWriter) -> ArchiveOutcome:
+    outcome = ArchiveOutcome(source=inp.source, status=PROCESSED)
+    metadata: dict[str, str] = {}
+    identity = hashlib.sha256(inp.source.encode()).hexdigest()
+    token = writer.checkpoint()
+
+    def invalid(reason: str, errors: dict | None = None) -> ArchiveOutcome:
+        writer.rollback(token)
+        outcome.status, outcome.reason, outcome.rows = INVALID, reason, {}
+        outcome.invalid_entry = _invalid_entry(inp, metadata, ctx, reason, errors or {"archive": [reason]}, identity)
+        return outcome
+
+    try:
+        raw_metadata = inp.metadata if inp.metadata is not None else inp.storage.metadata(inp.key)
+        metadata = {str(k).lower(): str(v) for k, v in raw_metadata.items()}
+        outcome.record_id = metadata.get("recordid")
+        with inp.storage.open_read(inp.key) as stream:
+            identity = outcome.identity = archive_identity(stream, metadata)
+            if identity in ctx.already_ingested:
+                outcome.status, outcome.reason = SKIPPED, "already ingested: the same archive and metadata are in the ingest ledger"
+                return outcome
+            if not metadata:
+                return invalid(
+                    "no Bridge metadata: expected the S3 object's metadata, or locally a sidecar file "
+                    f"{posixpath.basename(inp.key)}.metadata.json"
+                )
+            missing = [name for name in ctx.profile.required_metadata if not metadata.get(name)]
+            if missing:
+                return invalid(f"Bridge metadata is incomplete: missing {', '.join(missing)}")
+            with SafeArchive(stream, ctx.limits, inp.source) as archive:
+                PROCESSORS[ctx.profile.kind](archive, metadata, ctx, writer, outcome)
+    except ArchiveError as error:
+        return invalid(str(error), {error.member or "archive": [str(error)]})
+    except InvalidArchive as error:
+        return invalid(error.reason, error.errors or None)
+    except FileNotFoundError as error:
+        return invalid(f"archive not found: {error}")
+    if not outcome.rows:
+        writer.rollback(token)
+        outcome.status = SKIPPED
+        skipped = "; ".join(f"{f['file']}: {f['reason']}" for f in outcome.files_skipped) or "no files"
+        outcome.reason = f"no file of the archive maps to a dataset ({skipped})"
+        return outcome
+    writer.commit(identity)
+    return outcome
+
+
+def process_batch(task: int, inputs: Iterable[ArchiveInput], ctx: IngestContext, output: Storage, on_archive: Callable[[], None] | None = None) -> BatchResult:
+    """Ingest archives one after another into this task's part files."""
+    writer = PartWriter(task)
+    try:
+        outcomes = []
+        for inp in inputs:
+            outcomes.append(ingest_archive(inp, ctx, writer))
+            if on_archive:
+                on_archive()
+        parts = writer.publish(output)
+    finally:
+        writer.close()
+    return BatchResult(task, outcomes, parts)
+
+
+# -- the ledger ----------------------------------------------------------------
+
+
+def load_ledger(storage: Storage) -> frozenset[str]:
+    identities = set()
+    for info in storage.list(layout.LEDGER_PREFIX + "/"):
+        for line in storage.read_bytes(info.key).splitlines():
+            if line.strip():
+                identities.add(json.loads(line)["identity"])
+    return frozenset(identities)
+
+
+def write_ledger(storage: Storage, run_id: str, outcomes: Sequence[ArchiveOutcome]) -> None:
+    lines = [
+        json.dumps({"identity": o.identity, "source": o.source, "recordid": o.record_id, "datasets": o.rows, "run_id": run_id})
+        for o in outcomes
+        if o.status == PROCESSED
+    ]
+    if lines:
+        storage.write_bytes(layout.ledger_key(run_id).replace(".json", ".jsonl"), ("\n".join(lines) + "\n").encode())
+
+
+# -- a run ---------------------------------------------------------------------
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+
+
+def summarize(run_id: str, ctx: IngestContext, results: Sequence[BatchResult], started: datetime) -> dict[str, Any]:
+    outcomes = sorted((o for r in results for o in r.outcomes), key=lambda o: o.source)
+    datasets: dict[str, dict[str, int]] = {}
+    for outcome in outcomes:
+        for dataset_id, rows in outcome.rows.items():
+            entry = datasets.setdefault(dataset_id, {"records": 0, "rows": 0, "files": 0})
+            entry["records"] += 1
+            entry["rows"] += rows
+    for part in (p for r in results for p in r.parts):
+        datasets.setdefault(part.dataset_id, {"records": 0, "rows": 0, "files": 0})["files"] += 1
+    count = lambda status: sum(1 for o in outcomes if o.status == status)  # noqa: E731
+    return {
+        "run_id": run_id,
+        "stage": "ingest",
+        "profile": ctx.profile.name,
+        "registry_version": ctx.registry.version,
+        "started_at": started.isoformat(timespec="seconds"),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "archives": {"total": len(outcomes), PROCESSED: count(PROCESSED), INVALID: count(INVALID), SKIPPED: count(SKIPPED)},
+        "datasets": dict(sorted(datasets.items())),
+        "invalid": [{"source": o.source, "recordid": o.record_id, "reason": o.reason, "errors": (o.invalid_entry or {}).get("validation_result", {}).get("errors", {})} for o in outcomes if o.status == INVALID],
+        "skipped": [{"source": o.source, "recordid": o.record_id, "reason": o.reason} for o in outcomes if o.status == SKIPPED],
+        "files_skipped": [{"source": o.source, **f} for o in outcomes if o.status == PROCESSED for f in o.files_skipped],
+        "parts": [asdict(p) | {"partition": dict(p.partition)} for r in results for p in r.parts],
+    }
+
+
+def finish_run(run_id: str, ctx: IngestContext, results: Sequence[BatchResult], started: datetime, output: Storage, sink: InvalidSink) -> dict:
+    """Send invalid records, write the ledger and the report (in that order:
+    a crash before the ledger means a rerun redoes the work, never loses it)."""
+    outcomes = [o for r in results for o in r.outcomes]
+    for outcome in outcomes:
+        if outcome.status == INVALID and outcome.invalid_entry is not None:
+            sink.send(outcome.invalid_entry)
+    write_ledger(output, run_id, outcomes)
+    report = summarize(run_id, ctx, results, started)
+    output.write_bytes(layout.report_key(run_id), json.dumps(report, indent=2).encode())
+    return report
+
+
+_WORKER_CONTEXT: dict[str, Any] = {}
+
+
+def _run_task(task: int, inputs: list[ArchiveInput]) -> BatchResult:
+    return process_batch(task, inputs, _WORKER_CONTEXT["ctx"], _WORKER_CONTEXT["output"])
+
+
+def split_tasks(inputs: Sequence[ArchiveInput], workers: int) -> list[list[ArchiveInput]]:
+    """Deterministic slices of the inputs in source order; a few per worker
+    so that progress moves and uneven archives balance out."""
+    ordered = sorted(inputs, key=lambda i: i.source)
+    count = max(1, min(len(ordered), workers * 4))
+    return [ordered[i::count] for i in range(count)]
+
+
+def run_ingest(
+    inputs: Sequence[ArchiveInput],
+    *,
+    registry: SchemaRegistry,
+    profile: Profile,
+    output: Storage,
+    sink: InvalidSink,
+    workers: int | None = None,
+    app_id: str | None = None,
+    limits: ArchiveLimits = ArchiveLimits(),
+    progress: Callable[[int], None] | None = None,
+    run_id: str | None = None,
+) -> dict:
+    started = datetime.now(timezone.utc)
+    run_id = run_id or new_run_id()
+    ctx = IngestContext(registry, profile, limits, app_id, load_ledger(output))
+    workers = max(1, workers or os.cpu_count() or 1)
+    tasks = split_tasks(inputs, workers) if inputs else []
+    results: list[BatchResult] = []
+    if workers == 1 or len(tasks) <= 1:
+        for index, task_inputs in enumerate(tasks):
+            results.append(process_batch(index, task_inputs, ctx, output, on_archive=(lambda: progress(1)) if progress else None))
+    else:
+        import multiprocessing
+
+        _WORKER_CONTEXT.update(ctx=ctx, output=output)
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            futures = {pool.submit(_run_task, index, task_inputs): len(task_inputs) for index, task_inputs in enumerate(tasks)}
+            for future in as_completed(futures):
+                results.append(future.result())
+                if progress:
+                    progress(futures[future])
+        _WORKER_CONTEXT.clear()
+    results.sort(key=lambda r: r.task)
+    return finish_run(run_id, ctx, results, started, output, sink)

@@ -1,0 +1,102 @@
+"""Validating archive files against their JSON Schemas.
+
+A record is invalid when any of its files fails. At most
+``MAX_ERRORS_PER_FILE`` messages are kept per file. Errors that a known
+client release is accepted to make are dropped according to the registry's
+pipeline rules -- configuration, not code.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from referencing.exceptions import Unresolvable
+
+from .registry import SchemaRegistry
+
+MAX_ERRORS_PER_FILE = 10
+
+
+@dataclass
+class ValidationResult:
+    assessment_id: str
+    assessment_revision: int | str
+    app_id: str
+    record_id: str | None
+    errors: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def valid(self) -> bool:
+        return not self.errors
+
+    def to_json(self) -> dict:
+        # Field names as the original pipeline's invalid queue messages had them.
+        return {
+            "assessmentId": self.assessment_id,
+            "assessmentRevision": self.assessment_revision,
+            "appId": self.app_id,
+            "recordId": self.record_id,
+            "errors": self.errors,
+        }
+
+
+def _error_text(error) -> str:
+    location = "/".join(str(p) for p in error.absolute_path)
+    return f"{error.message} (at /{location})" if location else error.message
+
+
+def validate_document(registry: SchemaRegistry, schema_url: str, document) -> list[str]:
+    """Up to MAX_ERRORS_PER_FILE messages, most relevant first."""
+    validator = registry.validator(schema_url)
+    messages: list[str] = []
+    try:
+        for error in validator.iter_errors(document):
+            messages.append(_error_text(error))
+            if len(messages) >= MAX_ERRORS_PER_FILE:
+                break
+    except Unresolvable as error:
+        messages.append(f"schema {schema_url} refers to {error.ref!r}, which is not in the registry")
+    return messages
+
+
+def _rule_applies(when: Mapping[str, str], *, app_id: str, client_info: str, assessment_id: str) -> bool:
+    if "appId" in when and when["appId"] != app_id:
+        return False
+    if "assessmentId" in when and when["assessmentId"] != assessment_id:
+        return False
+    if "clientInfoContains" in when and when["clientInfoContains"] not in (client_info or ""):
+        return False
+    return True
+
+
+def drop_accepted_deviations(
+    errors: dict[str, list[str]],
+    rules: tuple[dict, ...],
+    *,
+    app_id: str,
+    client_info: str,
+    assessment_id: str,
+    file_aliases: Mapping[str, str] | None = None,
+) -> dict[str, list[str]]:
+    """The errors that remain once accepted deviations are removed.
+
+    A rule names a file by its archive-map name (an aliased file matches
+    under both names) and matches error messages by prefix, so the location
+    suffix ``(at /...)`` does not have to be spelled in configuration.
+    """
+    remaining: dict[str, list[str]] = {}
+    for file_name, messages in errors.items():
+        base = posixpath.basename(file_name)
+        names = {file_name, base, (file_aliases or {}).get(base, base), "*"}
+        accepted: list[str] = []
+        for rule in rules:
+            if rule.get("file") in names and _rule_applies(
+                rule.get("when", {}), app_id=app_id, client_info=client_info, assessment_id=assessment_id
+            ):
+                accepted.extend(rule.get("messages", []))
+        kept = [m for m in messages if not any(m == a or m.startswith(a + " (at ") for a in accepted)]
+        if kept:
+            remaining[file_name] = kept
+    return remaining

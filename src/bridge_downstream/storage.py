@@ -93,7 +93,9 @@ class LocalStorage:
         self.root = Path(root).resolve()
 
     def path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
+        # Normalized, not resolved: a symlinked input inside the root is fine,
+        # a key that climbs out with ".." is not.
+        path = Path(os.path.normpath(self.root / key))
         if path != self.root and self.root not in path.parents:
             raise ValueError(f"key {key!r} escapes the storage root {self.root}")
         return path

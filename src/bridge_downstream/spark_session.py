@@ -8,13 +8,16 @@ re-planning overhead are kept out of the way, and shuffles use few partitions.
 from __future__ import annotations
 
 import os
+import sys
 
 
 def local_spark_session(app_name: str = "bridge-downstream", cores: int | None = None):
     from pyspark.sql import SparkSession
 
     cores = cores or os.cpu_count() or 2
-    os.environ.setdefault("PYSPARK_PYTHON", os.environ.get("PYSPARK_PYTHON", "python3"))
+    # Python workers must run the interpreter (and packages) of the driver.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     builder = (
         SparkSession.builder.master(f"local[{cores}]")
         .appName(app_name)

@@ -21,17 +21,22 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
 
 
 class S3Storage:
-    """Keys under ``s3://bucket/prefix/``."""
+    """Keys under ``s3://bucket/prefix/``.
 
-    def __init__(self, bucket: str, prefix: str = "", client=None):
+    ``endpoint_url`` reaches an S3-compatible endpoint (the emulator in
+    tests); Spark executors get it passed explicitly because they do not
+    share the driver's environment changes.
+    """
+
+    def __init__(self, bucket: str, prefix: str = "", client=None, endpoint_url: str | None = None):
         self.bucket = bucket
         self.prefix = prefix.strip("/")
-        self.client = client or boto3.client("s3")
+        self.client = client or boto3.client("s3", endpoint_url=endpoint_url)
 
     @classmethod
-    def from_uri(cls, uri: str, client=None) -> "S3Storage":
+    def from_uri(cls, uri: str, client=None, endpoint_url: str | None = None) -> "S3Storage":
         bucket, prefix = parse_s3_uri(uri)
-        return cls(bucket, prefix, client)
+        return cls(bucket, prefix, client, endpoint_url)
 
     def full_key(self, key: str) -> str:
         return join_key(self.prefix, key)

@@ -20,7 +20,16 @@ deploy-tools: install
 	cd deploy && PIPENV_PIPFILE=$$PWD/Pipfile $(PIPENV) sync
 
 demo: install
-	$(PIPENV) run bridge-downstream run samples/archives --output $(DEMO_OUTPUT)
+	rm -rf $(DEMO_OUTPUT)
+	$(PIPENV) run bridge-downstream registry build \
+		--archive-map samples/registry-src/archive-map.json \
+		--schemas samples/registry-src/schemas \
+		--schema-mapping samples/registry-src/schema-mapping.json \
+		--dataset-mapping samples/registry-src/dataset-mapping.json \
+		--pipeline-rules samples/registry-src/pipeline-rules.json \
+		--out $(DEMO_OUTPUT)/registry
+	$(PIPENV) run bridge-downstream run samples/archives --registry $(DEMO_OUTPUT)/registry --output $(DEMO_OUTPUT)/mtb
+	$(PIPENV) run bridge-downstream run samples/exports --profile recover --registry $(DEMO_OUTPUT)/registry --output $(DEMO_OUTPUT)/recover
 
 test: deploy-tools
 	$(PIPENV) run pytest

@@ -102,6 +102,90 @@ def ingest_command(args) -> dict:
     return report
 
 
+def publish_command(args, datasets: list[str] | None = None) -> dict:
+    from .catalog import DuckDBCatalog
+    from .ingest import new_run_id
+    from .publish import json_datasets, publish_dataset
+    from .spark_session import local_spark_session
+
+    registry = SchemaRegistry.load(args.registry)
+    profile = load_profile(args.profile)
+    storage = LocalStorage(args.output)
+    chosen = datasets if datasets is not None else (args.datasets or json_datasets(storage))
+    catalog = DuckDBCatalog(storage)
+    run_id = getattr(args, "run_id", None) or new_run_id()
+    spark = local_spark_session()
+    tables: dict[str, dict] = {}
+    published = {}
+    for dataset_id in chosen:
+        result = publish_dataset(
+            spark,
+            dataset_id=dataset_id,
+            registry=registry,
+            profile=profile,
+            work=storage,
+            published=storage,
+            run_id=run_id,
+            catalog=catalog,
+            retention=args.retention,
+        )
+        published[dataset_id] = result.manifest.version
+        for name, table in result.manifest.tables.items():
+            tables[name] = {
+                "dataset": dataset_id,
+                "rows": table.rows,
+                "parquet": storage.uri(table.location(result.manifest.version, "parquet")),
+                "csv": storage.uri(table.location(result.manifest.version, "csv")),
+            }
+    return {"run_id": run_id, "published": published, "tables": tables, "catalog": str(catalog.path)}
+
+
+def print_publish_summary(summary: dict) -> None:
+    print(f"published {len(summary['published'])} datasets, {len(summary['tables'])} tables:")
+    for name, table in summary["tables"].items():
+        print(f"  {name:<48} {table['rows']:>9} rows")
+    output = Path(summary["catalog"]).parent
+    print(f'query them: pipenv run bridge-downstream query --output {output} "SELECT * FROM <table> LIMIT 10"')
+
+
+def command_publish(args) -> int:
+    summary = publish_command(args)
+    print_publish_summary(summary)
+    return 0
+
+
+def command_run(args) -> int:
+    report = ingest_command(args)
+    print_ingest_summary(report, Path(args.output))
+    summary = publish_command(args, datasets=sorted(report["datasets"]) or [])
+    report["tables"] = {name: {k: v for k, v in t.items()} for name, t in summary["tables"].items()}
+    report["published"] = summary["published"]
+    (Path(args.output) / "run-report.json").write_text(json.dumps(report, indent=2))
+    print_publish_summary(summary)
+    return 0
+
+
+def command_rollback(args) -> int:
+    from .catalog import DuckDBCatalog
+    from .publish import rollback
+
+    storage = LocalStorage(args.output)
+    manifest = rollback(storage, args.dataset, args.to_version, catalog=DuckDBCatalog(storage))
+    print(f"{args.dataset}: version {manifest.version} is current again")
+    return 0
+
+
+def command_query(args) -> int:
+    import duckdb
+
+    path = Path(args.output) / layout.LOCAL_CATALOG_NAME
+    if not path.is_file():
+        raise UsageError(f"{path} does not exist: run `bridge-downstream run` or `publish` first")
+    with duckdb.connect(str(path), read_only=True) as connection:
+        connection.sql(args.sql or "SHOW TABLES").show(max_width=200, max_rows=args.max_rows)
+    return 0
+
+
 def command_registry_build(args) -> int:
     aliases = {}
     for item in args.alias or []:
@@ -154,6 +238,34 @@ def build_parser() -> argparse.ArgumentParser:
     ingest = commands.add_parser("ingest", help="archives -> validated NDJSON datasets")
     add_ingest_arguments(ingest)
     ingest.set_defaults(handler=command_ingest)
+
+    def add_publish_arguments(sub):
+        sub.add_argument("--retention", type=int, default=3, help="complete versions kept per dataset (default 3)")
+
+    run = commands.add_parser("run", help="ingest, then relationalize and publish Parquet and CSV")
+    add_ingest_arguments(run)
+    add_publish_arguments(run)
+    run.set_defaults(handler=command_run)
+
+    publish = commands.add_parser("publish", help="relationalize and publish the NDJSON datasets of an output folder")
+    publish.add_argument("--output", required=True, help="pipeline root folder")
+    publish.add_argument("--registry", required=True)
+    publish.add_argument("--profile", default="mtb")
+    publish.add_argument("--datasets", nargs="*", help="dataset ids (default: every dataset under json/)")
+    add_publish_arguments(publish)
+    publish.set_defaults(handler=command_publish)
+
+    query = commands.add_parser("query", help="SQL over the published tables of an output folder (DuckDB)")
+    query.add_argument("sql", nargs="?", help="a SQL statement (default: SHOW TABLES)")
+    query.add_argument("--output", required=True, help="pipeline root folder")
+    query.add_argument("--max-rows", type=int, default=40)
+    query.set_defaults(handler=command_query)
+
+    back = commands.add_parser("rollback", help="make a dataset's previous published version current again")
+    back.add_argument("dataset")
+    back.add_argument("--output", required=True, help="pipeline root folder")
+    back.add_argument("--to-version", help="a specific version (default: the one before the current)")
+    back.set_defaults(handler=command_rollback)
     return parser
 
 
@@ -163,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.handler(args)
-    except (UsageError, RegistryError, ProfileError) as error:
+    except (UsageError, RegistryError, ProfileError, ValueError) as error:
         print(f"bridge-downstream: error: {error}", file=sys.stderr)
         return 2
 

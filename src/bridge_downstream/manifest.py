@@ -53,6 +53,8 @@ class PublishManifest:
     registry_version: str
     tables: dict[str, PublishedTable] = field(default_factory=dict)
     previous_version: str | None = None
+    schema_id: str | None = None  # the JSON Schema the tables were planned from
+    plan: dict | None = None  # the relationalize plan, as JSON
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

@@ -54,7 +54,17 @@ class Profile:
     record_metadata_datasets: tuple[str, ...] = ()
     identity_fields: tuple[str, ...] = ()
     carry_fields: tuple[str, ...] = ()
+    enrichment_columns: dict[str, str] = field(default_factory=dict)
+    record_metadata_columns: tuple[str, ...] = ()
     dedup: DedupRule = DedupRule()
+
+    def extra_columns(self, dataset_id: str) -> dict[str, str]:
+        """Columns ingest adds to the rows of a dataset, with their types."""
+        columns = dict(self.enrichment_columns)
+        if dataset_id in self.record_metadata_datasets:
+            for name in self.record_metadata_columns:
+                columns.setdefault(name.lower(), "string")
+        return columns
 
     @classmethod
     def from_mapping(cls, raw: dict) -> "Profile":
@@ -81,6 +91,8 @@ class Profile:
             record_metadata_datasets=tuple(raw.get("record_metadata_datasets", [])),
             identity_fields=tuple(raw.get("identity_fields", [])),
             carry_fields=tuple(raw.get("carry_fields", [])),
+            enrichment_columns=dict(raw.get("enrichment_columns") or {}),
+            record_metadata_columns=tuple(raw.get("record_metadata_columns", [])),
             dedup=dedup,
         )
 

@@ -18,6 +18,7 @@ def local_spark_session(app_name: str = "bridge-downstream", cores: int | None =
     # Python workers must run the interpreter (and packages) of the driver.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder = (
         SparkSession.builder.master(f"local[{cores}]")
         .appName(app_name)
@@ -31,6 +32,7 @@ def local_spark_session(app_name: str = "bridge-downstream", cores: int | None =
         .config("spark.sql.parquet.compression.codec", "snappy")
         .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.driver.host", "127.0.0.1")
+        .config("spark.sql.debug.maxToStringFields", "1000")
     )
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("WARN")

@@ -101,7 +101,8 @@ class LocalStorage:
         return path
 
     def uri(self, key: str) -> str:
-        return self.path(key).as_uri()
+        # Not percent-encoded: Spark and Hadoop take "dataset=X" literally.
+        return "file://" + self.path(key).as_posix()
 
     def read_bytes(self, key: str) -> bytes:
         return self.path(key).read_bytes()

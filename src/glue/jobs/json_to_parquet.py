@@ -1,0 +1,78 @@
+"""Glue job: NDJSON datasets -> relationalized Parquet and CSV, published and catalogued.
+
+Job arguments: --json-root, --published-root, --registry-uri, --profile,
+--glue-database; optional --datasets (comma list; default: the datasets the
+workflow run's ingest wrote, else every dataset under the JSON root),
+--catalog-table-prefix, --retention. Glue adds --WORKFLOW_NAME and
+--WORKFLOW_RUN_ID when a workflow starts the job.
+"""
+
+import logging
+import os
+import sys
+
+import boto3
+
+from bridge_downstream.ingest import new_run_id
+from bridge_downstream.profiles import load_profile
+from bridge_downstream.publish import DEFAULT_RETENTION, DirectLocation, json_datasets, publish_dataset
+from bridge_downstream.registry import SchemaRegistry
+from bridge_downstream_adapters.glue_args import resolve_options
+from bridge_downstream_adapters.glue_catalog import GlueCatalog
+from bridge_downstream_adapters.s3 import S3Storage
+from bridge_downstream_adapters.spark_staging import StagedLocation
+
+log = logging.getLogger("json_to_parquet")
+
+
+def chosen_datasets(args, glue, work) -> list[str]:
+    if args["datasets"]:
+        return [d for d in args["datasets"].split(",") if d]
+    if args["WORKFLOW_NAME"] and args["WORKFLOW_RUN_ID"]:
+        properties = glue.get_workflow_run_properties(Name=args["WORKFLOW_NAME"], RunId=args["WORKFLOW_RUN_ID"])["RunProperties"]
+        if "ingested_datasets" in properties:
+            return [d for d in properties["ingested_datasets"].split(",") if d]
+    return json_datasets(work)
+
+
+def main(argv=None, spark=None, glue_client=None) -> dict:
+    args = resolve_options(
+        argv if argv is not None else sys.argv,
+        ["json-root", "published-root", "registry-uri", "profile", "glue-database"],
+        {"datasets": "", "catalog-table-prefix": "", "retention": str(DEFAULT_RETENTION), "WORKFLOW_NAME": None, "WORKFLOW_RUN_ID": None},
+    )
+    glue = glue_client or boto3.client("glue")
+    work = S3Storage.from_uri(args["json_root"])
+    published = S3Storage.from_uri(args["published_root"])
+    registry = SchemaRegistry.load(S3Storage.from_uri(args["registry_uri"]))
+    profile = load_profile(args["profile"])
+    if spark is None:
+        from pyspark.sql import SparkSession
+
+        spark = SparkSession.builder.getOrCreate()
+    # An emulated endpoint is out of reach of Spark's own S3 connector.
+    location = StagedLocation() if os.environ.get("AWS_ENDPOINT_URL") else DirectLocation()
+    catalog = GlueCatalog(args["glue_database"], published, glue, args["catalog_table_prefix"])
+    run_id = args["WORKFLOW_RUN_ID"] or new_run_id()
+    results = {}
+    for dataset_id in chosen_datasets(args, glue, work):
+        result = publish_dataset(
+            spark,
+            dataset_id=dataset_id,
+            registry=registry,
+            profile=profile,
+            work=work,
+            published=published,
+            run_id=run_id,
+            location=location,
+            catalog=catalog,
+            retention=int(args["retention"]),
+        )
+        results[dataset_id] = result.manifest
+        log.info("published %s version %s: %s", dataset_id, result.manifest.version, {n: t.rows for n, t in result.manifest.tables.items()})
+    return results
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    main()

@@ -266,6 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
     back.add_argument("--output", required=True, help="pipeline root folder")
     back.add_argument("--to-version", help="a specific version (default: the one before the current)")
     back.set_defaults(handler=command_rollback)
+
+    from bridge_downstream_adapters.cli_exports import add_export_commands
+
+    add_export_commands(commands)
     return parser
 
 

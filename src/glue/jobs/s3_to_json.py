@@ -12,7 +12,11 @@ import sys
 import boto3
 
 from bridge_downstream_adapters.glue_args import resolve_options
-from bridge_downstream_adapters.glue_ingest import IngestJobConfig, messages_from_run_properties, run_ingest_on_spark
+from bridge_downstream_adapters.glue_ingest import (
+    IngestJobConfig,
+    messages_from_run_properties,
+    run_ingest_on_spark,
+)
 from bridge_downstream_adapters.sqs import SqsInvalidSink
 
 log = logging.getLogger("s3_to_json")

@@ -136,7 +136,7 @@ def write_registry_source() -> None:
     dump(source / "schemas" / "v1" / "TaskData.json", task_data_schema(1))
     dump(source / "schemas" / "v2" / "TaskData.json", task_data_schema(2))
     dump(source / "schemas" / "v1" / "MotionRecord.json", MOTION_RECORD)
-    task_file = lambda version: {  # noqa: E731
+    task_file = lambda version: {
         "filename": "taskData.json",
         "contentType": "application/json",
         "isRequired": True,

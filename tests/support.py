@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import zipfile
 from pathlib import Path
@@ -11,7 +12,6 @@ from bridge_downstream.profiles import load_profile
 from bridge_downstream.registry import SchemaRegistry, build_registry
 from bridge_downstream.sinks import StorageInvalidSink
 from bridge_downstream.storage import LocalStorage
-
 from conftest import PROJECT_ROOT, shared_path
 
 SAMPLES = PROJECT_ROOT / "samples"
@@ -108,3 +108,11 @@ def invalid_entries(output: Path) -> dict[str, dict]:
         entry = json.loads(path.read_text())
         entries[entry["validation_result"]["recordId"]] = entry
     return entries
+
+
+def load_job(name: str):
+    """A Glue job script from src/glue/jobs, as a module."""
+    spec = importlib.util.spec_from_file_location(name, PROJECT_ROOT / "src" / "glue" / "jobs" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -5,8 +5,7 @@ import json
 import pytest
 
 from bridge_downstream.cli import main
-
-from support import SAMPLES, SAMPLE_REGISTRY_SOURCE
+from support import SAMPLE_REGISTRY_SOURCE, SAMPLES
 
 
 @pytest.fixture(scope="module")

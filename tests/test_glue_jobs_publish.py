@@ -1,27 +1,17 @@
 """The JSON-to-Parquet stage on Glue: the job script and the Glue Data Catalog,
 on local Spark against an emulated AWS."""
 
-import importlib.util
 import json
 
 import boto3
 import pytest
 from moto import mock_aws
 
+from aws_emulator import moto_server
 from bridge_downstream.manifest import PublishedFile, PublishedTable, PublishManifest
 from bridge_downstream_adapters.glue_catalog import GlueCatalog
 from bridge_downstream_adapters.s3 import S3Storage
-
-from aws_emulator import moto_server
-from conftest import PROJECT_ROOT
-from support import SAMPLES, build_sample_registry
-
-
-def load_job(name: str):
-    spec = importlib.util.spec_from_file_location(name, PROJECT_ROOT / "src" / "glue" / "jobs" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from support import SAMPLES, build_sample_registry, load_job
 
 
 def manifest(version: str, days: list[str]) -> PublishManifest:

@@ -1,25 +1,14 @@
 """The s3_to_json Glue job script on local Spark against an emulated AWS."""
 
-import importlib.util
 import json
 
 import boto3
 import pytest
 
-from bridge_downstream.storage import LocalStorage
-
 from aws_emulator import moto_server
-from conftest import PROJECT_ROOT
-from support import SAMPLES, build_sample_registry
+from support import SAMPLES, build_sample_registry, load_job
 
 pytestmark = pytest.mark.spark
-
-
-def load_job(name: str):
-    spec = importlib.util.spec_from_file_location(name, PROJECT_ROOT / "src" / "glue" / "jobs" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture()

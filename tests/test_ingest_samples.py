@@ -114,7 +114,7 @@ def test_parallel_and_serial_runs_write_the_same_rows(registry, tmp_path, sample
     serial = ingest_folder(SAMPLES / "archives", tmp_path, registry, workers=1)
     assert serial["datasets"].keys() == parallel["datasets"].keys()
     for dataset in serial["datasets"]:
-        key = lambda r: json.dumps(r, sort_keys=True)  # noqa: E731
+        key = lambda r: json.dumps(r, sort_keys=True)
         assert sorted(map(key, read_dataset(tmp_path, dataset))) == sorted(map(key, read_dataset(parallel_output, dataset)))
 
 

@@ -14,7 +14,6 @@ from bridge_downstream.manifest import current_version, read_current_manifests
 from bridge_downstream.profiles import load_profile
 from bridge_downstream.publish import list_versions, publish_dataset, rollback
 from bridge_downstream.storage import LocalStorage
-
 from support import SAMPLES, build_sample_registry, ingest_folder, read_dataset
 
 pytestmark = pytest.mark.spark

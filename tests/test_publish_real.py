@@ -11,7 +11,6 @@ from bridge_downstream.catalog import DuckDBCatalog
 from bridge_downstream.profiles import load_profile
 from bridge_downstream.publish import publish_dataset
 from bridge_downstream.storage import LocalStorage
-
 from conftest import shared_path
 from support import SPELLING_ARCHIVE, SPELLING_METADATA, build_real_registry, ingest_folder
 

@@ -1,7 +1,6 @@
 import pytest
 
 from bridge_downstream.resolution import resolve_file
-
 from support import build_sample_registry
 
 BASE = "https://bridge-downstream.invalid/schemas"

@@ -139,7 +139,7 @@ class SafeArchive:
     def close(self) -> None:
         self.zip.close()
 
-    def __enter__(self) -> "SafeArchive":
+    def __enter__(self) -> SafeArchive:
         return self
 
     def __exit__(self, *exc) -> None:

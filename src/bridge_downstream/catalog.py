@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Protocol
 
 from . import layout
-from .manifest import PublishManifest, PublishedTable, read_current_manifests
+from .manifest import PublishedTable, PublishManifest, read_current_manifests
 from .storage import LocalStorage
 
 DUCKDB_TYPES = {"string": "VARCHAR", "bigint": "BIGINT", "double": "DOUBLE", "boolean": "BOOLEAN"}

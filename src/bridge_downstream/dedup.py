@@ -28,7 +28,6 @@ def _field(name: str):
 
 
 def _ordering(profile: Profile):
-    from pyspark.sql import functions as F
 
     columns = []
     for name, descending in profile.dedup.order_by:

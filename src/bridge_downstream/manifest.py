@@ -60,7 +60,7 @@ class PublishManifest:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> "PublishManifest":
+    def from_json(cls, text: str | bytes) -> PublishManifest:
         raw = json.loads(text)
         tables = {}
         for name, table in raw.pop("tables", {}).items():

@@ -67,7 +67,7 @@ class Profile:
         return columns
 
     @classmethod
-    def from_mapping(cls, raw: dict) -> "Profile":
+    def from_mapping(cls, raw: dict) -> Profile:
         if raw.get("kind") not in KINDS:
             raise ProfileError(f"profile {raw.get('name')!r}: kind must be one of {KINDS}, not {raw.get('kind')!r}")
         dedup_raw = raw.get("dedup") or {}

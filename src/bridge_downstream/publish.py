@@ -25,7 +25,7 @@ import logging
 import posixpath
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Protocol
 
 from . import layout
@@ -74,7 +74,7 @@ class PublishResult:
 
 
 def new_version() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
 
 
 def dataset_schema(registry: SchemaRegistry, dataset_id: str) -> tuple[str, dict] | None:
@@ -244,7 +244,7 @@ def publish_dataset(
         dataset_id=dataset_id,
         version=version,
         run_id=run_id,
-        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         registry_version=registry.version,
         tables=tables,
         previous_version=previous,

@@ -21,7 +21,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,7 @@ class PipelineRules:
     file_aliases: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_json(cls, raw: Mapping[str, Any]) -> "PipelineRules":
+    def from_json(cls, raw: Mapping[str, Any]) -> PipelineRules:
         return cls(
             accepted_deviations=tuple(raw.get("accepted_deviations", [])),
             file_aliases=dict(raw.get("file_aliases", {})),
@@ -156,7 +156,7 @@ class SchemaRegistry:
     # -- loading -----------------------------------------------------------
 
     @classmethod
-    def load(cls, source: str | os.PathLike | Storage, prefix: str = "") -> "SchemaRegistry":
+    def load(cls, source: str | os.PathLike | Storage, prefix: str = "") -> SchemaRegistry:
         storage = source if isinstance(source, Storage) else LocalStorage(source)
 
         def read(name: str):
@@ -295,7 +295,7 @@ def build_registry(
     index = {
         "format": REGISTRY_FORMAT,
         "version": version or f"sha256-{digest.hexdigest()[:16]}",
-        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "archive_map": "archive-map.json",
         "schema_mapping": "schema-mapping.json",
         "dataset_mapping": "dataset-mapping.json",

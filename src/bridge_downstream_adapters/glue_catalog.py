@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import boto3
 
-from bridge_downstream.manifest import PublishManifest, PublishedTable
+from bridge_downstream.manifest import PublishedTable, PublishManifest
 from bridge_downstream.storage import Storage
 
 PARQUET_SERDE = {

@@ -11,10 +11,18 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from bridge_downstream.archive import ArchiveLimits
-from bridge_downstream.ingest import ArchiveInput, BatchResult, IngestContext, finish_run, load_ledger, new_run_id, process_batch
+from bridge_downstream.ingest import (
+    ArchiveInput,
+    BatchResult,
+    IngestContext,
+    finish_run,
+    load_ledger,
+    new_run_id,
+    process_batch,
+)
 from bridge_downstream.profiles import load_profile
 from bridge_downstream.registry import SchemaRegistry
 
@@ -68,7 +76,7 @@ def split_messages(messages: list[dict], slices: int) -> list[list[dict]]:
 
 
 def run_ingest_on_spark(spark, messages: list[dict], config: IngestJobConfig, invalid_sink, run_id: str | None = None) -> dict:
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     run_id = run_id or new_run_id()
     output = S3Storage.from_uri(config.json_root, endpoint_url=config.endpoint_url)
     already = load_ledger(output)

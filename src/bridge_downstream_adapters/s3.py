@@ -34,7 +34,7 @@ class S3Storage:
         self.client = client or boto3.client("s3", endpoint_url=endpoint_url)
 
     @classmethod
-    def from_uri(cls, uri: str, client=None, endpoint_url: str | None = None) -> "S3Storage":
+    def from_uri(cls, uri: str, client=None, endpoint_url: str | None = None) -> S3Storage:
         bucket, prefix = parse_s3_uri(uri)
         return cls(bucket, prefix, client, endpoint_url)
 

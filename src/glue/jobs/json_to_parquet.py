@@ -15,7 +15,12 @@ import boto3
 
 from bridge_downstream.ingest import new_run_id
 from bridge_downstream.profiles import load_profile
-from bridge_downstream.publish import DEFAULT_RETENTION, DirectLocation, json_datasets, publish_dataset
+from bridge_downstream.publish import (
+    DEFAULT_RETENTION,
+    DirectLocation,
+    json_datasets,
+    publish_dataset,
+)
 from bridge_downstream.registry import SchemaRegistry
 from bridge_downstream_adapters.glue_args import resolve_options
 from bridge_downstream_adapters.glue_catalog import GlueCatalog

@@ -11,8 +11,13 @@ from bridge_downstream.ingest import ArchiveInput, run_ingest
 from bridge_downstream.profiles import load_profile
 from bridge_downstream.sinks import StorageInvalidSink
 from bridge_downstream.storage import LocalStorage
-
-from support import build_sample_registry, invalid_entries, mtb_metadata, read_dataset, write_archive
+from support import (
+    build_sample_registry,
+    invalid_entries,
+    mtb_metadata,
+    read_dataset,
+    write_archive,
+)
 
 GOOD_TASK = {"taskIdentifier": "number-match", "steps": [{"identifier": "a", "responseTime": 1.0}]}
 

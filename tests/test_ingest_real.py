@@ -1,11 +1,11 @@
 """The ingest stage on real public data from ../shared/data."""
 
 import json
-import shutil
 import zipfile
 
 import pytest
 
+from conftest import shared_path
 from support import (
     PROJECT_ROOT,
     SPELLING_ARCHIVE,
@@ -15,7 +15,6 @@ from support import (
     read_dataset,
     write_archive,
 )
-from conftest import shared_path
 
 pytestmark = pytest.mark.shared_data
 

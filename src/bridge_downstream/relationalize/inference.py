@@ -1,0 +1,168 @@
+"""Rows -> neutral type tree, by one pure-Python pass (no engine involved), so
+the Spark and Arrow executors read the same data with the same schema.
+
+Per value: null -> Null; true/false -> boolean; an integer -> bigint (outside
+the signed 64-bit range -> string, so no digit is lost); a float -> double; a
+string -> string; ``{}`` -> EmptyObject; an object -> struct; an array -> array
+of the merged element types.  Values of one field across rows are unified with
+:func:`types.merge` (bigint+double -> double, other conflicts -> string holding
+the JSON text).
+
+The result does not depend on row order: struct fields are sorted by name
+(case-sensitive code-point order) and objects are recognised as *maps* by their
+key set only:
+- an object field seen with more than ``max_struct_fields`` distinct keys, or
+- whose keys all look like data rather than names (start with a digit, a sign
+  or are UUIDs -- dates, numbers, identifiers)
+becomes a map (child table with ``key``/``value`` columns).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from os import PathLike
+
+from .types import (
+    BIGINT_T,
+    BOOLEAN_T,
+    DOUBLE_T,
+    STRING_T,
+    Array,
+    EmptyObject,
+    Map,
+    Null,
+    Struct,
+    Type,
+    finalize,
+    merge,
+    merge_all,
+)
+
+MAX_STRUCT_FIELDS = 300
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_DATA_KEY = re.compile(
+    r"^(?:[-+]?\d.*|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"
+)
+
+
+def value_type(value) -> Type:
+    """The (unfinalized) type of one JSON value."""
+    if value is None:
+        return Null()
+    if value is True or value is False:
+        return BOOLEAN_T
+    if isinstance(value, int):
+        return BIGINT_T if _INT64_MIN <= value <= _INT64_MAX else STRING_T
+    if isinstance(value, float):
+        return DOUBLE_T
+    if isinstance(value, str):
+        return STRING_T
+    if isinstance(value, dict):
+        if not value:
+            return EmptyObject()
+        return Struct(tuple((k, value_type(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        element: Type = Null()
+        for item in value:
+            element = merge(element, value_type(item))
+        return Array(element)
+    return STRING_T
+
+
+class TypeAccumulator:
+    """Incremental inference: ``add(row)`` for each root row, then ``result()``."""
+
+    def __init__(self, max_struct_fields: int = MAX_STRUCT_FIELDS):
+        self.max_struct_fields = max_struct_fields
+        self._type: Type = Null()
+        self._seen: set = set()
+
+    def add(self, row) -> None:
+        t = value_type(row)
+        # rows of one dataset mostly share a shape; skip re-merging identical shapes
+        if t in self._seen:
+            return
+        if len(self._seen) < 10_000:
+            self._seen.add(t)
+        self._type = merge(self._type, t)
+
+    def add_all(self, rows: Iterable) -> TypeAccumulator:
+        for row in rows:
+            self.add(row)
+        return self
+
+    @property
+    def partial(self) -> Type:
+        """The unfinished merged type: partials of disjoint row sets combine with
+        :func:`types.merge` in any order (then :func:`finish`)."""
+        return self._type
+
+    def result(self) -> Type:
+        return finish(self._type, self.max_struct_fields)
+
+
+def finish(partial: Type, max_struct_fields: int = MAX_STRUCT_FIELDS) -> Type:
+    """Order-independent, finalized form of a merged partial type."""
+    return finalize(_normalize(partial, max_struct_fields, root=True))
+
+
+_DECODER = json.JSONDecoder()
+
+
+def parse_line(line: str):
+    """``json.loads`` of one NDJSON line, the way Spark's JSON parser reads it:
+    text after the first JSON value is ignored; a line that is not JSON gives
+    ``{}`` (Spark yields a row of nulls)."""
+    try:
+        return json.loads(line)
+    except ValueError:
+        try:
+            return _DECODER.raw_decode(line.lstrip())[0]
+        except ValueError:
+            return {}
+
+
+def infer_type(rows: Iterable, max_struct_fields: int = MAX_STRUCT_FIELDS) -> Type:
+    """The finalized type of the given root rows (dicts)."""
+    return TypeAccumulator(max_struct_fields).add_all(rows).result()
+
+
+def iter_ndjson(paths: Iterable[str | PathLike]) -> Iterable:
+    for path in paths:
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                if line.strip():
+                    yield parse_line(line)
+
+
+def infer_type_from_ndjson(
+    paths: Iterable[str | PathLike], max_struct_fields: int = MAX_STRUCT_FIELDS
+) -> Type:
+    return infer_type(iter_ndjson(paths), max_struct_fields)
+
+
+def _looks_like_map(struct: Struct, max_struct_fields: int) -> bool:
+    if len(struct.fields) > max_struct_fields:
+        return True
+    return all(_DATA_KEY.match(name) for name, _ in struct.fields)
+
+
+def _normalize(t: Type, max_struct_fields: int, root: bool = False) -> Type:
+    """Order-independent form: sorted struct fields, map detection (never for the root row)."""
+    if isinstance(t, Struct):
+        if not root and _looks_like_map(t, max_struct_fields):
+            return Map(_normalize(merge_all(v for _, v in t.fields), max_struct_fields))
+        return Struct(
+            tuple(
+                sorted(
+                    ((n, _normalize(v, max_struct_fields)) for n, v in t.fields), key=lambda f: f[0]
+                )
+            )
+        )
+    if isinstance(t, Array):
+        return Array(_normalize(t.element, max_struct_fields))
+    if isinstance(t, Map):
+        return Map(_normalize(t.value, max_struct_fields))
+    return t

@@ -1,0 +1,372 @@
+"""The relationalize plan: which tables, which columns, where each column's
+values come from and how child tables link to their parents.
+
+It is computed from a finished type tree only (no engine, no data) and is plain
+JSON (``to_json``/``from_json``), so any executor -- Spark, Arrow, or a future
+one -- produces the same tables from it.
+
+Roles of a column:
+
+``value``   a leaf of the table's element, at ``path`` (JSON keys from the element;
+            ``[]`` = the element itself, for scalar array elements / map values)
+``link``    an array or map at ``path``: holds ``<row key>/<column name>`` when the
+            container is present (even empty) and null when it is null/missing;
+            ``child`` names the table of its elements
+``id``      (child tables) the parent's link value: joins exactly one parent row
+``index``   (array tables) 0-based position of the element
+``key``     (map tables) the map key
+``carry``   (child tables) a root-row column copied down (``path`` = its root JSON key)
+
+Row keys (never stored as a column, they only feed ``link``/``id``):
+root ``concat_ws('|', identity columns as text)``; array element ``<id>[<index>]``;
+map entry ``<id>[<key>]``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .naming import NameAllocator, child_table_name, join_name, root_table_name, sanitize
+from .types import SCALAR_KINDS, Array, Map, Scalar, Struct, Type, type_from_json, type_to_json
+
+PLAN_VERSION = 1
+
+ROLE_VALUE = "value"
+ROLE_LINK = "link"
+ROLE_ID = "id"
+ROLE_INDEX = "index"
+ROLE_KEY = "key"
+ROLE_CARRY = "carry"
+
+KIND_ROOT = "root"
+KIND_ARRAY = "array"
+KIND_MAP = "map"
+
+
+@dataclass
+class ColumnPlan:
+    name: str
+    type: str  # string | bigint | double | boolean
+    role: str
+    path: list[str] = field(default_factory=list)
+    child: str | None = None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> ColumnPlan:
+        return cls(
+            name=d["name"],
+            type=d["type"],
+            role=d["role"],
+            path=list(d.get("path") or []),
+            child=d.get("child"),
+        )
+
+
+@dataclass
+class TablePlan:
+    name: str
+    kind: str  # root | array | map
+    parent: str | None
+    parent_column: str | None  # the link column in the parent table
+    source_path: list[str]  # path of the array/map within the parent's element
+    element_type: Type  # type of one row's element (root: the root row struct; map: the value type)
+    columns: list[ColumnPlan]
+    depth: int = 0
+
+    def column(self, name: str) -> ColumnPlan:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def athena_columns(self) -> list[tuple[str, str]]:
+        """``(name, type)`` with Athena/Hive type names (string, bigint, double, boolean)."""
+        return [(c.name, c.type) for c in self.columns]
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "parent": self.parent,
+            "parent_column": self.parent_column,
+            "source_path": list(self.source_path),
+            "element_type": type_to_json(self.element_type),
+            "columns": [c.to_json() for c in self.columns],
+            "depth": self.depth,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict) -> TablePlan:
+        return cls(
+            name=d["name"],
+            kind=d["kind"],
+            parent=d.get("parent"),
+            parent_column=d.get("parent_column"),
+            source_path=list(d.get("source_path") or []),
+            element_type=type_from_json(d["element_type"]),
+            columns=[ColumnPlan.from_json(c) for c in d["columns"]],
+            depth=d.get("depth", 0),
+        )
+
+
+@dataclass
+class RelationalizePlan:
+    dataset_id: str
+    row_type: Struct  # the type of one root row, enrichment columns included
+    identity_columns: list[str]  # root JSON keys making the root row key
+    carry_columns: list[
+        str
+    ]  # root JSON keys copied into every child table (key + partition columns)
+    partition_columns: list[str]  # output names of partition columns (present in every table)
+    tables: list[TablePlan]  # parents before children
+    version: int = PLAN_VERSION
+
+    @property
+    def root(self) -> TablePlan:
+        return self.tables[0]
+
+    def table(self, name: str) -> TablePlan:
+        for t in self.tables:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+    @property
+    def table_names(self) -> list[str]:
+        return [t.name for t in self.tables]
+
+    def children(self, name: str) -> list[TablePlan]:
+        return [t for t in self.tables if t.parent == name]
+
+    def athena_columns(self) -> dict[str, list[tuple[str, str]]]:
+        """Every table's ``(column, Athena type)`` list, for the Glue catalog."""
+        return {t.name: t.athena_columns() for t in self.tables}
+
+    def to_json(self) -> dict:
+        return {
+            "version": self.version,
+            "dataset_id": self.dataset_id,
+            "row_type": type_to_json(self.row_type),
+            "identity_columns": list(self.identity_columns),
+            "carry_columns": list(self.carry_columns),
+            "partition_columns": list(self.partition_columns),
+            "tables": [t.to_json() for t in self.tables],
+        }
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=1, sort_keys=False)
+
+    @classmethod
+    def from_json(cls, d: dict) -> RelationalizePlan:
+        if d.get("version") != PLAN_VERSION:
+            raise ValueError(f"unsupported plan version {d.get('version')!r}")
+        row_type = type_from_json(d["row_type"])
+        assert isinstance(row_type, Struct)
+        return cls(
+            dataset_id=d["dataset_id"],
+            row_type=row_type,
+            identity_columns=list(d["identity_columns"]),
+            carry_columns=list(d["carry_columns"]),
+            partition_columns=list(d["partition_columns"]),
+            tables=[TablePlan.from_json(t) for t in d["tables"]],
+            version=d["version"],
+        )
+
+    @classmethod
+    def loads(cls, text: str) -> RelationalizePlan:
+        return cls.from_json(json.loads(text))
+
+
+# ---------------------------------------------------------------------------
+# building
+
+
+def with_extra_columns(row_type: Type, extra_columns: dict[str, str]) -> Struct:
+    """The root row type with the enrichment columns appended (an enrichment
+    column replaces a document field of the same JSON key: ingest overwrites it)."""
+    if isinstance(row_type, Array):  # a top-level array document: each element is a row
+        row_type = row_type.element
+    if not isinstance(row_type, Struct):
+        raise TypeError(f"a root row must be an object, got {row_type!r}")
+    for name, kind in extra_columns.items():
+        if kind not in SCALAR_KINDS:
+            raise ValueError(
+                f"extra column {name!r}: type must be one of {SCALAR_KINDS}, got {kind!r}"
+            )
+    fields = [(n, t) for n, t in row_type.fields if n not in extra_columns]
+    fields += [(n, Scalar(kind)) for n, kind in extra_columns.items()]
+    return Struct(tuple(fields))
+
+
+def build_plan(
+    dataset_id: str,
+    row_type: Type,
+    *,
+    extra_columns: dict[str, str] | None = None,
+    identity_columns: list[str] | tuple[str, ...] = (),
+    carry_columns: list[str] | tuple[str, ...] = (),
+    partition_columns: list[str] | tuple[str, ...] = (),
+) -> RelationalizePlan:
+    """The plan for one dataset.
+
+    ``row_type``: the finished type of one root row (from :func:`schema_types.root_row_type`
+    or :func:`inference.infer_type`); a top-level Array is unwrapped to its element.
+    ``extra_columns``: enrichment fields added by ingest, JSON key -> scalar type.
+    ``identity_columns``: root JSON keys that identify a root row (its key is
+    ``concat_ws('|', ...)`` of their text, nulls skipped).
+    ``carry_columns``: root JSON keys copied into every child table (keys);
+    ``partition_columns`` are carried too (after them, without duplicates).
+    """
+    extra_columns = dict(extra_columns or {})
+    root_type = with_extra_columns(row_type, extra_columns)
+    top = dict(root_type.fields)
+    carried = list(dict.fromkeys(list(carry_columns) + list(partition_columns)))
+    for name in list(identity_columns) + carried:
+        t = top.get(name)
+        if not isinstance(t, Scalar):
+            raise ValueError(  # noqa: TRY004 - a wrong argument, not a wrong type
+                f"identity/carried/partition column {name!r} must be a top-level scalar field, got {t!r}"
+            )
+    if not identity_columns:
+        raise ValueError("identity_columns must not be empty: ids are built from them")
+    for name in identity_columns:
+        if top[name].kind == "double":  # engines render doubles as text differently
+            raise ValueError(
+                f"identity column {name!r} must be string, bigint or boolean, not double"
+            )
+
+    tables: list[TablePlan] = []
+    table_names = NameAllocator()
+
+    # root -------------------------------------------------------------
+    reserved_root = [sanitize(n) for n in extra_columns]
+    root_names = NameAllocator(reserved_root)
+    extra_output = {n: sanitize(n) for n in extra_columns}
+    if len({v.lower() for v in extra_output.values()}) != len(extra_output):
+        raise ValueError(
+            f"extra column names clash after sanitizing: {sorted(extra_output.values())}"
+        )
+    root_name = table_names.allocate(root_table_name(dataset_id))
+    doc_type = Struct(tuple((n, t) for n, t in root_type.fields if n not in extra_columns))
+    root_columns: list[ColumnPlan] = []
+    for parts, path, leaf in _leaves(doc_type, []):
+        name = root_names.allocate(join_name(*parts))
+        root_columns.append(_leaf_column(name, path, leaf))
+    for n, kind in extra_columns.items():
+        root_columns.append(ColumnPlan(name=extra_output[n], type=kind, role=ROLE_VALUE, path=[n]))
+    root_output = {
+        c.path[0]: c.name for c in root_columns if c.role == ROLE_VALUE and len(c.path) == 1
+    }
+    carried_out = [(root_output[n], top[n].kind, n) for n in carried]
+    partition_out = [root_output[n] for n in partition_columns]
+
+    root = TablePlan(root_name, KIND_ROOT, None, None, [], root_type, root_columns, 0)
+    _add_table(root, tables, table_names, carried_out)
+
+    return RelationalizePlan(
+        dataset_id=dataset_id,
+        row_type=root_type,
+        identity_columns=list(identity_columns),
+        carry_columns=carried,
+        partition_columns=partition_out,
+        tables=tables,
+    )
+
+
+def _add_table(table: TablePlan, tables: list, table_names: NameAllocator, carried_out) -> None:
+    """Append ``table`` and, depth first in column order, the tables of its link columns."""
+    tables.append(table)
+    element_lookup = table.element_type
+    for column in table.columns:
+        if column.role != ROLE_LINK:
+            continue
+        container = _type_at(element_lookup, column.path)
+        child_name = table_names.allocate(child_table_name(table.name, column.name))
+        column.child = child_name
+        names = NameAllocator()
+        if isinstance(container, Array):
+            kind, element = KIND_ARRAY, container.element
+            head = [
+                ColumnPlan(names.take("id"), "string", ROLE_ID),
+                ColumnPlan(names.take("index"), "bigint", ROLE_INDEX),
+            ]
+            prefix, scalar_name = [], f"{column.name}_val"
+        elif isinstance(container, Map):
+            kind, element = KIND_MAP, container.value
+            head = [
+                ColumnPlan(names.take("id"), "string", ROLE_ID),
+                ColumnPlan(names.take("key"), "string", ROLE_KEY),
+            ]
+            prefix, scalar_name = ["value"], "value"
+        else:  # pragma: no cover - links only exist for containers
+            raise TypeError(container)
+        tail = [
+            ColumnPlan(names.take(out), kind_, ROLE_CARRY, [key]) for out, kind_, key in carried_out
+        ]
+        body: list[ColumnPlan] = []
+        if isinstance(element, Struct):
+            for parts, path, leaf in _leaves(element, prefix):
+                body.append(_leaf_column(names.allocate(join_name(*parts)), path, leaf))
+        else:
+            body.append(_leaf_column(names.allocate(sanitize(scalar_name)), [], element))
+        child = TablePlan(
+            name=child_name,
+            kind=kind,
+            parent=table.name,
+            parent_column=column.name,
+            source_path=list(column.path),
+            element_type=element,
+            columns=head + body + tail,
+            depth=table.depth + 1,
+        )
+        _add_table(child, tables, table_names, carried_out)
+
+
+def _leaf_column(name: str, path: list[str], leaf: Type) -> ColumnPlan:
+    if isinstance(leaf, (Array, Map)):
+        return ColumnPlan(name=name, type="string", role=ROLE_LINK, path=path)
+    assert isinstance(leaf, Scalar), leaf
+    return ColumnPlan(name=name, type=leaf.kind, role=ROLE_VALUE, path=path)
+
+
+def _leaves(struct: Struct, prefix: list[str]):
+    """(name parts, JSON path, leaf type) of a struct, flattening nested structs."""
+    for key, t in struct.fields:
+        if isinstance(t, Struct):
+            for parts, path, leaf in _leaves(t, []):
+                yield prefix + [key] + parts, [key] + path, leaf
+        else:
+            yield prefix + [key], [key], t
+
+
+def _type_at(t: Type, path: list[str]) -> Type:
+    for key in path:
+        assert isinstance(t, Struct), (t, path)
+        t = t.get(key)
+    return t
+
+
+def type_at(t: Type, path: list[str]) -> Type:
+    return _type_at(t, path)
+
+
+def plan_summary(plan: RelationalizePlan) -> list[dict[str, Any]]:
+    """Human-readable summary: one entry per table."""
+    return [
+        {
+            "table": t.name,
+            "parent": t.parent,
+            "kind": t.kind,
+            "columns": [f"{c.name}:{c.type}" for c in t.columns],
+        }
+        for t in plan.tables
+    ]

@@ -1,0 +1,235 @@
+"""Execute a relationalize plan with plain PySpark column expressions.
+
+No Python UDFs and no per-row Python: the NDJSON lines are parsed by Spark's
+JSON parser (``from_json`` with the plan's schema), child tables come from
+``posexplode`` (a narrow transformation: no shuffle), ids are ``concat`` of
+strings.
+
+Why ``spark.read.text`` + ``from_json`` rather than ``spark.read.schema(s).json``:
+the data source reader rejects a schema with two keys that differ only by case
+(``COLUMN_ALREADY_EXISTS`` -- real documents have e.g. ``Type`` and ``type``),
+``from_json`` uses the same parser (same PERMISSIVE semantics, same JSON text for
+string columns) without that check.  Immediately after parsing, the row struct is
+cast to the same shape with positional field names (``f0``, ``f1``, ...), so no
+expression ever resolves a JSON key by name (case-insensitive analysis, dots).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from os import PathLike
+
+from .plan import (
+    KIND_ARRAY,
+    KIND_MAP,
+    ROLE_CARRY,
+    ROLE_ID,
+    ROLE_INDEX,
+    ROLE_KEY,
+    ROLE_LINK,
+    ROLE_VALUE,
+    RelationalizePlan,
+    TablePlan,
+)
+from .types import Array, Map, Scalar, Struct, Type
+
+_SPARK_SCALARS = {
+    "string": "StringType",
+    "bigint": "LongType",
+    "double": "DoubleType",
+    "boolean": "BooleanType",
+}
+
+
+def spark_type(t: Type, positional: bool = False):
+    """The Spark DataType of a type tree: JSON keys as field names, or ``f<i>`` when positional."""
+    from pyspark.sql import types as T
+
+    if isinstance(t, Scalar):
+        return getattr(T, _SPARK_SCALARS[t.kind])()
+    if isinstance(t, Struct):
+        return T.StructType(
+            [
+                T.StructField(f"f{i}" if positional else name, spark_type(v, positional), True)
+                for i, (name, v) in enumerate(t.fields)
+            ]
+        )
+    if isinstance(t, Array):
+        return T.ArrayType(spark_type(t.element, positional), True)
+    if isinstance(t, Map):
+        return T.MapType(T.StringType(), spark_type(t.value, positional), True)
+    raise TypeError(f"not a finished type: {t!r}")
+
+
+def read_schema(plan: RelationalizePlan):
+    """The Spark schema for reading the dataset's NDJSON lines (JSON keys as names)."""
+    return spark_type(plan.row_type)
+
+
+def table_schema(table: TablePlan):
+    """The Spark schema of one output table."""
+    from pyspark.sql import types as T
+
+    return T.StructType(
+        [T.StructField(c.name, spark_type(Scalar(c.type)), True) for c in table.columns]
+    )
+
+
+def _index_path(t: Type, path: list[str]) -> list[str]:
+    out = []
+    for key in path:
+        assert isinstance(t, Struct), (t, path)
+        i = t.index_of(key)
+        out.append(f"f{i}")
+        t = t.fields[i][1]
+    return out
+
+
+def _at(col, t: Type, path: list[str]):
+    for name in _index_path(t, path):
+        col = col.getField(name)
+    return col
+
+
+def parse_lines(plan: RelationalizePlan, lines):
+    """``lines``: a DataFrame whose first column holds one NDJSON line per row.
+    Returns a DataFrame with one struct column ``e`` (positional field names)."""
+    from pyspark.sql import functions as F
+
+    value = lines[lines.columns[0]]
+    parsed = lines.where(F.trim(value) != "").select(
+        F.from_json(value, read_schema(plan)).alias("r")
+    )
+    return parsed.select(F.col("r").cast(spark_type(plan.row_type, positional=True)).alias("e"))
+
+
+def relationalize_spark(
+    spark,
+    plan: RelationalizePlan,
+    source: str | PathLike | Iterable[str | PathLike] | object,
+    *,
+    persist: bool = False,
+) -> dict:
+    """Execute ``plan``: returns ``{table name: DataFrame}`` in plan order.
+
+    ``source``: NDJSON path(s) (files or directories, any Hadoop-readable URI),
+    or a DataFrame whose first column holds NDJSON lines (e.g. ``spark.read.text``).
+    Frames are lazy; every table re-reads the source unless ``persist=True``
+    (the parsed rows are persisted once; the caller unpersists via
+    ``frames[plan.root.name].sparkSession.catalog.clearCache()`` or lets the session end).
+    """
+    from pyspark.sql import DataFrame
+    from pyspark.sql import functions as F
+
+    if isinstance(source, DataFrame):
+        lines = source
+    else:
+        paths = [str(source)] if isinstance(source, (str, PathLike)) else [str(p) for p in source]
+        lines = spark.read.text(paths)
+    parsed = parse_lines(plan, lines)
+    if persist:
+        parsed = parsed.persist()
+
+    row_type = plan.row_type
+    e = F.col("e")
+    key = F.concat_ws("|", *[_at(e, row_type, [c]).cast("string") for c in plan.identity_columns])
+    carried = [_at(e, row_type, [c]).alias(f"c{i}") for i, c in enumerate(plan.carry_columns)]
+    carry_index = {c: f"c{i}" for i, c in enumerate(plan.carry_columns)}
+    carry_cols = [f"c{i}" for i in range(len(plan.carry_columns))]
+
+    # internal frames: k (row key), c0.. (carried), e (element), plus n (map key) for map tables
+    internal = {plan.root.name: parsed.select(key.alias("k"), *carried, e.alias("e"))}
+    out = {}
+    for table in plan.tables:
+        if table.parent is not None:
+            parent = plan.table(table.parent)
+            pframe = internal[parent.name]
+            container = _at(F.col("e"), parent.element_type, table.source_path)
+            segment = F.lit("/" + table.parent_column)
+            if table.kind == KIND_ARRAY:
+                exploded = pframe.select(
+                    F.concat(F.col("k"), segment).alias("id"),
+                    *carry_cols,
+                    F.posexplode(container).alias("pos", "e"),
+                )
+                frame = exploded.select(
+                    F.concat(
+                        F.col("id"), F.lit("["), F.col("pos").cast("string"), F.lit("]")
+                    ).alias("k"),
+                    "id",
+                    F.col("pos").cast("bigint").alias("pos"),
+                    *carry_cols,
+                    "e",
+                )
+            elif table.kind == KIND_MAP:
+                exploded = pframe.select(
+                    F.concat(F.col("k"), segment).alias("id"),
+                    *carry_cols,
+                    F.explode(container).alias("n", "e"),
+                )
+                frame = exploded.select(
+                    F.concat(F.col("id"), F.lit("["), F.col("n"), F.lit("]")).alias("k"),
+                    "id",
+                    "n",
+                    *carry_cols,
+                    "e",
+                )
+            else:  # pragma: no cover
+                raise ValueError(table.kind)
+            internal[table.name] = frame
+        frame = internal[table.name]
+        out[table.name] = frame.select(
+            *[_column_expr(table, c, carry_index) for c in table.columns]
+        )
+    return out
+
+
+def _column_expr(table: TablePlan, column, carry_index):
+    from pyspark.sql import functions as F
+
+    e = F.col("e")
+    if column.role == ROLE_VALUE:
+        expr = _at(e, table.element_type, column.path)
+    elif column.role == ROLE_LINK:
+        container = _at(e, table.element_type, column.path)
+        expr = F.when(container.isNotNull(), F.concat(F.col("k"), F.lit("/" + column.name)))
+    elif column.role == ROLE_ID:
+        expr = F.col("id")
+    elif column.role == ROLE_INDEX:
+        expr = F.col("pos")
+    elif column.role == ROLE_KEY:
+        expr = F.col("n")
+    elif column.role == ROLE_CARRY:
+        expr = F.col(carry_index[column.path[0]])
+    else:  # pragma: no cover
+        raise ValueError(column.role)
+    return expr.cast(spark_type(Scalar(column.type))).alias(column.name)
+
+
+def infer_type_spark(spark, source, max_struct_fields: int | None = None) -> Type:
+    """:func:`inference.infer_type` distributed over a Spark cluster, for datasets
+    without a schema too large for one driver: each partition runs the same
+    pure-Python inference, the partial types are merged on the driver.  The
+    result equals ``infer_type`` over the same rows (merge is order-independent).
+    Python runs per row here -- this is the inference pass, not the executor."""
+    from pyspark.sql import DataFrame
+
+    from .inference import MAX_STRUCT_FIELDS, TypeAccumulator, finish, parse_line
+    from .types import merge_all
+
+    limit = max_struct_fields or MAX_STRUCT_FIELDS
+    if isinstance(source, DataFrame):
+        lines = source
+    else:
+        paths = [str(source)] if isinstance(source, (str, PathLike)) else [str(p) for p in source]
+        lines = spark.read.text(paths)
+
+    def partition(rows):
+        acc = TypeAccumulator(limit)
+        for row in rows:
+            line = row[0]
+            if line and line.strip():
+                acc.add(parse_line(line))
+        yield acc.partial
+
+    return finish(merge_all(lines.rdd.mapPartitions(partition).collect()), limit)

@@ -269,6 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
     from bridge_downstream_adapters.cli_exports import add_export_commands
 
     add_export_commands(commands)
+
+    from bridge_downstream_adapters.cli_invalid import add_invalid_commands
+
+    add_invalid_commands(commands)
     return parser
 
 

@@ -13,6 +13,17 @@ from botocore.exceptions import ClientError
 from bridge_downstream.storage import ObjectInfo, join_key
 
 
+_NOT_FOUND = ("404", "NoSuchKey", "NotFound")
+
+
+def _raise_translated(error: ClientError, uri: str):
+    """A missing object is FileNotFoundError, as for local files, so the core
+    treats it the same way whatever the storage."""
+    if str(error.response.get("Error", {}).get("Code")) in _NOT_FOUND:
+        raise FileNotFoundError(uri) from error
+    raise error
+
+
 def parse_s3_uri(uri: str) -> tuple[str, str]:
     parsed = urlparse(uri)
     if parsed.scheme != "s3" or not parsed.netloc:
@@ -45,7 +56,10 @@ class S3Storage:
         return f"s3://{self.bucket}/{self.full_key(key)}"
 
     def read_bytes(self, key: str) -> bytes:
-        return self.client.get_object(Bucket=self.bucket, Key=self.full_key(key))["Body"].read()
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self.full_key(key))["Body"].read()
+        except ClientError as error:
+            _raise_translated(error, self.uri(key))
 
     def open_read(self, key: str) -> BinaryIO:
         # ZIP reading needs seek; archives are bounded by the ingest limits.
@@ -85,5 +99,8 @@ class S3Storage:
         )
 
     def metadata(self, key: str) -> dict[str, str]:
-        head = self.client.head_object(Bucket=self.bucket, Key=self.full_key(key))
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self.full_key(key))
+        except ClientError as error:
+            _raise_translated(error, self.uri(key))
         return {k.lower(): v for k, v in head.get("Metadata", {}).items()}

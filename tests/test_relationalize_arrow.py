@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import random
-import time
 
 import pyarrow as pa
 
@@ -142,15 +141,11 @@ def test_arrow_recover_intraday_parity(spark, tmp_path_factory):
     plan, path, _, spark_tables, _ = recover_case(
         spark, tmp_path_factory, INTRADAY_MEMBER, "FitbitIntradayCombined_v1"
     )
-    started = time.perf_counter()
+    # Speed is measured in bench/, not asserted here.
     arrow_tables = relationalize_arrow(plan, path)
-    seconds = time.perf_counter() - started
     assert arrow_tables[plan.root.name].num_rows == 59_005
     assert_parity(plan, spark_tables, arrow_tables)
-    assert seconds < 10
-    started = time.perf_counter()
     line_by_line = relationalize_arrow(plan, path, vectorized=False)
-    assert time.perf_counter() - started < 20
     assert line_by_line[plan.root.name].equals(arrow_tables[plan.root.name])
 
 

@@ -291,7 +291,11 @@ def test_schema_refs_through_resolver_and_recursion():
     # the recursive $ref stops at the first repetition: JSON text
     assert t.fields[1][1] == Array(Struct((("value", DOUBLE_T), ("children", Array(STRING_T)))))
     with pytest.raises(ValueError):
-        schema_to_type(tree)  # a remote $ref needs the resolver
+        schema_to_type(tree, strict=True)  # a remote $ref needs the resolver
+    # not strict: an unresolvable $ref gives a JSON-text column
+    assert schema_to_type(tree).fields[0] == ("value", STRING_T)
+    dangling = {"type": "object", "properties": {"op": {"$ref": "Step.json#Missing"}}}
+    assert schema_to_type(dangling, registry_resolver(common)) == Struct((("op", STRING_T),))
 
 
 def test_real_motion_schema_row_type():

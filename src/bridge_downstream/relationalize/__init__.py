@@ -49,11 +49,15 @@ def plan_from_schema(
     carry_columns: list[str] = (),
     partition_columns: list[str] = (),
     base_uri: str | None = None,
+    strict: bool = False,
 ) -> RelationalizePlan:
-    """Plan for a dataset with a JSON Schema (no inference pass)."""
+    """Plan for a dataset with a JSON Schema (no inference pass).
+
+    Raises TypeError when the schema does not describe an object (or an array of
+    objects) with properties -- e.g. a definitions-only schema: infer instead."""
     return build_plan(
         dataset_id,
-        root_row_type(schema, resolve, base_uri),
+        root_row_type(schema, resolve, base_uri, strict=strict),
         extra_columns=extra_columns,
         identity_columns=identity_columns,
         carry_columns=carry_columns,

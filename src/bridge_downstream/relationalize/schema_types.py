@@ -21,7 +21,9 @@ Mapping (see docs/relationalize.md):
 - ``allOf``: the members are combined (constraint-only members ignored);
   ``oneOf``/``anyOf``: variant types merged (compatible object variants become one
   struct with the union of their properties; conflicting leaves widen);
-- recursive ``$ref`` cycles -> string (JSON text) at the point of recursion.
+- recursive ``$ref`` cycles -> string (JSON text) at the point of recursion;
+- a ``$ref`` that cannot be resolved (real v0 schemas point at anchors that do not
+  exist) -> string (JSON text), unless ``strict=True`` (then the resolver's error).
 """
 
 from __future__ import annotations
@@ -65,31 +67,40 @@ _TYPED_KEYWORDS = (
 
 
 def schema_to_type(
-    schema: Any, resolve: Resolver | None = None, base_uri: str | None = None
+    schema: Any,
+    resolve: Resolver | None = None,
+    base_uri: str | None = None,
+    *,
+    strict: bool = False,
 ) -> Type:
     """The finalized type tree of ``schema`` (a top-level ``array`` schema gives an Array)."""
     if base_uri is None and isinstance(schema, dict) and isinstance(schema.get("$id"), str):
         base_uri = schema["$id"]
-    reader = _Reader(schema, resolve, base_uri or "")
+    reader = _Reader(schema, resolve, base_uri or "", strict)
     return finalize(reader.read(schema, base_uri or "", ()))
 
 
 def root_row_type(
-    schema: Any, resolve: Resolver | None = None, base_uri: str | None = None
+    schema: Any,
+    resolve: Resolver | None = None,
+    base_uri: str | None = None,
+    *,
+    strict: bool = False,
 ) -> Type:
     """The type of one *root row*: the element type for a top-level-array schema
     (each element is a row), otherwise the document type."""
-    t = schema_to_type(schema, resolve, base_uri)
+    t = schema_to_type(schema, resolve, base_uri, strict=strict)
     if isinstance(t, Array):
         return t.element
     return t
 
 
 class _Reader:
-    def __init__(self, root: Any, resolve: Resolver | None, root_base: str):
+    def __init__(self, root: Any, resolve: Resolver | None, root_base: str, strict: bool):
         self.root = root
         self.resolve = resolve
         self.root_base = root_base
+        self.strict = strict
 
     # --- $ref -----------------------------------------------------------
     def _deref(self, ref: str, base: str) -> tuple[Any, str]:
@@ -118,7 +129,12 @@ class _Reader:
             key = urljoin(base, ref) if base else ref
             if key in stack:
                 return STRING_T
-            target, new_base = self._deref(ref, base)
+            try:
+                target, new_base = self._deref(ref, base)
+            except Exception:
+                if self.strict:
+                    raise
+                return STRING_T
             return self.read(target, new_base, stack + (key,))
 
         parts: list[Type] = []

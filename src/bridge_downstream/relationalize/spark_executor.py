@@ -103,20 +103,31 @@ def parse_lines(plan: RelationalizePlan, lines):
     return parsed.select(F.col("r").cast(spark_type(plan.row_type, positional=True)).alias("e"))
 
 
+class SparkTables(dict):
+    """``{table name: DataFrame}`` in plan order, plus ``parsed``: the parsed
+    source rows every table derives from (persisted when asked)."""
+
+    parsed = None
+
+    def unpersist(self) -> None:
+        if self.parsed is not None:
+            self.parsed.unpersist()
+
+
 def relationalize_spark(
     spark,
     plan: RelationalizePlan,
     source: str | PathLike | Iterable[str | PathLike] | object,
     *,
     persist: bool = False,
-) -> dict:
+) -> SparkTables:
     """Execute ``plan``: returns ``{table name: DataFrame}`` in plan order.
 
     ``source``: NDJSON path(s) (files or directories, any Hadoop-readable URI),
     or a DataFrame whose first column holds NDJSON lines (e.g. ``spark.read.text``).
-    Frames are lazy; every table re-reads the source unless ``persist=True``
-    (the parsed rows are persisted once; the caller unpersists via
-    ``frames[plan.root.name].sparkSession.catalog.clearCache()`` or lets the session end).
+    Frames are lazy; every table re-reads and re-parses the source unless
+    ``persist=True``: the parsed rows are then persisted once (MEMORY_AND_DISK),
+    and the caller calls ``tables.unpersist()`` after writing them all.
     """
     from pyspark.sql import DataFrame
     from pyspark.sql import functions as F
@@ -139,7 +150,8 @@ def relationalize_spark(
 
     # internal frames: k (row key), c0.. (carried), e (element), plus n (map key) for map tables
     internal = {plan.root.name: parsed.select(key.alias("k"), *carried, e.alias("e"))}
-    out = {}
+    out = SparkTables()
+    out.parsed = parsed
     for table in plan.tables:
         if table.parent is not None:
             parent = plan.table(table.parent)

@@ -270,6 +270,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_export_commands(commands)
 
+    workflow = commands.add_parser(
+        "workflow",
+        help="rehearse a deployed Glue workflow locally: run its jobs in trigger order on local Spark",
+        add_help=False,
+    )
+    workflow.add_argument("workflow_args", nargs=argparse.REMAINDER, help="run|show --workflow NAME ... (see `workflow --help`)")
+
     from bridge_downstream_adapters.cli_invalid import add_invalid_commands
 
     add_invalid_commands(commands)
@@ -277,6 +284,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["workflow"]:
+        # The workflow runner has its own options (and --help); hand them over whole.
+        from bridge_downstream_adapters.glue_workflow import main as workflow_main
+
+        return workflow_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

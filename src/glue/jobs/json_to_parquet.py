@@ -59,8 +59,13 @@ def main(argv=None, spark=None, glue_client=None) -> dict:
     location = StagedLocation() if os.environ.get("AWS_ENDPOINT_URL") else DirectLocation()
     catalog = GlueCatalog(args["glue_database"], published, glue, args["catalog_table_prefix"])
     run_id = args["WORKFLOW_RUN_ID"] or new_run_id()
+    present = set(json_datasets(work))
     results = {}
     for dataset_id in chosen_datasets(args, glue, work):
+        if dataset_id not in present:
+            # A dataset group names every dataset it may see; most runs hold a few.
+            log.info("%s: no NDJSON under the JSON root, nothing to publish", dataset_id)
+            continue
         result = publish_dataset(
             spark,
             dataset_id=dataset_id,

@@ -1,0 +1,243 @@
+"""sqs_to_glue: SQS batch -> one S3-to-JSON Glue workflow run per app and study.
+
+The input queue receives, through SNS subscriptions, two kinds of message:
+
+* S3 event notifications of the input bucket (SNS envelope, ``Message`` is
+  the S3 event with ``Records[]``, or an ``s3:TestEvent``). The app and study
+  come from the object key (``S3_KEY_PATTERN``, default ``<appId>/<studyId>/...``).
+* Bridge (Exporter 3) notifications (SNS envelope, ``Message`` is
+  ``{"appId", "recordId", "record": {"s3Bucket", "s3Key", "rawFolderId", ...},
+  "studyRecords": {"<studyId>": {...same fields...}}}``): one message per study
+  in ``studyRecords``.
+
+Messages are grouped per app and study and a workflow run is started for each
+group with run property ``messages`` = JSON list of
+``{"source_bucket", "source_key", "raw_folder_id"}``; a group is split into
+several runs so that no run carries more than ``MAX_MESSAGES_PER_RUN``
+messages or ``MAX_RUN_PROPERTIES_BYTES`` of run properties.
+
+The function reports partial batch failures (``ReportBatchItemFailures``): an
+SQS message that cannot be parsed, or whose workflow run could not be started,
+is returned in ``batchItemFailures`` and retried alone; after the queue's
+``maxReceiveCount`` it moves to the dead-letter queue. Messages that need no
+work (test events, ``owner.txt``, folder keys, apps/studies this namespace
+does not run) succeed without a run.
+
+Environment:
+    WORKFLOWS                 JSON {"<appId>/<studyId>": "<workflow name>"}
+    MAX_MESSAGES_PER_RUN      default 100
+    MAX_RUN_PROPERTIES_BYTES  default 60000 (Glue rejects larger run properties)
+    S3_KEY_PATTERN            regex with named groups app_id and study_id
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+from urllib.parse import unquote_plus
+
+logger = logging.getLogger()
+logger.setLevel(os.environ.get("LOG_LEVEL", "INFO"))
+
+DEFAULT_KEY_PATTERN = r"^(?P<app_id>[^/]+)/(?P<study_id>[^/]+)/"
+SKIPPED_NAMES = frozenset({"owner.txt"})
+
+
+class MessageError(ValueError):
+    """An SQS message that cannot be understood (retried, then dead-lettered)."""
+
+
+@dataclass(frozen=True)
+class SourceMessage:
+    app_id: str
+    study_id: str
+    source_bucket: str
+    source_key: str
+    raw_folder_id: str | None = None
+
+    def as_property(self) -> dict:
+        return {"source_bucket": self.source_bucket, "source_key": self.source_key, "raw_folder_id": self.raw_folder_id}
+
+
+# ------------------------------------------------------------------ parsing
+
+
+def skip_reason(key: str) -> str | None:
+    """Why an object key needs no processing, or None."""
+    if not key or key.endswith("/"):
+        return "folder key"
+    if key.rsplit("/", 1)[-1] in SKIPPED_NAMES:
+        return "owner.txt"
+    return None
+
+
+def _unwrap_sns(body: str) -> dict:
+    try:
+        envelope = json.loads(body)
+    except (TypeError, json.JSONDecodeError) as error:
+        raise MessageError(f"body is not JSON: {error}") from error
+    if not isinstance(envelope, dict):
+        raise MessageError("body is not a JSON object")
+    if "Message" in envelope and envelope.get("Type", "Notification") == "Notification":
+        message = envelope["Message"]
+        if isinstance(message, str):
+            try:
+                message = json.loads(message)
+            except json.JSONDecodeError as error:
+                raise MessageError(f"SNS Message is not JSON: {error}") from error
+        if not isinstance(message, dict):
+            raise MessageError("SNS Message is not a JSON object")
+        return message
+    return envelope  # raw message delivery
+
+
+def parse_s3_event(message: dict, key_pattern: re.Pattern) -> list[SourceMessage]:
+    found = []
+    for record in message.get("Records", []):
+        if record.get("eventName") == "s3:TestEvent" or record.get("Event") == "s3:TestEvent":
+            continue
+        try:
+            bucket = record["s3"]["bucket"]["name"]
+            key = unquote_plus(record["s3"]["object"]["key"])
+        except (KeyError, TypeError) as error:
+            raise MessageError(f"S3 event record without bucket or key: {error!r}") from error
+        reason = skip_reason(key)
+        if reason:
+            logger.info("skipping s3://%s/%s: %s", bucket, key, reason)
+            continue
+        match = key_pattern.match(key)
+        if not match:
+            raise MessageError(f"key {key!r} does not name an app and study ({key_pattern.pattern})")
+        found.append(SourceMessage(match["app_id"], match["study_id"], bucket, key))
+    return found
+
+
+def parse_bridge_notification(message: dict) -> list[SourceMessage]:
+    app_id = message.get("appId")
+    if not app_id:
+        raise MessageError("Bridge notification without appId")
+    found = []
+    for study_id, record in (message.get("studyRecords") or {}).items():
+        try:
+            bucket, key = record["s3Bucket"], record["s3Key"]
+        except (KeyError, TypeError) as error:
+            raise MessageError(f"study record {study_id!r} without s3Bucket/s3Key") from error
+        if skip_reason(key):
+            continue
+        found.append(SourceMessage(app_id, study_id, bucket, key, record.get("rawFolderId")))
+    if not found and not message.get("studyRecords"):
+        logger.info("Bridge notification for app %s, record %s has no studyRecords", app_id, message.get("recordId"))
+    return found
+
+
+def parse_body(body: str, key_pattern: re.Pattern) -> list[SourceMessage]:
+    """The source objects one SQS message asks to process (may be empty)."""
+    message = _unwrap_sns(body)
+    if message.get("Event") == "s3:TestEvent":
+        return []
+    if "Records" in message:
+        return parse_s3_event(message, key_pattern)
+    if "appId" in message and ("record" in message or "studyRecords" in message):
+        return parse_bridge_notification(message)
+    raise MessageError("neither an S3 event nor a Bridge notification")
+
+
+# ------------------------------------------------------------------ batching
+
+
+def split_runs(messages: list[dict], max_messages: int, max_bytes: int) -> list[list[dict]]:
+    """Split messages into runs whose ``messages`` property stays within limits."""
+    runs: list[list[dict]] = []
+    current: list[dict] = []
+    size = 2  # "[]"
+    for message in messages:
+        item = len(json.dumps(message)) + 2  # ", "
+        if item + 2 > max_bytes:
+            raise MessageError(f"one message is larger than the run property limit: {message}")
+        if current and (len(current) >= max_messages or size + item > max_bytes):
+            runs.append(current)
+            current, size = [], 2
+        current.append(message)
+        size += item
+    if current:
+        runs.append(current)
+    return runs
+
+
+# ------------------------------------------------------------------ handler
+
+
+@dataclass
+class Settings:
+    workflows: dict[str, str]
+    max_messages: int = 100
+    max_bytes: int = 60000
+    key_pattern: re.Pattern = re.compile(DEFAULT_KEY_PATTERN)
+
+    @classmethod
+    def from_env(cls, env=os.environ) -> Settings:
+        return cls(
+            workflows=json.loads(env.get("WORKFLOWS", "{}")),
+            max_messages=int(env.get("MAX_MESSAGES_PER_RUN", "100")),
+            max_bytes=int(env.get("MAX_RUN_PROPERTIES_BYTES", "60000")),
+            key_pattern=re.compile(env.get("S3_KEY_PATTERN", DEFAULT_KEY_PATTERN)),
+        )
+
+
+def _glue_client():
+    import boto3
+
+    return boto3.client("glue")
+
+
+def lambda_handler(event, context, glue_client=None, settings: Settings | None = None):
+    settings = settings or Settings.from_env()
+    failures: set[str] = set()
+    # (app, study) -> ordered {message json: set of SQS message ids}
+    groups: dict[tuple[str, str], OrderedDict[str, set[str]]] = {}
+    for record in event.get("Records", []):
+        message_id = record.get("messageId", "")
+        try:
+            sources = parse_body(record.get("body", ""), settings.key_pattern)
+        except MessageError as error:
+            logger.error("message %s rejected: %s", message_id, error)
+            failures.add(message_id)
+            continue
+        for source in sources:
+            key = f"{source.app_id}/{source.study_id}"
+            if key not in settings.workflows:
+                logger.info("no pipeline for %s in this namespace; skipping s3://%s/%s", key, source.source_bucket, source.source_key)
+                continue
+            item = json.dumps(source.as_property(), sort_keys=True)
+            groups.setdefault((source.app_id, source.study_id), OrderedDict()).setdefault(item, set()).add(message_id)
+
+    glue = None
+    runs_started = []
+    for (app_id, study_id), items in groups.items():
+        workflow = settings.workflows[f"{app_id}/{study_id}"]
+        ids_of = {item: ids for item, ids in items.items()}
+        pending = [json.loads(item) for item, ids in items.items() if not ids & failures]
+        try:
+            batches = split_runs(pending, settings.max_messages, settings.max_bytes)
+        except MessageError as error:
+            logger.error("%s/%s: %s", app_id, study_id, error)
+            failures.update(i for ids in ids_of.values() for i in ids)
+            continue
+        for batch in batches:
+            batch_ids = {i for m in batch for i in ids_of[json.dumps(m, sort_keys=True)]}
+            if batch_ids <= failures:
+                continue
+            try:
+                glue = glue or glue_client or _glue_client()
+                run_id = glue.start_workflow_run(Name=workflow, RunProperties={"messages": json.dumps(batch)})["RunId"]
+            except Exception as error:  # noqa: BLE001 -- any failure retries the batch's messages
+                logger.error("could not start %s for %d messages: %s", workflow, len(batch), error)
+                failures.update(batch_ids)
+                continue
+            runs_started.append(run_id)
+            logger.info("started %s run %s with %d messages", workflow, run_id, len(batch))
+    return {"batchItemFailures": [{"itemIdentifier": i} for i in sorted(failures)]}

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import PROJECT_ROOT
 from deploy_fixtures import (
     ROOT,
     STACK_GROUPS,
@@ -154,6 +155,32 @@ def test_buckets_encrypted_private_tls_only(rendered, group):
         assert buckets[logical]["Properties"]["VersioningConfiguration"] == {"Status": "Enabled"}
     notification = buckets["InputBucket"]["Properties"]["NotificationConfiguration"]["TopicConfigurations"][0]
     assert notification["Topic"] == {"Ref": "InputTopic"}
+
+
+@pytest.mark.parametrize("group", STACK_GROUPS)
+def test_github_role_drives_cloudformation_only(rendered, group):
+    """The workflow's role manages stacks and artifacts; the stacks' resources
+    are created by an execution role that only CloudFormation can assume."""
+    template = templates_of(rendered, group)[f"bridge-downstream-{group}-github-oidc"]
+    roles = resources_of(template, "AWS::IAM::Role")
+    deploy = roles["DeployRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    actions = {a for s in deploy for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert {a.split(":")[0] for a in actions} == {"cloudformation", "iam", "s3"}
+    assert not any(a.endswith("*") for a in actions)
+    (pass_role,) = [s for s in deploy if s["Action"] == "iam:PassRole"]
+    assert pass_role["Resource"] == {"Fn::GetAtt": ["CloudFormationExecutionRole", "Arn"]}
+    assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}}
+    trust = roles["CloudFormationExecutionRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert [s["Principal"] for s in trust] == [{"Service": "cloudformation.amazonaws.com"}]
+
+
+def test_stacks_take_the_cloudformation_service_role_from_a_variable():
+    config = (PROJECT_ROOT / "config" / "config.yaml").read_text()
+    assert "cloudformation_service_role: \"{{ var.cfn_service_role | default('') }}\"" in config
+    for workflow in ("ci.yaml", "cleanup.yaml"):
+        text = (PROJECT_ROOT / ".github" / "workflows" / workflow).read_text()
+        commands = [line for line in text.splitlines() if "bin/sceptre " in line and (" launch " in line or " delete " in line)]
+        assert commands and all("cfn_service_role=${{ secrets." in line for line in commands), workflow
 
 
 @pytest.mark.parametrize("group", STACK_GROUPS)

@@ -17,6 +17,7 @@ from . import layout
 from .archive import ArchiveLimits
 from .ingest import ArchiveInput, run_ingest
 from .profiles import ProfileError, load_profile
+from .publish_arrow import add_engine_argument
 from .registry import RegistryError, SchemaRegistry, build_registry
 from .sinks import StorageInvalidSink
 from .storage import LocalStorage
@@ -104,7 +105,8 @@ def ingest_command(args) -> dict:
 def publish_command(args, datasets: list[str] | None = None) -> dict:
     from .catalog import DuckDBCatalog
     from .ingest import new_run_id
-    from .publish import json_datasets, publish_dataset
+    from .publish import json_datasets
+    from .publish_arrow import once, publish_dataset_with
     from .spark_session import local_spark_session
 
     registry = SchemaRegistry.load(args.registry)
@@ -113,12 +115,13 @@ def publish_command(args, datasets: list[str] | None = None) -> dict:
     chosen = datasets if datasets is not None else (args.datasets or json_datasets(storage))
     catalog = DuckDBCatalog(storage)
     run_id = getattr(args, "run_id", None) or new_run_id()
-    spark = local_spark_session()
+    spark_factory = once(local_spark_session)  # started only for --engine spark
     tables: dict[str, dict] = {}
     published = {}
     for dataset_id in chosen:
-        result = publish_dataset(
-            spark,
+        result = publish_dataset_with(
+            getattr(args, "engine", "arrow"),
+            spark_factory,
             dataset_id=dataset_id,
             registry=registry,
             profile=profile,
@@ -240,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add_publish_arguments(sub):
         sub.add_argument("--retention", type=int, default=3, help="complete versions kept per dataset (default 3)")
+        add_engine_argument(sub)
 
     run = commands.add_parser("run", help="ingest, then relationalize and publish Parquet and CSV")
     add_ingest_arguments(run)

@@ -20,20 +20,14 @@ from __future__ import annotations
 from .profiles import Profile
 
 
-def _field(name: str):
+def _with_fields(lines, names: list[str]):
+    """``lines`` plus one string column ``_f<i>`` per top-level field of ``names``:
+    ``json_tuple`` parses each line once for all of them (``get_json_object``
+    would parse it once per field) and returns the same text."""
     from pyspark.sql import functions as F
 
-    # Bracket notation: field names may hold characters a dotted path cannot.
-    return F.get_json_object(F.col("value"), "$['" + name.replace("'", "\\'") + "']")
-
-
-def _ordering(profile: Profile):
-
-    columns = []
-    for name, descending in profile.dedup.order_by:
-        column = _field(name)
-        columns.append(column.desc_nulls_last() if descending else column.asc_nulls_last())
-    return columns
+    aliases = [f"_f{i}" for i in range(len(names))]
+    return lines.select("*", F.json_tuple(F.col("value"), *names).alias(*aliases)), dict(zip(names, aliases))
 
 
 def dedup_lines(lines, dataset_id: str, profile: Profile, deleted_lines=None):
@@ -45,18 +39,21 @@ def dedup_lines(lines, dataset_id: str, profile: Profile, deleted_lines=None):
     if not key:
         return lines
     lines = lines.where(F.trim(F.col("value")) != "").withColumn("_source_file", F.input_file_name())
-    key_columns = [_field(name).alias(f"_key{i}") for i, name in enumerate(key)]
-    keyed = lines.select("*", *key_columns)
-    key_names = [f"_key{i}" for i in range(len(key))]
-    if profile.kind == "bridge-archive":
-        window = Window.partitionBy(*key_names).orderBy(*_ordering(profile), F.col("_source_file").desc())
+    export = profile.kind != "bridge-archive"
+    names = list(dict.fromkeys([*key, *(name for name, _ in profile.dedup.order_by), *(["sourceindex"] if export else [])]))
+    keyed, column = _with_fields(lines, names)
+    key_names = [column[name] for name in key]
+    ordering = []
+    for name, descending in profile.dedup.order_by:
+        ordering.append(F.col(column[name]).desc_nulls_last() if descending else F.col(column[name]).asc_nulls_last())
+    if not export:
+        window = Window.partitionBy(*key_names).orderBy(*ordering, F.col("_source_file").desc())
         survivors = keyed.withColumn("_rank", F.dense_rank().over(window)).where(F.col("_rank") == 1)
     else:
-        window = Window.partitionBy(*key_names).orderBy(
-            *_ordering(profile), F.col("_source_file").desc(), _field("sourceindex").cast("bigint").desc()
-        )
+        window = Window.partitionBy(*key_names).orderBy(*ordering, F.col("_source_file").desc(), F.col(column["sourceindex"]).cast("bigint").desc())
         survivors = keyed.withColumn("_rank", F.row_number().over(window)).where(F.col("_rank") == 1)
     if deleted_lines is not None:
-        deleted_keys = deleted_lines.select(*[_field(name).alias(f"_key{i}") for i, name in enumerate(key)]).distinct()
+        deleted, deleted_column = _with_fields(deleted_lines, list(key))
+        deleted_keys = deleted.select(*[F.col(deleted_column[name]).alias(key_names[i]) for i, name in enumerate(key)]).distinct()
         survivors = survivors.join(deleted_keys, on=key_names, how="left_anti")
     return survivors.select("value")

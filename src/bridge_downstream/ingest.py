@@ -18,11 +18,11 @@ import json
 import os
 import posixpath
 import re
+import sys
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from . import layout
@@ -36,6 +36,7 @@ from .validation import ValidationResult, drop_accepted_deviations, validate_doc
 from .writer import PartWriter, WrittenPart
 
 PROCESSED, INVALID, SKIPPED = "processed", "invalid", "skipped"
+EXPORT_WRITE_BATCH = 4096  # export lines written at once
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class ArchiveInput:
         return self.storage.uri(self.key)
 
 
-@dataclass
+@dataclass(slots=True)
 class ArchiveOutcome:
     source: str
     status: str
@@ -96,7 +97,7 @@ def archive_identity(stream, metadata: dict[str, str]) -> str:
 
 def parse_uploaded_on(value: str) -> datetime:
     parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return parsed.astimezone(timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 class InvalidArchive(Exception):
@@ -144,7 +145,8 @@ def _ingest_bridge_archive(archive: SafeArchive, metadata: dict[str, str], ctx: 
             registry, file_name=file_name, app_id=app_id, assessment_id=assessment_id, revision=revision, self_references=self_refs
         )
         if resolution.skipped:
-            outcome.files_skipped.append({"file": member, "reason": resolution.reason})
+            # Interned: one string per distinct name/reason, also after pickling to the parent.
+            outcome.files_skipped.append({"file": sys.intern(member), "reason": sys.intern(resolution.reason)})
             continue
         document = archive.read_json(member)
         if validate and resolution.schema_url and registry.schema(resolution.schema_url) is not None:
@@ -164,11 +166,13 @@ def _ingest_bridge_archive(archive: SafeArchive, metadata: dict[str, str], ctx: 
             extra.update(metadata)
         extra["sourcefile"] = member
         elements = document if isinstance(document, list) else [document]
+        lines = []
         for index, element in enumerate(elements):
             row = dict(element) if isinstance(element, dict) else {"value": element}
             row.update(extra)
             row["sourceindex"] = index
-            writer.write(resolution.dataset_id, partition, _dumps(row))
+            lines.append(_dumps(row))
+        writer.write_many(resolution.dataset_id, partition, lines)  # one write per file, not per row
         outcome.rows[resolution.dataset_id] = outcome.rows.get(resolution.dataset_id, 0) + len(elements)
     if errors:
         files = ", ".join(sorted(errors))
@@ -208,7 +212,7 @@ def _export_dates(archive: SafeArchive) -> dict[str, str]:
             ends.append(match.group("end") or match.group("start"))
     if not starts:
         raise InvalidArchive("export dates unknown: no Manifest.csv with ExportStartDate/ExportEndDate and no dated data file")
-    iso = lambda d: f"{d[:4]}-{d[4:6]}-{d[6:]}"  # noqa: E731
+    iso = lambda d: f"{d[:4]}-{d[4:6]}-{d[6:]}"
     return {"exportstartdate": iso(min(starts)), "exportenddate": iso(max(ends))}
 
 
@@ -231,6 +235,7 @@ def _ingest_export(archive: SafeArchive, metadata: dict[str, str], ctx: IngestCo
             continue
         extra = {"cohort": cohort, **dates, "sourcefile": member}
         count = 0
+        lines: list[bytes] = []
         for number, line in archive.iter_lines(member):
             if not line.strip():
                 continue
@@ -239,8 +244,12 @@ def _ingest_export(archive: SafeArchive, metadata: dict[str, str], ctx: IngestCo
                 raise InvalidArchive(f"{member} line {number + 1} is not a JSON object", {member: [f"line {number + 1} is not a JSON object"]})
             row.update(extra)
             row["sourceindex"] = number
-            writer.write(dataset_id, partition, _dumps(row))
+            lines.append(_dumps(row))
             count += 1
+            if len(lines) >= EXPORT_WRITE_BATCH:  # bounded memory for any file size
+                writer.write_many(dataset_id, partition, lines)
+                lines = []
+        writer.write_many(dataset_id, partition, lines)
         if count == 0:
             outcome.files_skipped.append({"file": member, "reason": "empty data file"})
         else:
@@ -275,9 +284,10 @@ def _invalid_entry(inp: ArchiveInput, metadata: dict[str, str], ctx: IngestConte
 
 
 def ingest_archive(inp: ArchiveInput, ctx: IngestContext, writer: PartWriter) -> ArchiveOutcome:
-    outcome = ArchiveOutcome(source=inp.source, status=PROCESSED)
+    source = inp.source  # a path computation: once per archive
+    outcome = ArchiveOutcome(source=source, status=PROCESSED)
     metadata: dict[str, str] = {}
-    identity = hashlib.sha256(inp.source.encode()).hexdigest()
+    identity = hashlib.sha256(source.encode()).hexdigest()
     token = writer.checkpoint()
 
     def invalid(reason: str, errors: dict | None = None) -> ArchiveOutcome:
@@ -303,7 +313,7 @@ def ingest_archive(inp: ArchiveInput, ctx: IngestContext, writer: PartWriter) ->
             missing = [name for name in ctx.profile.required_metadata if not metadata.get(name)]
             if missing:
                 return invalid(f"Bridge metadata is incomplete: missing {', '.join(missing)}")
-            with SafeArchive(stream, ctx.limits, inp.source) as archive:
+            with SafeArchive(stream, ctx.limits, source) as archive:
                 PROCESSORS[ctx.profile.kind](archive, metadata, ctx, writer, outcome)
     except ArchiveError as error:
         return invalid(str(error), {error.member or "archive": [str(error)]})
@@ -362,7 +372,7 @@ def write_ledger(storage: Storage, run_id: str, outcomes: Sequence[ArchiveOutcom
 
 
 def new_run_id() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
 
 
 def summarize(run_id: str, ctx: IngestContext, results: Sequence[BatchResult], started: datetime) -> dict[str, Any]:
@@ -375,14 +385,14 @@ def summarize(run_id: str, ctx: IngestContext, results: Sequence[BatchResult], s
             entry["rows"] += rows
     for part in (p for r in results for p in r.parts):
         datasets.setdefault(part.dataset_id, {"records": 0, "rows": 0, "files": 0})["files"] += 1
-    count = lambda status: sum(1 for o in outcomes if o.status == status)  # noqa: E731
+    count = lambda status: sum(1 for o in outcomes if o.status == status)
     return {
         "run_id": run_id,
         "stage": "ingest",
         "profile": ctx.profile.name,
         "registry_version": ctx.registry.version,
         "started_at": started.isoformat(timespec="seconds"),
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "archives": {"total": len(outcomes), PROCESSED: count(PROCESSED), INVALID: count(INVALID), SKIPPED: count(SKIPPED)},
         "datasets": dict(sorted(datasets.items())),
         "invalid": [{"source": o.source, "recordid": o.record_id, "reason": o.reason, "errors": (o.invalid_entry or {}).get("validation_result", {}).get("errors", {})} for o in outcomes if o.status == INVALID],
@@ -401,23 +411,94 @@ def finish_run(run_id: str, ctx: IngestContext, results: Sequence[BatchResult], 
             sink.send(outcome.invalid_entry)
     write_ledger(output, run_id, outcomes)
     report = summarize(run_id, ctx, results, started)
-    output.write_bytes(layout.report_key(run_id), json.dumps(report, indent=2).encode())
+    # Streamed to a local file, then stored: no second copy of a large report in memory.
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".json", delete=False) as stream:
+        json.dump(report, stream, indent=2)
+    try:
+        output.upload_file(stream.name, layout.report_key(run_id))
+    finally:
+        os.unlink(stream.name)
     return report
 
 
 _WORKER_CONTEXT: dict[str, Any] = {}
+PROGRESS_EVERY = 16  # archives per message from a worker (outcomes, progress)
 
 
-def _run_task(task: int, inputs: list[ArchiveInput]) -> BatchResult:
-    return process_batch(task, inputs, _WORKER_CONTEXT["ctx"], _WORKER_CONTEXT["output"])
+def _run_worker(task: int, inputs: list[ArchiveInput], messages) -> None:
+    """One worker process: its slice of the archives into one set of part
+    files (so a partition gets one file per worker, not per batch). Outcomes
+    go to the parent as they are made (they are its progress), so a worker's
+    memory does not grow with its share of the archives."""
+    writer = PartWriter(task)
+    try:
+        ctx, output = _WORKER_CONTEXT["ctx"], _WORKER_CONTEXT["output"]
+        batch: list[ArchiveOutcome] = []
+        for inp in inputs:
+            batch.append(ingest_archive(inp, ctx, writer))
+            if len(batch) >= PROGRESS_EVERY:
+                messages.put(("outcomes", task, batch))
+                batch = []
+        messages.put(("outcomes", task, batch))
+        messages.put(("result", task, BatchResult(task, [], writer.publish(output))))
+    except BaseException as error:  # noqa: BLE001 - reported to the parent, which fails the run
+        import traceback
+
+        messages.put(("error", task, f"{type(error).__name__}: {error}\n{traceback.format_exc()}"))
+    finally:
+        writer.close()
 
 
 def split_tasks(inputs: Sequence[ArchiveInput], workers: int) -> list[list[ArchiveInput]]:
-    """Deterministic slices of the inputs in source order; a few per worker
-    so that progress moves and uneven archives balance out."""
+    """Deterministic slices of the inputs in source order, one per worker:
+    the same archives always give the same part files, and every partition
+    gets one part file per worker (many small files slow every reader)."""
     ordered = sorted(inputs, key=lambda i: i.source)
-    count = max(1, min(len(ordered), workers * 4))
+    count = max(1, min(len(ordered), workers))
     return [ordered[i::count] for i in range(count)]
+
+
+def _run_parallel(tasks: list[list[ArchiveInput]], ctx: IngestContext, output: Storage, progress: Callable[[int], None] | None) -> list[BatchResult]:
+    import multiprocessing
+    import queue
+
+    fork = multiprocessing.get_context("fork")
+    messages = fork.Queue()
+    _WORKER_CONTEXT.update(ctx=ctx, output=output)
+    processes = [fork.Process(target=_run_worker, args=(index, task_inputs, messages), daemon=True) for index, task_inputs in enumerate(tasks)]
+    results: list[BatchResult] = []
+    outcomes: dict[int, list[ArchiveOutcome]] = {index: [] for index in range(len(tasks))}
+    try:
+        for process in processes:
+            process.start()
+        pending = set(range(len(tasks)))
+        while pending:
+            try:
+                kind, task, payload = messages.get(timeout=1.0)
+            except queue.Empty:
+                dead = [i for i in sorted(pending) if processes[i].exitcode not in (None, 0)]
+                if dead:
+                    raise RuntimeError(f"ingest worker {dead[0]} died (exit code {processes[dead[0]].exitcode})") from None
+                continue
+            if kind == "outcomes":
+                outcomes[task].extend(payload)
+                if progress and payload:
+                    progress(len(payload))
+            elif kind == "result":
+                payload.outcomes = outcomes[task]
+                results.append(payload)
+                pending.discard(task)
+            else:
+                raise RuntimeError(f"ingest worker {task} failed: {payload}")
+    finally:
+        for process in processes:
+            process.join(timeout=10)
+            if process.is_alive():
+                process.terminate()
+        _WORKER_CONTEXT.clear()
+    return results
 
 
 def run_ingest(
@@ -433,7 +514,7 @@ def run_ingest(
     progress: Callable[[int], None] | None = None,
     run_id: str | None = None,
 ) -> dict:
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     run_id = run_id or new_run_id()
     ctx = IngestContext(registry, profile, limits, app_id, load_ledger(output))
     workers = max(1, workers or os.cpu_count() or 1)
@@ -443,15 +524,6 @@ def run_ingest(
         for index, task_inputs in enumerate(tasks):
             results.append(process_batch(index, task_inputs, ctx, output, on_archive=(lambda: progress(1)) if progress else None))
     else:
-        import multiprocessing
-
-        _WORKER_CONTEXT.update(ctx=ctx, output=output)
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            futures = {pool.submit(_run_task, index, task_inputs): len(task_inputs) for index, task_inputs in enumerate(tasks)}
-            for future in as_completed(futures):
-                results.append(future.result())
-                if progress:
-                    progress(futures[future])
-        _WORKER_CONTEXT.clear()
+        results = _run_parallel(tasks, ctx, output, progress)
     results.sort(key=lambda r: r.task)
     return finish_run(run_id, ctx, results, started, output, sink)

@@ -106,7 +106,12 @@ def plan_dataset(registry: SchemaRegistry, profile: Profile, dataset_id: str, wo
     found = dataset_schema(registry, dataset_id)
     if found is not None:
         schema_id, schema = found
-        return plan_from_schema(dataset_id, schema, registry.resolver(), base_uri=schema_id, **arguments), schema_id
+        try:
+            return plan_from_schema(dataset_id, schema, registry.resolver(), base_uri=schema_id, **arguments), schema_id
+        except TypeError as error:
+            # A schema whose top level is not an object with properties
+            # (a definitions-only document) says nothing about columns.
+            log.warning("%s: schema %s gives no table layout (%s); inferring from the rows", dataset_id, schema_id, error)
     return plan_from_rows(dataset_id, iter_dataset_rows(work, dataset_id), **arguments), None
 
 
@@ -202,44 +207,100 @@ def publish_dataset(
 
     ``fail_after_tables`` interrupts the publish on purpose after that many
     tables (tests use it to show that an interrupted publish changes nothing).
+    The Spark engine; :mod:`publish_arrow` is the same publish on Arrow.
     """
     from .relationalize import relationalize_spark
 
     location = location or DirectLocation()
-    version = new_version()
-    previous = current_version(published, dataset_id)
-    plan, schema_id = plan_dataset(registry, profile, dataset_id, work)
+    version, previous, plan, schema_id = begin_publish(registry, profile, dataset_id, work, published)
 
     lines = spark.read.text(location.read_uri(work, layout.dataset_prefix(dataset_id)), pathGlobFilter="*.ndjson", recursiveFileLookup=True)
     deleted = None
+    deleted_id = deleted_dataset(profile, dataset_id, work)
+    if deleted_id is not None:
+        deleted = spark.read.text(location.read_uri(work, layout.dataset_prefix(deleted_id)), pathGlobFilter="*.ndjson", recursiveFileLookup=True)
+    survivors = dedup_lines(lines, dataset_id, profile, deleted)
+    # Parsed once and kept: every table reads the same rows, so dedup (a
+    # shuffle) and JSON parsing run once per publish, not once per table.
+    frames = relationalize_spark(spark, plan, survivors, persist=True)
+
+    tables: dict[str, PublishedTable] = {}
+    try:
+        for written, table in enumerate(plan.tables):
+            check_interrupt(dataset_id, written, fail_after_tables)
+            partition_keys = table_partition_keys(plan, table)
+            frame = partition_strings(frames[table.name], partition_keys)
+            prefix = layout.table_prefix(dataset_id, version, "parquet", table.name)
+            frame.write.mode("overwrite").partitionBy(*partition_keys).parquet(location.write_uri(published, prefix))
+            location.written(published, prefix)
+            tables[table.name] = describe_table(published, plan, dataset_id, version, table, mapper)
+    finally:
+        spark.catalog.clearCache()  # the persisted rows of this publish
+    return complete_publish(
+        published, plan, dataset_id=dataset_id, version=version, previous=previous, schema_id=schema_id,
+        run_id=run_id, registry=registry, tables=tables, catalog=catalog, retention=retention,
+    )
+
+
+# -- engine-neutral steps of a publish (shared by the Spark and Arrow engines) --
+
+
+def begin_publish(registry: SchemaRegistry, profile: Profile, dataset_id: str, work: Storage, published: Storage):
+    """``(version, previous version, plan, schema id)`` of a new publish."""
+    version = new_version()
+    previous = current_version(published, dataset_id)
+    plan, schema_id = plan_dataset(registry, profile, dataset_id, work)
+    return version, previous, plan, schema_id
+
+
+def deleted_dataset(profile: Profile, dataset_id: str, work: Storage) -> str | None:
+    """The ``_Deleted`` companion dataset whose keys remove rows, when it has data."""
     suffix = profile.dedup.deleted_suffix
     if suffix and not dataset_id.endswith(suffix) and any(True for _ in work.list(layout.dataset_prefix(dataset_id + suffix) + "/")):
-        deleted = spark.read.text(location.read_uri(work, layout.dataset_prefix(dataset_id + suffix)), pathGlobFilter="*.ndjson", recursiveFileLookup=True)
-    survivors = dedup_lines(lines, dataset_id, profile, deleted)
-    frames = relationalize_spark(spark, plan, survivors)
+        return dataset_id + suffix
+    return None
 
-    athena_columns = plan.athena_columns()
-    tables: dict[str, PublishedTable] = {}
-    for written, table in enumerate(plan.tables):
-        if fail_after_tables is not None and written >= fail_after_tables:
-            raise RuntimeError(f"publish of {dataset_id} interrupted after {written} tables (requested)")
-        partition_keys = [c for c in plan.partition_columns if c in {col.name for col in table.columns}]
-        frame = partition_strings(frames[table.name], partition_keys)
-        prefix = layout.table_prefix(dataset_id, version, "parquet", table.name)
-        frame.write.mode("overwrite").partitionBy(*partition_keys).parquet(location.write_uri(published, prefix))
-        location.written(published, prefix)
-        files = finish_table_files(published, dataset_id, version, table.name, mapper)
-        columns = [{"name": n, "type": t} for n, t in athena_columns[table.name] if n not in partition_keys]
-        tables[table.name] = PublishedTable(
-            name=table.name,
-            dataset_id=dataset_id,
-            parent=table.parent,
-            columns=columns,
-            partition_keys=partition_keys,
-            rows=sum(f.rows for f in files if f.format == "parquet"),
-            files=files,
-        )
 
+def check_interrupt(dataset_id: str, written: int, fail_after_tables: int | None) -> None:
+    if fail_after_tables is not None and written >= fail_after_tables:
+        raise RuntimeError(f"publish of {dataset_id} interrupted after {written} tables (requested)")
+
+
+def table_partition_keys(plan, table) -> list[str]:
+    return [c for c in plan.partition_columns if c in {col.name for col in table.columns}]
+
+
+def describe_table(published: Storage, plan, dataset_id: str, version: str, table, mapper: Callable = map) -> PublishedTable:
+    """Once a table's Parquet files are written: its CSVs, and its manifest entry."""
+    partition_keys = table_partition_keys(plan, table)
+    files = finish_table_files(published, dataset_id, version, table.name, mapper)
+    columns = [{"name": n, "type": t} for n, t in table.athena_columns() if n not in partition_keys]
+    return PublishedTable(
+        name=table.name,
+        dataset_id=dataset_id,
+        parent=table.parent,
+        columns=columns,
+        partition_keys=partition_keys,
+        rows=sum(f.rows for f in files if f.format == "parquet"),
+        files=files,
+    )
+
+
+def complete_publish(
+    published: Storage,
+    plan,
+    *,
+    dataset_id: str,
+    version: str,
+    previous: str | None,
+    schema_id: str | None,
+    run_id: str,
+    registry: SchemaRegistry,
+    tables: dict[str, PublishedTable],
+    catalog: Catalog | None,
+    retention: int,
+) -> PublishResult:
+    """Manifest, then CURRENT (the commit point), then catalog and pruning."""
     manifest = PublishManifest(
         dataset_id=dataset_id,
         version=version,

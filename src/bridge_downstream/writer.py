@@ -39,8 +39,11 @@ class PartWriter:
         self.staging_dir = staging_dir or tempfile.mkdtemp(prefix="bridge-downstream-parts-")
         self._paths: dict[tuple, str] = {}
         self._rows: dict[tuple, int] = {}
+        self._sizes: dict[tuple, int] = {}  # bytes written, so a checkpoint needs no stat per file
         self._open: OrderedDict[tuple, object] = OrderedDict()
         self._identities: list[str] = []
+        self._touched: dict[tuple, tuple[int, int]] = {}  # slot -> (size, rows) at the checkpoint
+        self._generation = 0
 
     def _handle(self, slot: tuple):
         handle = self._open.get(slot)
@@ -50,6 +53,7 @@ class PartWriter:
         if slot not in self._paths:
             self._paths[slot] = os.path.join(self.staging_dir, f"{len(self._paths):06d}.ndjson")
             self._rows[slot] = 0
+            self._sizes[slot] = 0
         if len(self._open) >= MAX_OPEN_FILES:
             _, oldest = self._open.popitem(last=False)
             oldest.close()
@@ -58,24 +62,41 @@ class PartWriter:
         return handle
 
     def write(self, dataset_id: str, partition: tuple[tuple[str, object], ...], line: bytes) -> None:
+        self.write_many(dataset_id, partition, [line])
+
+    def write_many(self, dataset_id: str, partition: tuple[tuple[str, object], ...], lines: list[bytes]) -> None:
+        """Append NDJSON lines (each ending in a newline) in one buffered write."""
+        if not lines:
+            return
         slot = (dataset_id, partition)
-        self._handle(slot).write(line)
-        self._rows[slot] += 1
+        handle = self._handle(slot)
+        if slot not in self._touched:
+            self._touched[slot] = (self._sizes[slot], self._rows[slot])
+        data = lines[0] if len(lines) == 1 else b"".join(lines)
+        handle.write(data)
+        self._rows[slot] += len(lines)
+        self._sizes[slot] += len(data)
 
-    def checkpoint(self) -> dict:
-        for handle in self._open.values():
-            handle.flush()
-        return {slot: (os.path.getsize(path), self._rows[slot]) for slot, path in self._paths.items()}
+    def checkpoint(self) -> int:
+        """Mark the start of an archive. O(1): sizes and row counts are kept in
+        memory and only the part files written after the mark are remembered."""
+        self._generation += 1
+        self._touched = {}
+        return self._generation
 
-    def rollback(self, token: dict) -> None:
-        for slot in list(self._paths):
-            size, rows = token.get(slot, (0, 0))
+    def rollback(self, token: int) -> None:
+        """Undo every write since checkpoint ``token`` (the latest one)."""
+        if token != self._generation:
+            raise ValueError("rollback to a checkpoint other than the latest")
+        for slot, (size, rows) in self._touched.items():
             handle = self._open.pop(slot, None)
             if handle is not None:
                 handle.close()
             with open(self._paths[slot], "ab") as stream:
                 stream.truncate(size)
             self._rows[slot] = rows
+            self._sizes[slot] = size
+        self._touched = {}
 
     def commit(self, identity: str) -> None:
         self._identities.append(identity)

@@ -1,0 +1,346 @@
+"""The benchmark: every stage, the whole local pipeline and the baselines, on
+the same generated data in one invocation; prints a table and writes JSON.
+
+    pipenv run python bench/run.py                 # the full run (docs/benchmarks.md)
+    pipenv run python bench/run.py --quick         # a smoke run at 1k records
+
+Each measured step runs in its own process (``bench/steps.py``); this process
+samples the resident memory (RSS) of that process and all its children -- the
+JVM and pyspark workers included -- every 20 ms and keeps the peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+
+def machine() -> dict:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                memory = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    java = subprocess.run(["java", "-version"], capture_output=True, text=True, check=False).stderr.splitlines()[:1]
+    return {
+        "nproc": os.cpu_count(),
+        "memory_gib": round(memory / 2**30, 1),
+        "cpu": model,
+        "python": platform.python_version(),
+        "java": java[0] if java else None,
+        "load_average_at_start": os.getloadavg(),
+    }
+
+
+def _tree_rss(process) -> int:
+    import psutil
+
+    total = 0
+    try:
+        processes = [process, *process.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    for p in processes:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def measure(arguments: list[str], label: str) -> dict:
+    """Run ``bench/steps.py ARGUMENTS``; its result plus wall time and peak RSS of its process tree."""
+    import psutil
+
+    command = [sys.executable, str(HERE / "steps.py"), *arguments]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
+    started = time.perf_counter()
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    peak = 0
+    done = threading.Event()
+
+    def sample():
+        nonlocal peak
+        process = psutil.Process(child.pid)
+        while not done.is_set():
+            peak = max(peak, _tree_rss(process))
+            done.wait(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, err = child.communicate()
+    done.set()
+    sampler.join()
+    wall = time.perf_counter() - started
+    lines = [line for line in out.splitlines() if line.startswith("BENCH-RESULT ")]
+    if child.returncode != 0 or not lines:
+        print(f"  {label}: FAILED (exit {child.returncode})\n{err[-3000:]}", file=sys.stderr)
+        return {"label": label, "failed": True, "error": err[-3000:], "wall_seconds": wall, "peak_rss_bytes": peak}
+    result = json.loads(lines[-1][len("BENCH-RESULT ") :])
+    result.update(label=label, wall_seconds=wall, peak_rss_bytes=peak)
+    seconds = max(result["seconds"], 1e-9)
+    result["records_per_s"] = result["records"] / seconds
+    result["mb_per_s"] = result["in_bytes"] / seconds / 1e6
+    result["out_rows_per_s"] = result["out_rows"] / seconds
+    print(
+        f"  {label:<44} {result['seconds']:8.2f} s  {result['records_per_s']:10.0f} rec/s  {result['mb_per_s']:7.2f} MB/s  "
+        f"{result['out_rows_per_s']:10.0f} rows/s  peak {peak / 2**20:7.0f} MiB",
+        flush=True,
+    )
+    return result
+
+
+def ensure_data(data_root: Path, records: int, export_rows: int, args, flavor: str = "sample") -> Path:
+    from generate import generate
+
+    folder = data_root / (f"{records}" if flavor == "sample" else f"{flavor}-{records}")
+    marker = folder / "generated.json"
+    wanted = {"records": records, "export_rows": export_rows, "seed": args.seed, "motion": args.motion, "steps": args.steps, "per_day": 100, "flavor": flavor}
+    if marker.is_file():
+        have = json.loads(marker.read_text())
+        if all(have.get(k) == v for k, v in wanted.items()):
+            return folder
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+    began = time.perf_counter()
+    generate(folder, records=records, export_rows=export_rows, seed=args.seed, motion=args.motion, steps=args.steps, per_day=100, flavor=flavor)
+    print(f"  generated {records} records ({export_rows} export rows) in {time.perf_counter() - began:.0f} s -> {folder}", flush=True)
+    return folder
+
+
+def build_registry(work: Path) -> Path:
+    from bridge_downstream.registry import build_registry as build
+
+    source = ROOT / "samples" / "registry-src"
+    out = work / "registry"
+    build(
+        archive_map=source / "archive-map.json",
+        schema_dirs=[source / "schemas"],
+        schema_mapping=source / "schema-mapping.json",
+        dataset_mapping=source / "dataset-mapping.json",
+        pipeline_rules=source / "pipeline-rules.json",
+        out=out,
+    )
+    return out
+
+
+TASKDATA_URL = "https://raw.githubusercontent.com/MobileToolbox/MobileToolboxSchemas/0.9.8/OldCombinedSchema/taskData_combinedSchema.json"
+GRADUAL_ONSET_URL = (
+    "https://raw.githubusercontent.com/MobileToolbox/MTBfx/9f7ab73ae52127d46ef417ae807286fcd4bb9d0c/"
+    "JSONschema/2022_12_01_taskData_GradualOnset_Schema.json"
+)
+
+
+def build_real_registry(work: Path, shared: Path) -> Path:
+    """The real registry (as tests/support.py builds it): mobile-client-json and the MTB task-data schemas."""
+    from bridge_downstream.registry import build_registry as build
+
+    rules = work / "real-rules.json"
+    rules.write_text(json.dumps({"file_aliases": {"microphone.json": "microphone_levels.json"}}))
+    out = work / "real-registry"
+    build(
+        archive_map=shared / "mobile-client-json" / "archive-map.json",
+        schema_dirs=[shared / "mobile-client-json" / "schemas"],
+        schema_mapping=shared / "bridge-downstream-config" / "schema_mapping.json",
+        dataset_mapping=shared / "bridge-downstream-config" / "dataset_mapping.json",
+        aliases={
+            TASKDATA_URL: shared / "mtb-taskdata" / "archiveSchemas" / "taskData_combinedSchema.json",
+            GRADUAL_ONSET_URL: shared / "mtb-taskdata" / "pinned" / "2022_12_01_taskData_GradualOnset_Schema.json",
+        },
+        pipeline_rules=rules,
+        out=out,
+    )
+    return out
+
+
+def human(n: float) -> str:
+    return f"{n / 1000:.0f}k" if n >= 1000 and n % 1000 == 0 else str(int(n))
+
+
+def ratio(a, b) -> float | None:
+    if not a or not b or a.get("failed") or b.get("failed"):
+        return None
+    return a["seconds"] / b["seconds"]
+
+
+def render(results: dict) -> str:
+    """The Markdown tables of docs/benchmarks.md."""
+    out = []
+    n = results["compare_records"]
+    c = results["compare"]
+    out.append(f"### Stages and baselines at {human(n)} records (same data, same run)\n")
+    out.append("| step | implementation | time s | records/s | MB/s in | output rows/s | peak RSS MiB | ratio |")
+    out.append("|---|---|---:|---:|---:|---:|---:|---|")
+
+    def row(key, step, impl, note=""):
+        r = c.get(key)
+        if not r:
+            return
+        if r.get("failed"):
+            out.append(f"| {step} | {impl} | failed | | | | | {note} |")
+            return
+        out.append(
+            f"| {step} | {impl} | {r['seconds']:.2f} | {r['records_per_s']:,.0f} | {r['mb_per_s']:.2f} | {r['out_rows_per_s']:,.0f} | "
+            f"{r['peak_rss_bytes'] / 2**20:,.0f} | {note} |"
+        )
+
+    fmt = lambda x, suffix="": "n/a" if x is None else f"{x:.2f}{suffix}"
+    speedup = ratio(c.get("ingest_original"), c.get("ingest"))
+    row("ingest", "ingest (MTB archives)", "ours: parallel, compiled validation, batched part files", f"**{fmt(speedup, 'x')} the original's records/s**")
+    row("ingest_original", "ingest (MTB archives)", "original design: serial, ZIP opened per file and step, one object per record and file", "baseline")
+    real_speedup = ratio(c.get("ingest_real_original"), c.get("ingest_real"))
+    row("ingest_real", "ingest (real-schema MTB uploads)", "ours", f"**{fmt(real_speedup, 'x')} the original's records/s**")
+    row("ingest_real_original", "ingest (real-schema MTB uploads)", "original design", "baseline")
+    row("ingest_recover", "ingest (recover exports)", "ours", "records = export rows")
+    for engine, impl in (("arrow", "ours: Arrow executor"), ("spark", "ours: Spark executor"), ("duckdb", "DuckDB read_json + unnest"), ("pyarrow", "pyarrow list_flatten + list_parent_indices"), ("dlt", "dlt normalizer (extract + normalize)")):
+        key = f"relationalize_{engine}"
+        note = ""
+        if engine != "arrow":
+            note = f"{fmt(ratio(c.get(key), c.get('relationalize_arrow')), 'x')} Arrow executor's time"
+        if engine == "dlt":
+            note += f"; {fmt(ratio(c.get(key), c.get('relationalize_spark')), 'x')} Spark executor's time"
+        if engine == "duckdb":
+            note = f"Arrow executor takes {fmt(ratio(c.get('relationalize_arrow'), c.get(key)), 'x')} DuckDB's time"
+        row(key, "relationalize (NDJSON -> tables -> Parquet)", impl, note)
+    row("publish_arrow", "publish (dedup, relationalize, Parquet + CSV, manifest)", "ours: Arrow engine (local default)", "")
+    row("publish_spark", "publish (dedup, relationalize, Parquet + CSV, manifest)", "ours: Spark engine (as on Glue)", f"{fmt(ratio(c.get('publish_spark'), c.get('publish_arrow')), 'x')} Arrow engine's time; + Spark start below")
+    row("pipeline_arrow", "whole local pipeline (ingest + publish)", "ours: `run` with the Arrow engine", "")
+    start = c.get("spark_start")
+    if start and not start.get("failed"):
+        out.append(f"| Spark session start | local[{results['machine']['nproc']}] | {start['seconds']:.2f} | | | | {start['peak_rss_bytes'] / 2**20:,.0f} | not in the times above |")
+    out.append("")
+    out.append("### Scale curve (time and peak memory per stage)\n")
+    sizes = results["sizes"]
+    out.append("| stage | " + " | ".join(f"{human(s)} s | {human(s)} MiB" for s in sizes) + " | time per record, largest / 10k | memory, largest / 10k |")
+    out.append("|---|" + "---:|---:|" * len(sizes) + "---:|---:|")
+    for key, label in (("ingest", "ingest (ours)"), ("publish_arrow", "publish, Arrow engine"), ("publish_spark", "publish, Spark engine")):
+        cells, by_size = [], {}
+        for size in sizes:
+            r = results["scale"].get(str(size), {}).get(key)
+            if r and not r.get("failed"):
+                cells.append(f"{r['seconds']:.1f} | {r['peak_rss_bytes'] / 2**20:,.0f}")
+                by_size[size] = r
+            else:
+                cells.append("not run | " if not r else "failed | ")
+        largest = max(by_size) if by_size else None
+        per_record = memory = "n/a"
+        if largest and 10000 in by_size and largest != 10000:
+            a, b = by_size[largest], by_size[10000]
+            per_record = f"{(a['seconds'] / a['records']) / (b['seconds'] / b['records']):.2f}"
+            memory = f"{a['peak_rss_bytes'] / b['peak_rss_bytes']:.2f}"
+        out.append(f"| {label} | " + " | ".join(cells) + f" | {per_record} | {memory} |")
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,10000,100000", help="records for the scale curve (default 1000,10000,100000)")
+    parser.add_argument("--compare", type=int, default=10000, help="records for the side-by-side comparison (default 10000)")
+    parser.add_argument("--spark-max", type=int, default=10000, help="largest size the Spark publish runs at (default 10000)")
+    parser.add_argument("--export-factor", type=int, default=10, help="recover export rows per record at the comparison size")
+    parser.add_argument("--real", type=int, default=500, help="real-schema uploads for the second ingest comparison (default 500)")
+    parser.add_argument("--no-real", action="store_true", help="skip the real-schema ingest comparison")
+    parser.add_argument("--motion", type=int, default=25)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--data", default="/tmp/bridge-bench/data", help="generated data (kept between runs)")
+    parser.add_argument("--work", default="/tmp/bridge-bench/work", help="outputs of the measured steps")
+    parser.add_argument("--json", dest="json_path", help="write the results here (default WORK/results.json)")
+    parser.add_argument("--markdown", help="also write the Markdown tables here")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1k records, comparison at 1k")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.sizes, args.compare, args.spark_max, args.real = "1000", 1000, 1000, 100
+    sizes = sorted({int(s) for s in args.sizes.split(",") if s} | {args.compare})
+    work, data = Path(args.work), Path(args.data)
+    work.mkdir(parents=True, exist_ok=True)
+    began = time.perf_counter()
+    results = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": " ".join(["pipenv run python bench/run.py", *(argv if argv is not None else sys.argv[1:])]),
+        "machine": machine(),
+        "settings": {"motion": args.motion, "steps": args.steps, "seed": args.seed, "per_day": 100, "export_factor": args.export_factor},
+        "compare_records": args.compare,
+        "sizes": sizes,
+        "compare": {},
+        "scale": {},
+    }
+    print(f"machine: {results['machine']}", flush=True)
+    registry = str(build_registry(work))
+    n = args.compare
+    folder = ensure_data(data, n, n * args.export_factor, args)
+    w = work / str(n)
+    c = results["compare"]
+    print(f"comparison at {n} records:", flush=True)
+    common = ["--registry", registry]
+    c["ingest"] = measure(["ingest", "--impl", "ours", "--input", str(folder / "archives"), "--output", str(w / "ours"), *common], f"ingest ours {n}")
+    c["ingest_original"] = measure(["ingest", "--impl", "original", "--input", str(folder / "archives"), "--output", str(w / "original"), *common], f"ingest original design {n}")
+    if not args.no_real:
+        from generate import shared_data_dir
+
+        shared = shared_data_dir()
+        if (shared / "mtb-taskdata").is_dir():
+            real_registry = str(build_real_registry(work, shared))
+            real = ensure_data(data, args.real, 0, args, flavor="real")
+            real_common = ["--registry", real_registry]
+            c["ingest_real"] = measure(["ingest", "--impl", "ours", "--input", str(real / "archives"), "--output", str(w / "real-ours"), *real_common], f"ingest ours, real-schema uploads {args.real}")
+            c["ingest_real_original"] = measure(["ingest", "--impl", "original", "--input", str(real / "archives"), "--output", str(w / "real-original"), *real_common], f"ingest original design, real-schema uploads {args.real}")
+        else:
+            print(f"  (no real data at {shared}: real-schema ingest comparison skipped)")
+    c["ingest_recover"] = measure(["ingest", "--impl", "ours", "--profile", "recover", "--input", str(folder / "exports"), "--output", str(w / "recover"), *common], f"ingest recover exports {n * args.export_factor} rows")
+    c["spark_start"] = measure(["spark-start"], "spark session start")
+    for engine in ("arrow", "spark", "duckdb", "pyarrow", "dlt"):
+        c[f"relationalize_{engine}"] = measure(["relationalize", "--engine", engine, "--work", str(w / "ours"), "--out", str(w / f"rel-{engine}"), *common], f"relationalize {engine}")
+    for engine in ("arrow", "spark"):
+        c[f"publish_{engine}"] = measure(["publish", "--engine", engine, "--work", str(w / "ours"), "--published", str(w / f"pub-{engine}"), *common], f"publish {engine}")
+    c["pipeline_arrow"] = measure(["pipeline", "--engine", "arrow", "--input", str(folder / "archives"), "--output", str(w / "pipeline"), *common], "whole pipeline arrow")
+    results["scale"][str(n)] = {k: c[k] for k in ("ingest", "publish_arrow", "publish_spark")}
+    for size in sizes:
+        if size == n:
+            continue
+        print(f"scale curve at {size} records:", flush=True)
+        folder = ensure_data(data, size, 0, args)
+        w = work / str(size)
+        entry = results["scale"][str(size)] = {}
+        entry["ingest"] = measure(["ingest", "--impl", "ours", "--input", str(folder / "archives"), "--output", str(w / "ours"), *common], f"ingest ours {size}")
+        entry["publish_arrow"] = measure(["publish", "--engine", "arrow", "--work", str(w / "ours"), "--published", str(w / "pub-arrow"), *common], f"publish arrow {size}")
+        if size <= args.spark_max:
+            entry["publish_spark"] = measure(["publish", "--engine", "spark", "--work", str(w / "ours"), "--published", str(w / "pub-spark"), *common], f"publish spark {size}")
+    results["total_seconds"] = time.perf_counter() - began
+    results["machine"]["load_average_at_end"] = os.getloadavg()
+    path = Path(args.json_path) if args.json_path else work / "results.json"
+    path.write_text(json.dumps(results, indent=2))
+    table = render(results)
+    if args.markdown:
+        Path(args.markdown).write_text(table)
+    print()
+    print(table)
+    print(f"results: {path}   ({results['total_seconds'] / 60:.1f} min)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

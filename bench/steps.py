@@ -1,0 +1,285 @@
+"""One measured step, run in its own process by ``bench/run.py`` (which samples
+the memory of this process and all its children, the JVM included).
+
+Prints one JSON line: ``seconds`` (the timed work only: no interpreter start,
+no Spark session start unless the step is ``spark-start``), ``records`` and
+``in_bytes`` (what went in), ``out_rows`` (rows written), ``detail``.
+
+    pipenv run python bench/steps.py ingest --impl ours --input DATA/archives --output WORK/out --registry WORK/registry
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+
+def _inputs(folder: Path):
+    from bridge_downstream.ingest import ArchiveInput
+    from bridge_downstream.storage import LocalStorage
+
+    storage = LocalStorage(folder)
+    files = sorted(p for p in folder.rglob("*.zip"))
+    return [ArchiveInput(storage, p.relative_to(folder).as_posix()) for p in files], sum(p.stat().st_size for p in files)
+
+
+def _ndjson(work: Path, dataset_id: str) -> list[str]:
+    return sorted(str(p) for p in (work / "json" / f"dataset={dataset_id}").rglob("*.ndjson"))
+
+
+def _lines_and_bytes(paths: list[str]) -> tuple[int, int]:
+    lines = size = 0
+    for path in paths:
+        with open(path, "rb") as handle:
+            data = handle.read()
+        size += len(data)
+        lines += data.count(b"\n")
+    return lines, size
+
+
+def step_ingest(args) -> dict:
+    from bridge_downstream.profiles import load_profile
+    from bridge_downstream.registry import SchemaRegistry
+    from bridge_downstream.sinks import StorageInvalidSink
+    from bridge_downstream.storage import LocalStorage
+
+    registry = SchemaRegistry.load(args.registry)
+    profile = load_profile(args.profile)
+    inputs, in_bytes = _inputs(Path(args.input))
+    shutil.rmtree(args.output, ignore_errors=True)
+    output = LocalStorage(args.output)
+    started = time.perf_counter()
+    if args.impl == "original":
+        from original_ingest import run_original_ingest
+
+        report = run_original_ingest(inputs, registry=registry, profile=profile, output=output)
+    else:
+        from bridge_downstream.ingest import run_ingest
+
+        report = run_ingest(inputs, registry=registry, profile=profile, output=output, sink=StorageInvalidSink(output), workers=args.workers)
+    seconds = time.perf_counter() - started
+    rows = sum(d["rows"] for d in report["datasets"].values())
+    records = rows if profile.kind == "ndjson-export" else len(inputs)  # an export's records are its lines
+    return {"seconds": seconds, "records": records, "in_bytes": in_bytes, "out_rows": rows, "detail": {"archives": report["archives"], "rows": {k: v["rows"] for k, v in report["datasets"].items()}}}
+
+
+def _datasets(work: Path, wanted: list[str] | None) -> list[str]:
+    from bridge_downstream.publish import json_datasets
+    from bridge_downstream.storage import LocalStorage
+
+    return wanted or json_datasets(LocalStorage(work))
+
+
+def step_publish(args) -> dict:
+    """Publish (dedup -> relationalize -> Parquet + CSV -> manifest -> CURRENT) every dataset."""
+    from bridge_downstream.profiles import load_profile
+    from bridge_downstream.publish_arrow import publish_dataset_with
+    from bridge_downstream.registry import SchemaRegistry
+    from bridge_downstream.storage import LocalStorage
+
+    registry = SchemaRegistry.load(args.registry)
+    profile = load_profile(args.profile)
+    work = Path(args.work)
+    datasets = _datasets(work, args.datasets)
+    lines, size = _lines_and_bytes([p for d in datasets for p in _ndjson(work, d)])
+    shutil.rmtree(args.published, ignore_errors=True)
+    spark_factory = None
+    start_seconds = 0.0
+    if args.engine == "spark":
+        from bridge_downstream.spark_session import local_spark_session
+
+        began = time.perf_counter()
+        session = local_spark_session(app_name="bench")
+        start_seconds = time.perf_counter() - began
+        spark_factory = lambda: session
+    started = time.perf_counter()
+    out_rows, tables = 0, {}
+    for dataset_id in datasets:
+        result = publish_dataset_with(
+            args.engine,
+            spark_factory,
+            dataset_id=dataset_id,
+            registry=registry,
+            profile=profile,
+            work=LocalStorage(work),
+            published=LocalStorage(args.published),
+            run_id="bench",
+        )
+        for name, table in result.manifest.tables.items():
+            tables[name] = table.rows
+            out_rows += table.rows
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "records": lines, "in_bytes": size, "out_rows": out_rows, "detail": {"tables": tables, "spark_start_seconds": start_seconds}}
+
+
+def step_relationalize(args) -> dict:
+    """NDJSON of each dataset -> its tables -> one Parquet file per table (no dedup, no CSV)."""
+    from bridge_downstream.profiles import load_profile
+    from bridge_downstream.publish import plan_dataset
+    from bridge_downstream.registry import SchemaRegistry
+    from bridge_downstream.storage import LocalStorage
+
+    registry = SchemaRegistry.load(args.registry)
+    profile = load_profile(args.profile)
+    work = Path(args.work)
+    out = Path(args.out)
+    shutil.rmtree(out, ignore_errors=True)
+    # ArchiveMetadata_v1 is left out: its rows hold appVersion and appversion,
+    # which DuckDB cannot read as two columns (names are case-insensitive there).
+    datasets = args.datasets or [d for d in _datasets(work, None) if d != "ArchiveMetadata_v1"]
+    paths = {d: _ndjson(work, d) for d in datasets}
+    lines, size = _lines_and_bytes([p for d in datasets for p in paths[d]])
+    plans = {d: plan_dataset(registry, profile, d, LocalStorage(work))[0] for d in datasets}
+    session = None
+    start_seconds = 0.0
+    if args.engine == "spark":
+        from bridge_downstream.spark_session import local_spark_session
+
+        began = time.perf_counter()
+        session = local_spark_session(app_name="bench")
+        start_seconds = time.perf_counter() - began
+    elif args.engine == "dlt":
+        import dlt  # noqa: F401 - import time is not the normalizer's work
+    started = time.perf_counter()
+    counts: dict[str, int] = {}
+    for dataset_id in datasets:
+        plan, target = plans[dataset_id], out / dataset_id
+        if args.engine == "arrow":
+            import pyarrow.parquet as pq
+
+            from bridge_downstream.relationalize import relationalize_arrow
+
+            target.mkdir(parents=True, exist_ok=True)
+            # As the Arrow publish path reads: the part files staged as one NDJSON
+            # stream (per-file reader start-up dominates thousands of small files).
+            staged = target / "staged.ndjson"
+            with open(staged, "wb") as stream:
+                for path in paths[dataset_id]:
+                    with open(path, "rb") as part:
+                        shutil.copyfileobj(part, stream)
+            for name, table in relationalize_arrow(plan, [staged]).items():
+                pq.write_table(table, target / f"{name}.parquet", compression="snappy")
+                counts[name] = table.num_rows
+            staged.unlink()
+        elif args.engine == "spark":
+            from bridge_downstream.relationalize import relationalize_spark
+
+            frames = relationalize_spark(session, plan, session.read.text(paths[dataset_id]), persist=True)
+            for name, frame in frames.items():
+                frame.write.mode("overwrite").parquet(str(target / name))
+            session.catalog.clearCache()
+            for name in frames:
+                counts[name] = sum(
+                    __import__("pyarrow.parquet", fromlist=["x"]).read_metadata(p).num_rows for p in (target / name).glob("*.parquet")
+                )
+        elif args.engine == "duckdb":
+            from relationalize_baselines import relationalize_duckdb
+
+            counts.update(relationalize_duckdb(plan, paths[dataset_id], target))
+        elif args.engine == "pyarrow":
+            from relationalize_baselines import relationalize_pyarrow
+
+            counts.update(relationalize_pyarrow(plan, paths[dataset_id], target))
+        elif args.engine == "dlt":
+            from relationalize_baselines import normalize_dlt
+
+            counts.update({f"{dataset_id}:{k}": v for k, v in normalize_dlt(dataset_id, paths[dataset_id], target, workers=args.dlt_workers).items()})
+        else:
+            raise SystemExit(f"unknown engine {args.engine}")
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "records": lines, "in_bytes": size, "out_rows": sum(counts.values()), "detail": {"tables": counts, "spark_start_seconds": start_seconds}}
+
+
+def step_pipeline(args) -> dict:
+    """The whole local pipeline in one process, as ``bridge-downstream run`` does it:
+    ingest every archive, then publish every dataset it wrote."""
+    from bridge_downstream.ingest import run_ingest
+    from bridge_downstream.profiles import load_profile
+    from bridge_downstream.publish_arrow import publish_dataset_with
+    from bridge_downstream.registry import SchemaRegistry
+    from bridge_downstream.sinks import StorageInvalidSink
+    from bridge_downstream.storage import LocalStorage
+
+    registry = SchemaRegistry.load(args.registry)
+    profile = load_profile(args.profile)
+    inputs, in_bytes = _inputs(Path(args.input))
+    shutil.rmtree(args.output, ignore_errors=True)
+    output = LocalStorage(args.output)
+    started = time.perf_counter()
+    report = run_ingest(inputs, registry=registry, profile=profile, output=output, sink=StorageInvalidSink(output), workers=args.workers)
+    ingested = time.perf_counter() - started
+    spark_factory = None
+    if args.engine == "spark":
+        from bridge_downstream.spark_session import local_spark_session
+
+        spark_factory = lambda: local_spark_session(app_name="bench")
+    out_rows = 0
+    for dataset_id in sorted(report["datasets"]):
+        result = publish_dataset_with(args.engine, spark_factory, dataset_id=dataset_id, registry=registry, profile=profile, work=output, published=output, run_id="bench")
+        out_rows += sum(t.rows for t in result.manifest.tables.values())
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "records": len(inputs), "in_bytes": in_bytes, "out_rows": out_rows, "detail": {"ingest_seconds": ingested, "publish_seconds": seconds - ingested}}
+
+
+def step_spark_start(args) -> dict:
+    started = time.perf_counter()
+    from bridge_downstream.spark_session import local_spark_session
+
+    session = local_spark_session(app_name="bench")
+    session.range(1).count()
+    seconds = time.perf_counter() - started
+    session.stop()
+    return {"seconds": seconds, "records": 0, "in_bytes": 0, "out_rows": 0, "detail": {}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="step", required=True)
+    ingest = sub.add_parser("ingest")
+    ingest.add_argument("--impl", choices=["ours", "original"], default="ours")
+    ingest.add_argument("--input", required=True)
+    ingest.add_argument("--output", required=True)
+    ingest.add_argument("--registry", required=True)
+    ingest.add_argument("--profile", default="mtb")
+    ingest.add_argument("--workers", type=int, default=None)
+    publish = sub.add_parser("publish")
+    publish.add_argument("--engine", choices=["spark", "arrow"], required=True)
+    publish.add_argument("--work", required=True)
+    publish.add_argument("--published", required=True)
+    publish.add_argument("--registry", required=True)
+    publish.add_argument("--profile", default="mtb")
+    publish.add_argument("--datasets", nargs="*")
+    rel = sub.add_parser("relationalize")
+    rel.add_argument("--engine", choices=["spark", "arrow", "duckdb", "pyarrow", "dlt"], required=True)
+    rel.add_argument("--work", required=True)
+    rel.add_argument("--out", required=True)
+    rel.add_argument("--registry", required=True)
+    rel.add_argument("--profile", default="mtb")
+    rel.add_argument("--datasets", nargs="*")
+    rel.add_argument("--dlt-workers", type=int, default=1)
+    pipeline = sub.add_parser("pipeline")
+    pipeline.add_argument("--engine", choices=["spark", "arrow"], default="arrow")
+    pipeline.add_argument("--input", required=True)
+    pipeline.add_argument("--output", required=True)
+    pipeline.add_argument("--registry", required=True)
+    pipeline.add_argument("--profile", default="mtb")
+    pipeline.add_argument("--workers", type=int, default=None)
+    sub.add_parser("spark-start")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    handler = {"ingest": step_ingest, "pipeline": step_pipeline, "publish": step_publish, "relationalize": step_relationalize, "spark-start": step_spark_start}[args.step]
+    result = handler(args)
+    print("BENCH-RESULT " + json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

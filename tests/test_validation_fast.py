@@ -1,0 +1,55 @@
+"""The compiled validation fast path decides exactly as jsonschema does, and a
+failing document gets jsonschema's own messages."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import pytest
+
+from bridge_downstream.validation import fast_validator, validate_document, validate_document_slow
+from conftest import shared_path
+from support import SAMPLES, TASKDATA_URL, build_real_registry, build_sample_registry
+
+SAMPLE_BASE = "https://bridge-downstream.invalid/schemas"
+
+
+def test_sample_documents(tmp_path):
+    registry = build_sample_registry(tmp_path / "reg")
+    urls = {"taskData.json": f"{SAMPLE_BASE}/v1/TaskData.json", "motion.json": f"{SAMPLE_BASE}/v1/MotionRecord.json", "metadata.json": f"{SAMPLE_BASE}/v1/ArchiveMetadata.json"}
+    checked = 0
+    for path in sorted((SAMPLES / "archives").glob("*.zip")):
+        try:
+            archive = zipfile.ZipFile(path)
+        except zipfile.BadZipFile:
+            continue
+        with archive:
+            for name, url in urls.items():
+                if name in archive.namelist():
+                    document = json.loads(archive.read(name))
+                    assert fast_validator(registry, url) is not None
+                    assert validate_document(registry, url, document) == validate_document_slow(registry, url, document), (path.name, name)
+                    checked += 1
+    broken = {"taskIdentifier": 3, "steps": [{"identifier": "a", "responseTime": "fast"}, {"responseTime": -1}]}
+    assert validate_document(registry, urls["taskData.json"], broken) == validate_document_slow(registry, urls["taskData.json"], broken) != []
+    assert checked >= 10
+
+
+@pytest.mark.shared_data
+def test_every_real_taskdata_document(tmp_path):
+    registry = build_real_registry(tmp_path / "real")
+    root = shared_path("mtb-taskdata")
+    documents = sorted(p for folder in ("Archive Exports and Tests", "June22 revision") for p in (root / folder).rglob("*.json"))
+    fast = fast_validator(registry, TASKDATA_URL)
+    assert fast is not None, "the real task-data schema compiles"
+    for path in documents:
+        document = json.loads(path.read_text())
+        slow = validate_document_slow(registry, TASKDATA_URL, document)
+        assert validate_document(registry, TASKDATA_URL, document) == slow, path.name
+        accepted = True
+        try:
+            fast(document)
+        except Exception:  # noqa: BLE001
+            accepted = False
+        assert accepted == (slow == []), path.name

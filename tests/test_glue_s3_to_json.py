@@ -56,8 +56,16 @@ def test_job_ingests_the_messages_of_its_workflow_run_across_spark_tasks(aws, sp
 
     assert report["archives"] == {"total": 8, "processed": 5, "invalid": 3, "skipped": 0}
     # Work was spread over several Spark tasks, each writing its own part files.
-    tasks = {part["key"].rsplit("-", 1)[-1] for part in report["parts"]}
+    parts_listing = s3.get_object(Bucket="intermediate", Key=f"ns/sample-app/study/{report['parts']}")["Body"].read().splitlines()
+    tasks = {json.loads(line)["key"].rsplit("-", 1)[-1] for line in parts_listing}
     assert len(tasks) > 1
+    # Every archive is accounted for in the records file; the tasks' spools are gone.
+    records = s3.get_object(Bucket="intermediate", Key=f"ns/sample-app/study/{report['records']}")["Body"].read().splitlines()
+    statuses = [json.loads(line)["status"] for line in records]
+    assert sorted(statuses) == ["invalid"] * 3 + ["processed"] * 5
+    sources = [json.loads(line)["source"] for line in records]
+    assert sources == sorted(sources)
+    assert not s3.list_objects_v2(Bucket="intermediate", Prefix="ns/sample-app/study/reports/.spool/").get("KeyCount")
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="intermediate", Prefix="ns/sample-app/study/json/")["Contents"]]
     assert any(k.startswith("ns/sample-app/study/json/dataset=MotionRecord_v1/assessmentid=number-match/year=2024/month=03/day=02/part-") for k in keys)
     rows = 0

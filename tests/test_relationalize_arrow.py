@@ -125,6 +125,26 @@ def test_arrow_real_spelling_parity(spark, tmp_path_factory):
         assert_parity(plan, spark_tables, relationalize_arrow(plan, path, vectorized=False))
 
 
+def test_many_part_files_read_as_one_stream(spark, tmp_path_factory, tmp_path):
+    """Ingest writes many part files; the vectorized reader takes them as one
+    stream, and a file without a final newline or an empty one changes nothing."""
+    plan, path, _, spark_tables = spelling_case(spark, tmp_path_factory)["motion"]
+    lines = path.read_bytes().splitlines(keepends=True)
+    assert len(lines) >= 3
+    parts = []
+    for index, line in enumerate(lines):  # one line per file, every other without its newline
+        part = tmp_path / f"part-{index:05d}.ndjson"
+        part.write_bytes(line.rstrip(b"\n") if index % 2 else line)
+        parts.append(part)
+    whole = read_ndjson_vectorized(plan, [path])
+    split = read_ndjson_vectorized(plan, parts)
+    assert split is not None and split.to_pylist() == whole.to_pylist()
+    empty = tmp_path / "empty.ndjson"
+    empty.write_bytes(b"")
+    with_empty = relationalize_arrow(plan, [parts[0], empty, *parts[1:]])
+    assert_parity(plan, spark_tables, with_empty)
+
+
 def test_arrow_recover_sleep_logs_parity(spark, tmp_path_factory):
     plan, path, rows, spark_tables, _ = recover_case(
         spark, tmp_path_factory, SLEEP_MEMBER, "FitbitSleepLogs_v1"

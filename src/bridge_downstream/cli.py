@@ -10,12 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from . import layout
 from .archive import ArchiveLimits
-from .ingest import ArchiveInput, run_ingest
+from .ingest import ArchiveInput, ArchiveListing, run_ingest
 from .profiles import ProfileError, load_profile
 from .publish_arrow import add_engine_argument
 from .registry import RegistryError, SchemaRegistry, build_registry
@@ -31,20 +33,26 @@ class UsageError(Exception):
     pass
 
 
-def discover_archives(paths: list[str]) -> list[ArchiveInput]:
+def discover_archives(paths: list[str]) -> Sequence[ArchiveInput]:
     """Archives named directly, or found (recursively) in named folders."""
-    inputs = []
+    listings = []
     for raw in paths:
         path = Path(raw).resolve()
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.lower().endswith(ARCHIVE_SUFFIXES))
-            storage = LocalStorage(path)
-            inputs.extend(ArchiveInput(storage, p.relative_to(path).as_posix()) for p in files)
+            keys = (
+                os.path.relpath(os.path.join(folder, name), path).replace(os.sep, "/")
+                for folder, _dirs, names in os.walk(path)
+                for name in names
+                if name.lower().endswith(ARCHIVE_SUFFIXES)
+            )
+            listings.append(ArchiveListing(LocalStorage(path), keys))
         elif path.is_file():
-            inputs.append(ArchiveInput(LocalStorage(path.parent), path.name))
+            listings.append([ArchiveInput(LocalStorage(path.parent), path.name)])
         else:
             raise UsageError(f"input {raw} does not exist")
-    return inputs
+    if len(listings) == 1:
+        return listings[0]  # one folder: the compact listing, whatever its size
+    return [inp for listing in listings for inp in listing]
 
 
 def _progress_bar(total: int, enabled: bool):
@@ -68,6 +76,10 @@ def print_ingest_summary(report: dict, output: Path) -> None:
         print(f"  invalid  {entry['source']}: {entry['reason']}")
     for entry in report["skipped"]:
         print(f"  skipped  {entry['source']}: {entry['reason']}")
+    not_listed = {status: count for status, count in report.get("not_listed", {}).items() if count}
+    if not_listed:
+        more = ", ".join(f"{count} more {status}" for status, count in not_listed.items())
+        print(f"  ... {more}: every archive is in {output / report['records']}")
     print(f"datasets: {output / layout.JSON_PREFIX}   report: {output / 'run-report.json'}")
 
 

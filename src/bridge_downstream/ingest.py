@@ -11,7 +11,9 @@ orchestrates a whole run on one machine.
 
 from __future__ import annotations
 
+import copy
 import csv
+import gc
 import hashlib
 import io
 import json
@@ -20,26 +22,27 @@ import posixpath
 import re
 import sys
 import uuid
+from array import array
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from . import layout
 from .archive import ArchiveError, ArchiveLimits, SafeArchive, decode_utf8, parse_json_document
+from .ingest_outcomes import INVALID, PROCESSED, SKIPPED, OutcomeSpool, TaskResult, finish_run
 from .profiles import Profile
 from .registry import SchemaRegistry
 from .resolution import resolve_file, self_referenced_schemas
 from .sinks import InvalidSink
 from .storage import Storage
 from .validation import ValidationResult, drop_accepted_deviations, validate_document
-from .writer import PartWriter, WrittenPart
+from .writer import PartWriter
 
-PROCESSED, INVALID, SKIPPED = "processed", "invalid", "skipped"
 EXPORT_WRITE_BATCH = 4096  # export lines written at once
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ArchiveInput:
     """One archive to ingest: where it is, and what Bridge said about it."""
 
@@ -54,6 +57,46 @@ class ArchiveInput:
         return self.storage.uri(self.key)
 
 
+class ArchiveListing(Sequence):
+    """Archives of one storage in key order, held as one block of text rather
+    than an object per archive: a backfill lists 100,000s of archives, and
+    the worker processes read the block without copying it (an object per
+    archive would be copied into every worker as soon as it is touched).
+
+    ``part(index, count)`` is every ``count``-th archive from ``index`` on --
+    a worker's deterministic share -- without copying anything."""
+
+    def __init__(self, storage: Storage, keys: Iterable[str]):
+        ordered = sorted(keys)
+        if any("\n" in key for key in ordered):
+            raise ValueError("an archive key contains a newline")
+        self.storage = storage
+        self._text = "\n".join(ordered).encode("utf-8")
+        self._starts = array("q", [0])
+        position = 0
+        for key in ordered:
+            position += len(key.encode("utf-8")) + 1
+            self._starts.append(position)
+        self._range = range(len(ordered))
+
+    def part(self, index: int, count: int) -> ArchiveListing:
+        view = copy.copy(self)
+        view._range = self._range[index::count]
+        return view
+
+    def __len__(self) -> int:
+        return len(self._range)
+
+    def __getitem__(self, position):
+        if isinstance(position, slice):
+            view = copy.copy(self)
+            view._range = self._range[position]
+            return view
+        at = self._range[position]
+        key = self._text[self._starts[at] : self._starts[at + 1] - 1].decode("utf-8")
+        return ArchiveInput(self.storage, key)
+
+
 @dataclass(slots=True)
 class ArchiveOutcome:
     source: str
@@ -64,13 +107,6 @@ class ArchiveOutcome:
     rows: dict[str, int] = field(default_factory=dict)
     files_skipped: list[dict[str, str]] = field(default_factory=list)
     invalid_entry: dict | None = None
-
-
-@dataclass
-class BatchResult:
-    task: int
-    outcomes: list[ArchiveOutcome]
-    parts: list[WrittenPart]
 
 
 @dataclass(frozen=True)
@@ -297,10 +333,13 @@ def ingest_archive(inp: ArchiveInput, ctx: IngestContext, writer: PartWriter) ->
         return outcome
 
     try:
-        raw_metadata = inp.metadata if inp.metadata is not None else inp.storage.metadata(inp.key)
+        if inp.metadata is None:
+            opened, raw_metadata = inp.storage.open_read_with_metadata(inp.key)
+        else:
+            opened, raw_metadata = inp.storage.open_read(inp.key), inp.metadata
         metadata = {str(k).lower(): str(v) for k, v in raw_metadata.items()}
         outcome.record_id = metadata.get("recordid")
-        with inp.storage.open_read(inp.key) as stream:
+        with opened as stream:
             identity = outcome.identity = archive_identity(stream, metadata)
             if identity in ctx.already_ingested:
                 outcome.status, outcome.reason = SKIPPED, "already ingested: the same archive and metadata are in the ingest ledger"
@@ -331,19 +370,34 @@ def ingest_archive(inp: ArchiveInput, ctx: IngestContext, writer: PartWriter) ->
     return outcome
 
 
-def process_batch(task: int, inputs: Iterable[ArchiveInput], ctx: IngestContext, output: Storage, on_archive: Callable[[], None] | None = None) -> BatchResult:
-    """Ingest archives one after another into this task's part files."""
+def process_batch(
+    task: int,
+    inputs: Iterable[ArchiveInput],
+    ctx: IngestContext,
+    output: Storage,
+    run_id: str,
+    on_archive: Callable[[int], None] | None = None,
+    progress_every: int = 1,
+) -> TaskResult:
+    """Ingest archives one after another into this task's part files; their
+    outcomes go to the task's spool, not to memory. ``inputs`` come in source
+    order (the spools are merged in that order; the spool checks it)."""
     writer = PartWriter(task)
+    spool = OutcomeSpool(task, run_id)
     try:
-        outcomes = []
+        done = 0
         for inp in inputs:
-            outcomes.append(ingest_archive(inp, ctx, writer))
-            if on_archive:
-                on_archive()
-        parts = writer.publish(output)
+            spool.add(ingest_archive(inp, ctx, writer))
+            done += 1
+            if on_archive and done >= progress_every:
+                on_archive(done)
+                done = 0
+        if on_archive and done:
+            on_archive(done)
+        return spool.finish(output, writer.publish(output))
     finally:
         writer.close()
-    return BatchResult(task, outcomes, parts)
+        spool.close()
 
 
 # -- the ledger ----------------------------------------------------------------
@@ -358,16 +412,6 @@ def load_ledger(storage: Storage) -> frozenset[str]:
     return frozenset(identities)
 
 
-def write_ledger(storage: Storage, run_id: str, outcomes: Sequence[ArchiveOutcome]) -> None:
-    lines = [
-        json.dumps({"identity": o.identity, "source": o.source, "recordid": o.record_id, "datasets": o.rows, "run_id": run_id})
-        for o in outcomes
-        if o.status == PROCESSED
-    ]
-    if lines:
-        storage.write_bytes(layout.ledger_key(run_id).replace(".json", ".jsonl"), ("\n".join(lines) + "\n").encode())
-
-
 # -- a run ---------------------------------------------------------------------
 
 
@@ -375,101 +419,49 @@ def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
 
 
-def summarize(run_id: str, ctx: IngestContext, results: Sequence[BatchResult], started: datetime) -> dict[str, Any]:
-    outcomes = sorted((o for r in results for o in r.outcomes), key=lambda o: o.source)
-    datasets: dict[str, dict[str, int]] = {}
-    for outcome in outcomes:
-        for dataset_id, rows in outcome.rows.items():
-            entry = datasets.setdefault(dataset_id, {"records": 0, "rows": 0, "files": 0})
-            entry["records"] += 1
-            entry["rows"] += rows
-    for part in (p for r in results for p in r.parts):
-        datasets.setdefault(part.dataset_id, {"records": 0, "rows": 0, "files": 0})["files"] += 1
-    count = lambda status: sum(1 for o in outcomes if o.status == status)
-    return {
-        "run_id": run_id,
-        "stage": "ingest",
-        "profile": ctx.profile.name,
-        "registry_version": ctx.registry.version,
-        "started_at": started.isoformat(timespec="seconds"),
-        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "archives": {"total": len(outcomes), PROCESSED: count(PROCESSED), INVALID: count(INVALID), SKIPPED: count(SKIPPED)},
-        "datasets": dict(sorted(datasets.items())),
-        "invalid": [{"source": o.source, "recordid": o.record_id, "reason": o.reason, "errors": (o.invalid_entry or {}).get("validation_result", {}).get("errors", {})} for o in outcomes if o.status == INVALID],
-        "skipped": [{"source": o.source, "recordid": o.record_id, "reason": o.reason} for o in outcomes if o.status == SKIPPED],
-        "files_skipped": [{"source": o.source, **f} for o in outcomes if o.status == PROCESSED for f in o.files_skipped],
-        "parts": [asdict(p) | {"partition": dict(p.partition)} for r in results for p in r.parts],
-    }
-
-
-def finish_run(run_id: str, ctx: IngestContext, results: Sequence[BatchResult], started: datetime, output: Storage, sink: InvalidSink) -> dict:
-    """Send invalid records, write the ledger and the report (in that order:
-    a crash before the ledger means a rerun redoes the work, never loses it)."""
-    outcomes = [o for r in results for o in r.outcomes]
-    for outcome in outcomes:
-        if outcome.status == INVALID and outcome.invalid_entry is not None:
-            sink.send(outcome.invalid_entry)
-    write_ledger(output, run_id, outcomes)
-    report = summarize(run_id, ctx, results, started)
-    # Streamed to a local file, then stored: no second copy of a large report in memory.
-    import tempfile
-
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".json", delete=False) as stream:
-        json.dump(report, stream, indent=2)
-    try:
-        output.upload_file(stream.name, layout.report_key(run_id))
-    finally:
-        os.unlink(stream.name)
-    return report
-
-
 _WORKER_CONTEXT: dict[str, Any] = {}
-PROGRESS_EVERY = 16  # archives per message from a worker (outcomes, progress)
+PROGRESS_EVERY = 16  # archives per progress message from a worker
 
 
-def _run_worker(task: int, inputs: list[ArchiveInput], messages) -> None:
+def _run_worker(task: int, inputs: list[ArchiveInput], run_id: str, messages) -> None:
     """One worker process: its slice of the archives into one set of part
-    files (so a partition gets one file per worker, not per batch). Outcomes
-    go to the parent as they are made (they are its progress), so a worker's
-    memory does not grow with its share of the archives."""
-    writer = PartWriter(task)
+    files (so a partition gets one file per worker, not per batch) and one
+    outcome spool; the parent hears only progress and the final tally."""
     try:
         ctx, output = _WORKER_CONTEXT["ctx"], _WORKER_CONTEXT["output"]
-        batch: list[ArchiveOutcome] = []
-        for inp in inputs:
-            batch.append(ingest_archive(inp, ctx, writer))
-            if len(batch) >= PROGRESS_EVERY:
-                messages.put(("outcomes", task, batch))
-                batch = []
-        messages.put(("outcomes", task, batch))
-        messages.put(("result", task, BatchResult(task, [], writer.publish(output))))
+        report = lambda done: messages.put(("progress", task, done))
+        result = process_batch(task, inputs, ctx, output, run_id, on_archive=report, progress_every=PROGRESS_EVERY)
+        messages.put(("result", task, result))
     except BaseException as error:  # noqa: BLE001 - reported to the parent, which fails the run
         import traceback
 
         messages.put(("error", task, f"{type(error).__name__}: {error}\n{traceback.format_exc()}"))
-    finally:
-        writer.close()
 
 
 def split_tasks(inputs: Sequence[ArchiveInput], workers: int) -> list[list[ArchiveInput]]:
     """Deterministic slices of the inputs in source order, one per worker:
     the same archives always give the same part files, and every partition
     gets one part file per worker (many small files slow every reader)."""
+    count = max(1, min(len(inputs), workers))
+    if isinstance(inputs, ArchiveListing):
+        return [inputs.part(i, count) for i in range(count)]
     ordered = sorted(inputs, key=lambda i: i.source)
-    count = max(1, min(len(ordered), workers))
     return [ordered[i::count] for i in range(count)]
 
 
-def _run_parallel(tasks: list[list[ArchiveInput]], ctx: IngestContext, output: Storage, progress: Callable[[int], None] | None) -> list[BatchResult]:
+def _run_parallel(tasks: list[list[ArchiveInput]], ctx: IngestContext, output: Storage, run_id: str, progress: Callable[[int], None] | None) -> list[TaskResult]:
     import multiprocessing
     import queue
 
     fork = multiprocessing.get_context("fork")
     messages = fork.Queue()
     _WORKER_CONTEXT.update(ctx=ctx, output=output)
-    processes = [fork.Process(target=_run_worker, args=(index, task_inputs, messages), daemon=True) for index, task_inputs in enumerate(tasks)]
-    results: list[BatchResult] = []
-    outcomes: dict[int, list[ArchiveOutcome]] = {index: [] for index in range(len(tasks))}
+    # The workers share the parent's inputs, registry and compiled validators
+    # copy-on-write; frozen, the garbage collector does not touch (and so copy)
+    # their pages in every worker.
+    gc.freeze()
+    processes = [fork.Process(target=_run_worker, args=(index, task_inputs, run_id, messages), daemon=True) for index, task_inputs in enumerate(tasks)]
+    results: list[TaskResult] = []
     try:
         for process in processes:
             process.start()
@@ -482,12 +474,10 @@ def _run_parallel(tasks: list[list[ArchiveInput]], ctx: IngestContext, output: S
                 if dead:
                     raise RuntimeError(f"ingest worker {dead[0]} died (exit code {processes[dead[0]].exitcode})") from None
                 continue
-            if kind == "outcomes":
-                outcomes[task].extend(payload)
-                if progress and payload:
-                    progress(len(payload))
+            if kind == "progress":
+                if progress:
+                    progress(payload)
             elif kind == "result":
-                payload.outcomes = outcomes[task]
                 results.append(payload)
                 pending.discard(task)
             else:
@@ -498,6 +488,7 @@ def _run_parallel(tasks: list[list[ArchiveInput]], ctx: IngestContext, output: S
             if process.is_alive():
                 process.terminate()
         _WORKER_CONTEXT.clear()
+        gc.unfreeze()
     return results
 
 
@@ -519,11 +510,8 @@ def run_ingest(
     ctx = IngestContext(registry, profile, limits, app_id, load_ledger(output))
     workers = max(1, workers or os.cpu_count() or 1)
     tasks = split_tasks(inputs, workers) if inputs else []
-    results: list[BatchResult] = []
     if workers == 1 or len(tasks) <= 1:
-        for index, task_inputs in enumerate(tasks):
-            results.append(process_batch(index, task_inputs, ctx, output, on_archive=(lambda: progress(1)) if progress else None))
+        results = [process_batch(index, task_inputs, ctx, output, run_id, on_archive=progress) for index, task_inputs in enumerate(tasks)]
     else:
-        results = _run_parallel(tasks, ctx, output, progress)
-    results.sort(key=lambda r: r.task)
+        results = _run_parallel(tasks, ctx, output, run_id, progress)
     return finish_run(run_id, ctx, results, started, output, sink)

@@ -6,8 +6,10 @@ This module is the one place that spells them.
 
     json/dataset=<DatasetId>/<partitions>/part-<run>-<task>.ndjson   ingest output
     invalid/<recordid>-<identity>.json                               invalid sink (local)
-    ledger/ingested/<identity>.json                                  ingest bookmarks
+    ledger/ingested/<run id>.jsonl                                   ingest bookmarks (archive identities)
     reports/<run id>.json                                            run reports
+    reports/<run id>.records.jsonl, .parts.jsonl                     every archive / part file of a run
+    reports/.spool/<run id>/...                                      per-task outcomes while a run lasts
     published/<DatasetId>/versions/<version>/parquet/<table>/<partitions>/...   one publish
     published/<DatasetId>/versions/<version>/csv/<table>/<partitions>/...
     published/<DatasetId>/versions/<version>/manifest.json            written last

@@ -36,6 +36,7 @@ from typing import Any, Protocol
 from . import layout
 from .archive import ArchiveLimits
 from .ingest import INVALID, PROCESSED, SKIPPED, ArchiveInput, new_run_id, run_ingest
+from .ingest_outcomes import read_run_records
 from .profiles import Profile
 from .registry import SchemaRegistry
 from .sinks import StorageInvalidSink
@@ -376,23 +377,16 @@ def replay(
         store.release([h for s in chosen for h in s.handles])
         raise
 
-    # Per-source outcomes: invalid and skipped are in the run report; rows of
-    # the processed ones are in this run's ledger file.
+    # Per-source outcomes, from the run's records file (every archive, with its reason).
     status: dict[str, tuple[str, str | None]] = {source: (PROCESSED, None) for source in inputs}
     rows: dict[str, dict[str, int]] = {}
     record_ids: dict[str, str | None] = {}
     if ingest_report is not None:
-        for item in ingest_report["invalid"]:
-            status[item["source"]] = (INVALID, item["reason"])
-        for item in ingest_report["skipped"]:
-            status[item["source"]] = (SKIPPED, item["reason"])
-        ledger_key = layout.ledger_key(run_id).replace(".json", ".jsonl")
-        if output.exists(ledger_key):
-            for line in output.read_bytes(ledger_key).splitlines():
-                if line.strip():
-                    record = json.loads(line)
-                    rows[record["source"]] = record.get("datasets") or {}
-                    record_ids[record["source"]] = record.get("recordid")
+        for record in read_run_records(output, run_id):
+            status[record["source"]] = (record["status"], record["reason"])
+            if record["status"] == PROCESSED:
+                rows[record["source"]] = record.get("datasets") or {}
+                record_ids[record["source"]] = record.get("recordid")
 
     at = datetime.now(UTC).isoformat(timespec="seconds")
     removed = 0

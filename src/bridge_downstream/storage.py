@@ -56,6 +56,10 @@ class Storage(Protocol):
         """The object's user metadata (S3 ``x-amz-meta-*``), lower-case keys."""
         ...
 
+    def open_read_with_metadata(self, key: str) -> tuple[BinaryIO, dict[str, str]]:
+        """``open_read`` and ``metadata`` in one request where the store allows it."""
+        ...
+
 
 def join_key(*parts: str) -> str:
     return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
@@ -91,18 +95,24 @@ class LocalStorage:
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).resolve()
+        self._root_text = self.root.as_posix()
+        self._root_prefix = self._root_text.rstrip("/") + "/"
 
-    def path(self, key: str) -> Path:
+    def _checked(self, key: str) -> str:
         # Normalized, not resolved: a symlinked input inside the root is fine,
-        # a key that climbs out with ".." is not.
-        path = Path(os.path.normpath(self.root / key))
-        if path != self.root and self.root not in path.parents:
+        # a key that climbs out with ".." is not. String work only: this runs
+        # for every archive and every part file.
+        path = os.path.normpath(os.path.join(self._root_text, key))
+        if path != self._root_text and not path.startswith(self._root_prefix):
             raise ValueError(f"key {key!r} escapes the storage root {self.root}")
         return path
 
+    def path(self, key: str) -> Path:
+        return Path(self._checked(key))
+
     def uri(self, key: str) -> str:
         # Not percent-encoded: Spark and Hadoop take "dataset=X" literally.
-        return "file://" + self.path(key).as_posix()
+        return "file://" + self._checked(key)
 
     def read_bytes(self, key: str) -> bytes:
         return self.path(key).read_bytes()
@@ -165,6 +175,9 @@ class LocalStorage:
         if not sidecar.is_file():
             return {}
         return {str(k).lower(): str(v) for k, v in json.loads(sidecar.read_text()).items()}
+
+    def open_read_with_metadata(self, key: str) -> tuple[BinaryIO, dict[str, str]]:
+        return self.open_read(key), self.metadata(key)
 
     @staticmethod
     def _atomic_write(target: Path, data: bytes) -> None:

@@ -41,7 +41,8 @@ class PartWriter:
         self._rows: dict[tuple, int] = {}
         self._sizes: dict[tuple, int] = {}  # bytes written, so a checkpoint needs no stat per file
         self._open: OrderedDict[tuple, object] = OrderedDict()
-        self._identities: list[str] = []
+        self._identity_sum = 0  # of the committed archives' identities: a set digest in O(1) memory
+        self._committed = 0
         self._touched: dict[tuple, tuple[int, int]] = {}  # slot -> (size, rows) at the checkpoint
         self._generation = 0
 
@@ -99,13 +100,14 @@ class PartWriter:
         self._touched = {}
 
     def commit(self, identity: str) -> None:
-        self._identities.append(identity)
+        self._identity_sum = (self._identity_sum + int(identity, 16)) % (1 << 256)
+        self._committed += 1
 
     def publish(self, storage: Storage) -> list[WrittenPart]:
         for handle in self._open.values():
             handle.close()
         self._open.clear()
-        tag = hashlib.sha256("\n".join(sorted(self._identities)).encode()).hexdigest()[:16]
+        tag = hashlib.sha256(f"{self._identity_sum:064x}/{self._committed}".encode()).hexdigest()[:16]
         parts = []
         for slot, path in sorted(self._paths.items(), key=lambda item: str(item[0])):
             rows = self._rows[slot]

@@ -2,8 +2,10 @@
 
 The driver splits the messages into deterministic slices; each Spark task
 runs the core's ``process_batch`` on its slice, reading archives from S3 and
-writing its own part files; the driver then sends invalid records, writes
-the ledger and the report -- the same steps as the local command.
+writing its own part files and outcome spool (so the driver collects
+counts, not per-archive data); the driver then merges the spools, sends
+invalid records, writes the ledger and the report -- the same steps as the
+local command.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from datetime import UTC, datetime
 from bridge_downstream.archive import ArchiveLimits
 from bridge_downstream.ingest import (
     ArchiveInput,
-    BatchResult,
     IngestContext,
+    TaskResult,
     finish_run,
     load_ledger,
     new_run_id,
@@ -63,10 +65,11 @@ def message_inputs(messages: list[dict], endpoint_url: str | None = None) -> lis
     return inputs
 
 
-def process_slice(task: int, messages: list[dict], config: IngestJobConfig, already_ingested: frozenset[str]) -> BatchResult:
+def process_slice(task: int, messages: list[dict], config: IngestJobConfig, already_ingested: frozenset[str], run_id: str) -> TaskResult:
     ctx = _context(config, already_ingested)
     output = S3Storage.from_uri(config.json_root, endpoint_url=config.endpoint_url)
-    return process_batch(task, message_inputs(messages, config.endpoint_url), ctx, output)
+    inputs = sorted(message_inputs(messages, config.endpoint_url), key=lambda i: i.source)  # the outcome spool's order
+    return process_batch(task, inputs, ctx, output, run_id)
 
 
 def split_messages(messages: list[dict], slices: int) -> list[list[dict]]:
@@ -82,9 +85,9 @@ def run_ingest_on_spark(spark, messages: list[dict], config: IngestJobConfig, in
     already = load_ledger(output)
     slices = split_messages(messages, spark.sparkContext.defaultParallelism * 2)
     rdd = spark.sparkContext.parallelize(list(enumerate(slices)), len(slices) or 1)
-    results = rdd.map(lambda item: process_slice(item[0], item[1], config, already)).collect()
+    results = rdd.map(lambda item: process_slice(item[0], item[1], config, already, run_id)).collect()
     ctx = _context(config, already)
-    return finish_run(run_id, ctx, sorted(results, key=lambda r: r.task), started, output, invalid_sink)
+    return finish_run(run_id, ctx, results, started, output, invalid_sink)
 
 
 def messages_from_run_properties(properties: dict) -> list[dict]:

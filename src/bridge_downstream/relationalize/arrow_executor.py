@@ -25,6 +25,7 @@ Everything after reading is vectorized: ``struct_field`` for paths,
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from collections.abc import Iterable
@@ -289,20 +290,58 @@ def read_ndjson_vectorized(plan: RelationalizePlan, paths: list) -> pa.StructArr
         explicit_schema=pa.schema(list(row_type)), unexpected_field_behavior="ignore"
     )
     read_options = pj.ReadOptions(block_size=8 << 20)
-    chunks = []
+    if not paths:
+        return pa.array([], type=row_type)
     try:
-        for path in paths:
-            table = pj.read_json(path, read_options=read_options, parse_options=options)
-            chunks.append(
-                pa.StructArray.from_arrays(
-                    [c.combine_chunks() for c in table.columns], fields=list(row_type)
-                )
-            )
+        # One reader over all the files: the reader's start-up per call costs
+        # more than parsing a small part file, and ingest writes many.
+        with io.BufferedReader(ConcatenatedFiles(paths), buffer_size=8 << 20) as stream:
+            table = pj.read_json(stream, read_options=read_options, parse_options=options)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
-    if not chunks:
-        return pa.array([], type=row_type)
-    return pa.concat_arrays(chunks)
+    return pa.StructArray.from_arrays(
+        [c.combine_chunks() for c in table.columns], fields=list(row_type)
+    )
+
+
+class ConcatenatedFiles(io.RawIOBase):
+    """Files read one after another as one NDJSON stream; a newline is put
+    between two files when the first does not end in one."""
+
+    def __init__(self, paths: Iterable[str | PathLike]):
+        self._paths = iter(paths)
+        self._current = None
+        self._last = b"\n"
+        self._pending_newline = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while True:
+            if self._pending_newline:
+                self._pending_newline = False
+                buffer[0:1] = b"\n"
+                self._last = b"\n"
+                return 1
+            if self._current is None:
+                path = next(self._paths, None)
+                if path is None:
+                    return 0
+                self._current = open(path, "rb")
+            count = self._current.readinto(buffer)
+            if count:
+                self._last = bytes(buffer[count - 1 : count])
+                return count
+            self._current.close()
+            self._current = None
+            self._pending_newline = self._last != b"\n"
+
+    def close(self) -> None:
+        if self._current is not None:
+            self._current.close()
+            self._current = None
+        super().close()
 
 
 def read_ndjson(

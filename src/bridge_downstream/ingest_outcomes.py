@@ -1,0 +1,272 @@
+"""Where every archive of an ingest run ended, kept in files instead of memory.
+
+A run's bookkeeping must not grow with the number of archives: a backfill of
+years of uploads runs with the memory of a daily batch. Each task (a local
+worker process, or a Spark task on Glue) therefore writes one line per
+archive to its own *outcome spool* on the output storage, and hands back only
+a :class:`RunTally` -- counts that add up across tasks -- and the keys of its
+files. At the end of the run :func:`finish_run` streams the spools once, in
+source order (each task's spool is already in source order, so a k-way merge
+needs one line per task in memory), and from that one pass
+
+* sends the invalid records to the invalid sink,
+* writes the run's ledger file (the processed archives' identities),
+* writes ``reports/<run id>.records.jsonl``: one line per input archive --
+  processed, invalid or skipped, with the reason -- the complete account,
+* writes the run report, whose lists hold at most ``REPORT_LIST_LIMIT``
+  entries (the first in source order; the rest are counted and are in the
+  records file).
+
+The order (sink, ledger, report) keeps the rule of a crash: before the
+ledger is written, a rerun redoes the work; it never loses it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from . import layout
+from .sinks import InvalidSink
+from .storage import Storage
+
+PROCESSED, INVALID, SKIPPED = "processed", "invalid", "skipped"
+REPORT_LIST_LIMIT = 1000  # entries per list in the run report; the records file has all
+
+
+@dataclass
+class RunTally:
+    """What a run's report counts; adds up across tasks, independent of their order."""
+
+    archives: dict[str, int] = field(default_factory=lambda: {PROCESSED: 0, INVALID: 0, SKIPPED: 0})
+    datasets: dict[str, dict[str, int]] = field(default_factory=dict)
+    files_skipped: dict[tuple[str, str], int] = field(default_factory=dict)  # (file, reason) -> archives
+
+    def count(self, status: str, rows: dict[str, int], files_skipped: Iterable[dict[str, str]]) -> None:
+        self.archives[status] += 1
+        for dataset_id, count in rows.items():
+            entry = self.datasets.setdefault(dataset_id, {"records": 0, "rows": 0, "files": 0})
+            entry["records"] += 1
+            entry["rows"] += count
+        if status == PROCESSED:
+            for skipped in files_skipped:
+                key = (sys.intern(skipped["file"]), sys.intern(skipped["reason"]))
+                self.files_skipped[key] = self.files_skipped.get(key, 0) + 1
+
+    def count_part(self, dataset_id: str) -> None:
+        self.datasets.setdefault(dataset_id, {"records": 0, "rows": 0, "files": 0})["files"] += 1
+
+    def merge(self, other: RunTally) -> None:
+        for status, count in other.archives.items():
+            self.archives[status] = self.archives.get(status, 0) + count
+        for dataset_id, counts in other.datasets.items():
+            entry = self.datasets.setdefault(dataset_id, {"records": 0, "rows": 0, "files": 0})
+            for name, value in counts.items():
+                entry[name] += value
+        for key, count in other.files_skipped.items():
+            self.files_skipped[key] = self.files_skipped.get(key, 0) + count
+
+
+@dataclass
+class TaskResult:
+    """What a task hands back: counts and where its spools are, never per-archive data."""
+
+    task: int
+    tally: RunTally
+    outcomes_key: str | None  # this task's outcome spool, in source order
+    parts_key: str | None  # this task's part files, one JSON line each
+    parts: int = 0
+
+
+def outcome_spool_key(run_id: str, task: int) -> str:
+    return layout.join_key(layout.REPORTS_PREFIX, ".spool", run_id, f"outcomes-{task:05d}.jsonl")
+
+
+def parts_spool_key(run_id: str, task: int) -> str:
+    return layout.join_key(layout.REPORTS_PREFIX, ".spool", run_id, f"parts-{task:05d}.jsonl")
+
+
+def run_records_key(run_id: str) -> str:
+    return layout.join_key(layout.REPORTS_PREFIX, f"{run_id}.records.jsonl")
+
+
+def run_parts_key(run_id: str) -> str:
+    return layout.join_key(layout.REPORTS_PREFIX, f"{run_id}.parts.jsonl")
+
+
+def _line(value: dict) -> bytes:
+    return (json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=False) + "\n").encode("utf-8")
+
+
+class OutcomeSpool:
+    """One task's outcomes and part files, appended to local files, then stored."""
+
+    def __init__(self, task: int, run_id: str):
+        self.task, self.run_id = task, run_id
+        self.tally = RunTally()
+        self._dir = tempfile.mkdtemp(prefix="bridge-downstream-outcomes-")
+        self._outcomes_path = os.path.join(self._dir, "outcomes.jsonl")
+        self._parts_path = os.path.join(self._dir, "parts.jsonl")
+        self._outcomes = open(self._outcomes_path, "wb")
+        self._written = 0
+        self._last_source: str | None = None
+
+    def add(self, outcome) -> None:
+        if self._last_source is not None and outcome.source < self._last_source:
+            raise ValueError("outcomes must be spooled in source order")  # the merge relies on it
+        self._last_source = outcome.source
+        self.tally.count(outcome.status, outcome.rows, outcome.files_skipped)
+        record = {
+            "source": outcome.source,
+            "status": outcome.status,
+            "recordid": outcome.record_id,
+            "identity": outcome.identity,
+            "reason": outcome.reason,
+            "datasets": outcome.rows,
+        }
+        if outcome.files_skipped:
+            record["files_skipped"] = outcome.files_skipped
+        if outcome.invalid_entry is not None:
+            record["invalid_entry"] = outcome.invalid_entry
+        self._outcomes.write(_line(record))
+        self._written += 1
+
+    def finish(self, storage: Storage, parts: Sequence) -> TaskResult:
+        """Store the spools (after the task's part files are published)."""
+        self._outcomes.close()
+        with open(self._parts_path, "wb") as stream:
+            for part in parts:
+                self.tally.count_part(part.dataset_id)
+                stream.write(_line({"dataset": part.dataset_id, "partition": dict(part.partition), "key": part.key, "rows": part.rows, "size": part.size}))
+        outcomes_key = parts_key = None
+        if self._written:
+            outcomes_key = outcome_spool_key(self.run_id, self.task)
+            storage.upload_file(self._outcomes_path, outcomes_key)
+        if parts:
+            parts_key = parts_spool_key(self.run_id, self.task)
+            storage.upload_file(self._parts_path, parts_key)
+        return TaskResult(self.task, self.tally, outcomes_key, parts_key, len(parts))
+
+    def close(self) -> None:
+        if not self._outcomes.closed:
+            self._outcomes.close()
+        for path in (self._outcomes_path, self._parts_path):
+            if os.path.exists(path):
+                os.unlink(path)
+        os.rmdir(self._dir)
+
+
+def iter_json_lines(storage: Storage, key: str) -> Iterator[dict]:
+    with storage.open_read(key) as stream:
+        for line in stream:
+            if line.strip():
+                yield json.loads(line)
+
+
+def read_run_records(storage: Storage, run_id: str) -> Iterator[dict]:
+    """Every input archive of a finished run and where it ended, in source order."""
+    key = run_records_key(run_id)
+    if storage.exists(key):
+        yield from iter_json_lines(storage, key)
+
+
+class _LocalLines:
+    """A local file of JSON lines, stored under ``key`` when closed (if any were written)."""
+
+    def __init__(self, storage: Storage, key: str, keep_empty: bool = False):
+        self.storage, self.key, self.keep_empty = storage, key, keep_empty
+        handle, self.path = tempfile.mkstemp(suffix=".jsonl", prefix="bridge-downstream-")
+        self.stream = os.fdopen(handle, "wb")
+        self.count = 0
+
+    def write(self, value: dict) -> None:
+        self.stream.write(_line(value))
+        self.count += 1
+
+    def store(self) -> bool:
+        self.stream.close()
+        stored = self.count > 0 or self.keep_empty
+        if stored:
+            self.storage.upload_file(self.path, self.key)
+        return stored
+
+    def discard(self) -> None:
+        if not self.stream.closed:
+            self.stream.close()
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+
+
+def _report_entry(record: dict) -> dict:
+    entry = {"source": record["source"], "recordid": record["recordid"], "reason": record["reason"]}
+    if record["status"] == INVALID:
+        entry["errors"] = ((record.get("invalid_entry") or {}).get("validation_result") or {}).get("errors", {})
+    return entry
+
+
+def finish_run(run_id: str, ctx, results: Sequence[TaskResult], started: datetime, output: Storage, sink: InvalidSink) -> dict[str, Any]:
+    """Merge the tasks' spools into the sink, the ledger, the records file and the report."""
+    results = sorted(results, key=lambda r: r.task)
+    tally = RunTally()
+    for result in results:
+        tally.merge(result.tally)
+    ledger = _LocalLines(output, layout.ledger_key(run_id).replace(".json", ".jsonl"))
+    records = _LocalLines(output, run_records_key(run_id), keep_empty=True)
+    parts = _LocalLines(output, run_parts_key(run_id), keep_empty=True)
+    listed: dict[str, list[dict]] = {INVALID: [], SKIPPED: []}
+    try:
+        spools = [iter_json_lines(output, r.outcomes_key) for r in results if r.outcomes_key]
+        for record in heapq.merge(*spools, key=lambda r: r["source"]):
+            status = record["status"]
+            if status == INVALID and record.get("invalid_entry") is not None:
+                sink.send(record["invalid_entry"])
+            elif status == PROCESSED:
+                ledger.write({"identity": record["identity"], "source": record["source"], "recordid": record["recordid"], "datasets": record["datasets"], "run_id": run_id})
+            if status in listed and len(listed[status]) < REPORT_LIST_LIMIT:
+                listed[status].append(_report_entry(record))
+            record.pop("invalid_entry", None)
+            records.write(record)
+        for result in results:
+            if result.parts_key:
+                for part in iter_json_lines(output, result.parts_key):
+                    parts.write(part)
+        ledger.store()
+        records.store()
+        parts.store()
+    finally:
+        for lines in (ledger, records, parts):
+            lines.discard()
+    files_skipped = [
+        {"file": file, "reason": reason, "archives": count} for (file, reason), count in sorted(tally.files_skipped.items())
+    ]
+    report = {
+        "run_id": run_id,
+        "stage": "ingest",
+        "profile": ctx.profile.name,
+        "registry_version": ctx.registry.version,
+        "started_at": started.isoformat(timespec="seconds"),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "archives": {"total": sum(tally.archives.values()), **tally.archives},
+        "datasets": dict(sorted(tally.datasets.items())),
+        "records": run_records_key(run_id),
+        "parts": run_parts_key(run_id),
+        "invalid": listed[INVALID],
+        "skipped": listed[SKIPPED],
+        "not_listed": {status: tally.archives[status] - len(entries) for status, entries in listed.items()},
+        "files_skipped": files_skipped[:REPORT_LIST_LIMIT],
+    }
+    if len(files_skipped) > REPORT_LIST_LIMIT:
+        report["not_listed"]["files_skipped"] = len(files_skipped) - REPORT_LIST_LIMIT
+    output.write_bytes(layout.report_key(run_id), json.dumps(report, indent=2).encode())
+    for result in results:
+        for key in (result.outcomes_key, result.parts_key):
+            if key:
+                output.delete(key)
+    return report

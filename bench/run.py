@@ -3,6 +3,7 @@ the same generated data in one invocation; prints a table and writes JSON.
 
     pipenv run python bench/run.py                 # the full run (docs/benchmarks.md)
     pipenv run python bench/run.py --quick         # a smoke run at 1k records
+    pipenv run python bench/run.py --only-s3       # only ingest against emulated S3 (moto)
 
 Each measured step runs in its own process (``bench/steps.py``); this process
 samples the resident memory (RSS) of that process and all its children -- the
@@ -70,12 +71,12 @@ def _tree_rss(process) -> int:
     return total
 
 
-def measure(arguments: list[str], label: str) -> dict:
+def measure(arguments: list[str], label: str, extra_env: dict[str, str] | None = None) -> dict:
     """Run ``bench/steps.py ARGUMENTS``; its result plus wall time and peak RSS of its process tree."""
     import psutil
 
     command = [sys.executable, str(HERE / "steps.py"), *arguments]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]), **(extra_env or {}))
     started = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     peak = 0
@@ -147,6 +148,11 @@ def build_registry(work: Path) -> Path:
     return out
 
 
+# Emulated-S3 comparison sizes: the original design takes ~0.15 s per sample-schema
+# upload and ~0.6 s per real-schema upload there (2 cores), ~90 s each.
+S3_RECORDS = 600
+S3_REAL = 120
+
 TASKDATA_URL = "https://raw.githubusercontent.com/MobileToolbox/MobileToolboxSchemas/0.9.8/OldCombinedSchema/taskData_combinedSchema.json"
 GRADUAL_ONSET_URL = (
     "https://raw.githubusercontent.com/MobileToolbox/MTBfx/9f7ab73ae52127d46ef417ae807286fcd4bb9d0c/"
@@ -176,6 +182,67 @@ def build_real_registry(work: Path, shared: Path) -> Path:
     return out
 
 
+def s3_comparison(args, data: Path, work: Path, registry: str, real_registry: str | None, results: dict) -> None:
+    """Ingest from and to emulated S3, ours and the original design, on one moto
+    server (a process of its own: its memory is in neither side's peak). The
+    archives and their Bridge metadata (as object metadata) are uploaded to a
+    source bucket first (not timed); each side writes to its own new bucket and
+    sends invalid records to its own SQS queue on the same server."""
+    import moto
+    from s3_emulation import MotoServer, aws_environment, create_queue, upload_archives
+
+    c = results["compare"]
+    runs = [("ingest_s3", "sample", args.s3_records, registry, 0.0)]
+    if args.s3_latency_ms:
+        runs.append(("ingest_s3_latency", "sample", args.s3_records, registry, args.s3_latency_ms))
+    if args.s3_real and real_registry:
+        runs.append(("ingest_real_s3", "real", args.s3_real, real_registry, 0.0))
+    info = results["s3_emulation"] = {
+        "server": f"moto {moto.__version__} server (ThreadedMotoServer in its own process, bench/s3_emulation.py) on 127.0.0.1",
+        "counted_in_peak_rss": False,
+        "records": {key: n for key, _, n, _, _ in runs},
+        "latency_ms": {key: latency for key, _, _, _, latency in runs},
+        "runs": {},
+    }
+    with MotoServer(work / "moto-server.log") as server:
+        env = aws_environment(server.endpoint)
+        info["endpoint"] = server.endpoint
+        print(f"ingest from and to emulated S3 ({server.endpoint}, moto server pid {server.process.pid}, not in the peaks):", flush=True)
+        uploaded: dict[tuple[str, int], tuple[int, int]] = {}
+        for key, flavor, n, reg, latency in runs:
+            folder = ensure_data(data, n, 0, args, flavor=flavor)
+            bucket = f"bridge-raw-{flavor}-{n}"
+            if (flavor, n) not in uploaded:
+                began = time.perf_counter()
+                uploaded[(flavor, n)] = upload_archives(server.endpoint, folder / "archives", bucket, "archives")
+                print(f"  uploaded {uploaded[(flavor, n)][0]} archives ({uploaded[(flavor, n)][1] / 1e6:.1f} MB) with their metadata to s3://{bucket}/archives in {time.perf_counter() - began:.1f} s (not timed)", flush=True)
+            count, size = uploaded[(flavor, n)]
+            tag = f"{flavor}-{n}-{int(latency)}ms"
+            for impl, suffix in (("ours", ""), ("original", "_original")):
+                queue = create_queue(server.endpoint, f"invalid-{tag}-{impl}")
+                cpu = server.cpu_seconds()
+                arguments = ["ingest-s3", "--impl", impl, "--input", f"s3://{bucket}/archives", "--output", f"s3://out-{tag}-{impl}/bridge", "--queue-url", queue, "--registry", reg]
+                if latency:
+                    arguments += ["--latency-ms", str(latency)]
+                if args.s3_verify:
+                    arguments.append("--verify")
+                what = "uploads" if flavor == "sample" else "real-schema uploads"
+                name = "ours" if impl == "ours" else "original design"
+                delay = f", {latency:g} ms per request" if latency else ""
+                result = c[key + suffix] = measure(arguments, f"ingest {name}, emulated S3{delay}, {n} {what}", extra_env=env)
+                result["emulator_cpu_seconds"] = server.cpu_seconds() - cpu
+                if not result.get("failed"):
+                    detail = result["detail"]
+                    print(f"    rows per dataset {json.dumps(detail['rows'], sort_keys=True)}; {detail['ndjson_objects_written']} NDJSON objects, "
+                          f"{detail['invalid_queue_messages']} invalid-queue messages; emulator CPU {result['emulator_cpu_seconds']:.1f} s", flush=True)
+            ours, original = c.get(key), c.get(key + "_original")
+            same = None if not ours or not original or ours.get("failed") or original.get("failed") else ours["detail"]["rows"] == original["detail"]["rows"]
+            info["runs"][key] = {"archives": count, "archive_bytes": size, "rows_identical": same}
+            print(f"    rows per dataset identical (ours vs original): {same}", flush=True)
+        info["server_peak_rss_bytes"] = server.peak_rss
+    print(f"  moto server stopped (peak RSS {info['server_peak_rss_bytes'] / 2**20:.0f} MiB, in neither side's peak)", flush=True)
+
+
 def human(n: float) -> str:
     return f"{n / 1000:.0f}k" if n >= 1000 and n % 1000 == 0 else str(int(n))
 
@@ -191,7 +258,10 @@ def render(results: dict) -> str:
     out = []
     n = results["compare_records"]
     c = results["compare"]
-    out.append(f"### Stages and baselines at {human(n)} records (same data, same run)\n")
+    if "ingest" in c:
+        out.append(f"### Stages and baselines at {human(n)} records (same data, same run)\n")
+    else:  # --only-s3
+        out.append("### Ingest from and to emulated S3 (same data for both sides, same run)\n")
     out.append("| step | implementation | time s | records/s | MB/s in | output rows/s | peak RSS MiB | ratio |")
     out.append("|---|---|---:|---:|---:|---:|---:|---|")
 
@@ -214,6 +284,25 @@ def render(results: dict) -> str:
     real_speedup = ratio(c.get("ingest_real_original"), c.get("ingest_real"))
     row("ingest_real", "ingest (real-schema MTB uploads)", "ours", f"**{fmt(real_speedup, 'x')} the original's records/s**")
     row("ingest_real_original", "ingest (real-schema MTB uploads)", "original design", "baseline")
+    s3 = results.get("s3_emulation") or {}
+    latency = (s3.get("latency_ms") or {}).get("ingest_s3_latency") or 0
+    for key, step, what in (
+        ("ingest_s3", "ingest (MTB archives, emulated S3)", "uploads"),
+        ("ingest_s3_latency", f"ingest (MTB archives, emulated S3 + {latency:g} ms per request)", "uploads"),
+        ("ingest_real_s3", "ingest (real-schema MTB uploads, emulated S3)", "real-schema uploads"),
+    ):
+        if key not in c:
+            continue
+        count = human(s3.get("records", {}).get(key, c[key].get("records", 0)))
+        s3_speedup = ratio(c.get(key + "_original"), c.get(key))
+        row(key, step, f"ours: S3 in and out, parallel workers, archives read ahead, batched part files ({count} {what})", f"**{fmt(s3_speedup, 'x')} the original's records/s**")
+        row(
+            key + "_original",
+            step,
+            f"original design on S3: serial, a new S3 client per archive and per written file, one GET per archive, ZIP opened 3x in memory, "
+            f"a new validator per file, a temp file and one PUT per record and file ({count} {what})",
+            "baseline",
+        )
     row("ingest_recover", "ingest (recover exports)", "ours", "records = export rows")
     for engine, impl in (("arrow", "ours: Arrow executor"), ("spark", "ours: Spark executor"), ("duckdb", "DuckDB read_json + unnest"), ("pyarrow", "pyarrow list_flatten + list_parent_indices"), ("dlt", "dlt normalizer (extract + normalize)")):
         key = f"relationalize_{engine}"
@@ -231,6 +320,25 @@ def render(results: dict) -> str:
     start = c.get("spark_start")
     if start and not start.get("failed"):
         out.append(f"| Spark session start | local[{results['machine']['nproc']}] | {start['seconds']:.2f} | | | | {start['peak_rss_bytes'] / 2**20:,.0f} | not in the times above |")
+    if s3:
+        parts = []
+        for key in ("ingest_s3", "ingest_s3_latency", "ingest_real_s3"):
+            ours, original = c.get(key) or {}, c.get(key + "_original") or {}
+            if ours.get("emulator_cpu_seconds") is not None and original.get("emulator_cpu_seconds") is not None:
+                same = (s3.get("runs", {}).get(key) or {}).get("rows_identical")
+                parts.append(
+                    f"{key}: the emulator used {ours['emulator_cpu_seconds']:.1f} s CPU serving ours and {original['emulator_cpu_seconds']:.1f} s serving the original; "
+                    f"rows per dataset identical: {'yes' if same else 'NO' if same is False else 'n/a'}"
+                )
+        out.append("")
+        out.append(
+            f"Emulated S3: one {s3.get('server', 'moto server')} shared by both sides (also the SQS invalid queues), on the same "
+            f"{results['machine']['nproc']} cores; its memory (peak {s3.get('server_peak_rss_bytes', 0) / 2**20:,.0f} MiB) is in neither side's peak RSS. "
+            + "; ".join(parts)
+            + "."
+        )
+    if not results["scale"]:
+        return "\n".join(out) + "\n"
     out.append("")
     out.append("### Scale curve (time and peak memory per stage)\n")
     sizes = results["sizes"]
@@ -255,41 +363,9 @@ def render(results: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="1000,10000,100000", help="records for the scale curve (default 1000,10000,100000)")
-    parser.add_argument("--compare", type=int, default=10000, help="records for the side-by-side comparison (default 10000)")
-    parser.add_argument("--spark-max", type=int, default=10000, help="largest size the Spark publish runs at (default 10000)")
-    parser.add_argument("--export-factor", type=int, default=10, help="recover export rows per record at the comparison size")
-    parser.add_argument("--real", type=int, default=500, help="real-schema uploads for the second ingest comparison (default 500)")
-    parser.add_argument("--no-real", action="store_true", help="skip the real-schema ingest comparison")
-    parser.add_argument("--motion", type=int, default=25)
-    parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--data", default="/tmp/bridge-bench/data", help="generated data (kept between runs)")
-    parser.add_argument("--work", default="/tmp/bridge-bench/work", help="outputs of the measured steps")
-    parser.add_argument("--json", dest="json_path", help="write the results here (default WORK/results.json)")
-    parser.add_argument("--markdown", help="also write the Markdown tables here")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 1k records, comparison at 1k")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.sizes, args.compare, args.spark_max, args.real = "1000", 1000, 1000, 100
-    sizes = sorted({int(s) for s in args.sizes.split(",") if s} | {args.compare})
-    work, data = Path(args.work), Path(args.data)
-    work.mkdir(parents=True, exist_ok=True)
-    began = time.perf_counter()
-    results = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": " ".join(["pipenv run python bench/run.py", *(argv if argv is not None else sys.argv[1:])]),
-        "machine": machine(),
-        "settings": {"motion": args.motion, "steps": args.steps, "seed": args.seed, "per_day": 100, "export_factor": args.export_factor},
-        "compare_records": args.compare,
-        "sizes": sizes,
-        "compare": {},
-        "scale": {},
-    }
-    print(f"machine: {results['machine']}", flush=True)
-    registry = str(build_registry(work))
+def local_benchmark(args, data: Path, work: Path, registry: str, real_registry: str | None, results: dict, sizes: list[int]) -> None:
+    """Every step on local disk: the comparison at ``--compare`` records (and
+    the emulated-S3 ingest comparison, unless ``--no-s3``), then the scale curve."""
     n = args.compare
     folder = ensure_data(data, n, n * args.export_factor, args)
     w = work / str(n)
@@ -298,18 +374,13 @@ def main(argv: list[str] | None = None) -> int:
     common = ["--registry", registry]
     c["ingest"] = measure(["ingest", "--impl", "ours", "--input", str(folder / "archives"), "--output", str(w / "ours"), *common], f"ingest ours {n}")
     c["ingest_original"] = measure(["ingest", "--impl", "original", "--input", str(folder / "archives"), "--output", str(w / "original"), *common], f"ingest original design {n}")
-    if not args.no_real:
-        from generate import shared_data_dir
-
-        shared = shared_data_dir()
-        if (shared / "mtb-taskdata").is_dir():
-            real_registry = str(build_real_registry(work, shared))
-            real = ensure_data(data, args.real, 0, args, flavor="real")
-            real_common = ["--registry", real_registry]
-            c["ingest_real"] = measure(["ingest", "--impl", "ours", "--input", str(real / "archives"), "--output", str(w / "real-ours"), *real_common], f"ingest ours, real-schema uploads {args.real}")
-            c["ingest_real_original"] = measure(["ingest", "--impl", "original", "--input", str(real / "archives"), "--output", str(w / "real-original"), *real_common], f"ingest original design, real-schema uploads {args.real}")
-        else:
-            print(f"  (no real data at {shared}: real-schema ingest comparison skipped)")
+    if real_registry:
+        real = ensure_data(data, args.real, 0, args, flavor="real")
+        real_common = ["--registry", real_registry]
+        c["ingest_real"] = measure(["ingest", "--impl", "ours", "--input", str(real / "archives"), "--output", str(w / "real-ours"), *real_common], f"ingest ours, real-schema uploads {args.real}")
+        c["ingest_real_original"] = measure(["ingest", "--impl", "original", "--input", str(real / "archives"), "--output", str(w / "real-original"), *real_common], f"ingest original design, real-schema uploads {args.real}")
+    if not args.no_s3:
+        s3_comparison(args, data, work, registry, real_registry, results)
     c["ingest_recover"] = measure(["ingest", "--impl", "ours", "--profile", "recover", "--input", str(folder / "exports"), "--output", str(w / "recover"), *common], f"ingest recover exports {n * args.export_factor} rows")
     c["spark_start"] = measure(["spark-start"], "spark session start")
     for engine in ("arrow", "spark", "duckdb", "pyarrow", "dlt"):
@@ -329,9 +400,66 @@ def main(argv: list[str] | None = None) -> int:
         entry["publish_arrow"] = measure(["publish", "--engine", "arrow", "--work", str(w / "ours"), "--published", str(w / "pub-arrow"), *common], f"publish arrow {size}")
         if size <= args.spark_max:
             entry["publish_spark"] = measure(["publish", "--engine", "spark", "--work", str(w / "ours"), "--published", str(w / "pub-spark"), *common], f"publish spark {size}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,10000,100000", help="records for the scale curve (default 1000,10000,100000)")
+    parser.add_argument("--compare", type=int, default=10000, help="records for the side-by-side comparison (default 10000)")
+    parser.add_argument("--spark-max", type=int, default=10000, help="largest size the Spark publish runs at (default 10000)")
+    parser.add_argument("--export-factor", type=int, default=10, help="recover export rows per record at the comparison size")
+    parser.add_argument("--real", type=int, default=500, help="real-schema uploads for the second ingest comparison (default 500)")
+    parser.add_argument("--no-real", action="store_true", help="skip the real-schema ingest comparison")
+    parser.add_argument("--s3-records", type=int, default=S3_RECORDS, help=f"uploads for the emulated-S3 ingest comparison (default {S3_RECORDS})")
+    parser.add_argument("--s3-real", type=int, default=S3_REAL, help=f"real-schema uploads for the emulated-S3 ingest comparison (default {S3_REAL}; 0 skips)")
+    parser.add_argument("--s3-verify", action="store_true", help="read each side's S3 output back and check its rows per dataset (untimed)")
+    parser.add_argument("--s3-latency-ms", type=float, default=20, help="also run the sample comparison with this latency added to every AWS request (default 20; 0 skips)")
+    parser.add_argument("--no-s3", action="store_true", help="skip the emulated-S3 ingest comparison")
+    parser.add_argument("--only-s3", action="store_true", help="run only the emulated-S3 ingest comparison")
+    parser.add_argument("--motion", type=int, default=25)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--data", default="/tmp/bridge-bench/data", help="generated data (kept between runs)")
+    parser.add_argument("--work", default="/tmp/bridge-bench/work", help="outputs of the measured steps")
+    parser.add_argument("--json", dest="json_path", help="write the results here (default WORK/results.json)")
+    parser.add_argument("--markdown", help="also write the Markdown tables here")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1k records, comparison at 1k")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.sizes, args.compare, args.spark_max, args.real = "1000", 1000, 1000, 100
+        args.s3_records, args.s3_real = min(args.s3_records, 100), min(args.s3_real, 20)
+    sizes = sorted({int(s) for s in args.sizes.split(",") if s} | {args.compare})
+    work, data = Path(args.work), Path(args.data)
+    work.mkdir(parents=True, exist_ok=True)
+    began = time.perf_counter()
+    results = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": " ".join(["pipenv run python bench/run.py", *(argv if argv is not None else sys.argv[1:])]),
+        "machine": machine(),
+        "settings": {"motion": args.motion, "steps": args.steps, "seed": args.seed, "per_day": 100, "export_factor": args.export_factor},
+        "compare_records": args.compare,
+        "sizes": sizes,
+        "compare": {},
+        "scale": {},
+    }
+    print(f"machine: {results['machine']}", flush=True)
+    registry = str(build_registry(work))
+    real_registry = None
+    if not args.no_real:
+        from generate import shared_data_dir
+
+        shared = shared_data_dir()
+        if (shared / "mtb-taskdata").is_dir():
+            real_registry = str(build_real_registry(work, shared))
+        else:
+            print(f"  (no real data at {shared}: real-schema ingest comparisons skipped)")
+    if args.only_s3:
+        s3_comparison(args, data, work, registry, real_registry, results)
+    else:
+        local_benchmark(args, data, work, registry, real_registry, results, sizes)
     results["total_seconds"] = time.perf_counter() - began
     results["machine"]["load_average_at_end"] = os.getloadavg()
-    path = Path(args.json_path) if args.json_path else work / "results.json"
+    path = Path(args.json_path) if args.json_path else work / ("results-s3.json" if args.only_s3 else "results.json")
     path.write_text(json.dumps(results, indent=2))
     table = render(results)
     if args.markdown:

@@ -6,6 +6,7 @@ no Spark session start unless the step is ``spark-start``), ``records`` and
 ``in_bytes`` (what went in), ``out_rows`` (rows written), ``detail``.
 
     pipenv run python bench/steps.py ingest --impl ours --input DATA/archives --output WORK/out --registry WORK/registry
+    AWS_ENDPOINT_URL=http://127.0.0.1:PORT ... bench/steps.py ingest-s3 --impl original --input s3://src/archives --output s3://out-original --queue-url URL --registry WORK/registry
 """
 
 from __future__ import annotations
@@ -23,12 +24,18 @@ sys.path.insert(0, str(HERE))
 
 
 def _inputs(folder: Path):
-    from bridge_downstream.ingest import ArchiveInput
+    from bridge_downstream.ingest import ArchiveListing
     from bridge_downstream.storage import LocalStorage
 
-    storage = LocalStorage(folder)
-    files = sorted(p for p in folder.rglob("*.zip"))
-    return [ArchiveInput(storage, p.relative_to(folder).as_posix()) for p in files], sum(p.stat().st_size for p in files)
+    # As the command line lists them: one compact listing, not an object per archive.
+    keys, size = [], 0
+    for directory, _dirs, names in os.walk(folder):
+        for name in names:
+            if name.endswith(".zip"):
+                path = os.path.join(directory, name)
+                keys.append(os.path.relpath(path, folder))
+                size += os.path.getsize(path)
+    return ArchiveListing(LocalStorage(folder), keys), size
 
 
 def _ndjson(work: Path, dataset_id: str) -> list[str]:
@@ -69,6 +76,83 @@ def step_ingest(args) -> dict:
     rows = sum(d["rows"] for d in report["datasets"].values())
     records = rows if profile.kind == "ndjson-export" else len(inputs)  # an export's records are its lines
     return {"seconds": seconds, "records": records, "in_bytes": in_bytes, "out_rows": rows, "detail": {"archives": report["archives"], "rows": {k: v["rows"] for k, v in report["datasets"].items()}}}
+
+
+def _add_request_latency(seconds: float) -> None:
+    """Every AWS request from a client made after this waits ``seconds`` first:
+    the emulator answers on loopback in well under a millisecond, S3 does not
+    (AWS's S3 performance guidelines: small requests' median latency is in the
+    tens of milliseconds). Both designs' clients come from boto3's default
+    session, so both pay it per request; worker processes inherit it."""
+    import boto3
+
+    if boto3.DEFAULT_SESSION is None:
+        boto3.setup_default_session()
+    boto3.DEFAULT_SESSION.events.register("before-send", lambda **_: time.sleep(seconds))
+
+
+def step_ingest_s3(args) -> dict:
+    """Ingest from emulated S3 to emulated S3 (``AWS_ENDPOINT_URL``): archives
+    under ``--input s3://bucket/prefix``, output under ``--output s3://...``,
+    invalid records to the SQS queue ``--queue-url``. Listing the archives (the
+    job gets them as messages) and creating the output bucket are not timed;
+    building the inputs, clients and storages is."""
+    import boto3
+    from s3_emulation import count_dataset_rows, list_objects, queue_length
+
+    from bridge_downstream.profiles import load_profile
+    from bridge_downstream.registry import SchemaRegistry
+    from bridge_downstream_adapters.s3 import parse_s3_uri
+
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    registry = SchemaRegistry.load(args.registry)
+    profile = load_profile(args.profile)
+    source_bucket, source_prefix = parse_s3_uri(args.input)
+    out_bucket, out_prefix = parse_s3_uri(args.output)
+    client = boto3.client("s3")
+    client.create_bucket(Bucket=out_bucket)
+    archives = list_objects(client, source_bucket, source_prefix, ".zip")
+    messages = [{"source_bucket": source_bucket, "source_key": key} for key, _ in archives]
+    in_bytes = sum(size for _, size in archives)
+    if args.latency_ms:
+        _add_request_latency(args.latency_ms / 1000)
+    started = time.perf_counter()
+    if args.impl == "original":
+        from original_ingest import run_original_ingest_s3
+
+        credentials = {k.lower(): os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN") if k in os.environ}
+        report = run_original_ingest_s3(
+            messages, registry=registry, registry_dir=args.registry, profile=profile, json_bucket=out_bucket, json_prefix=out_prefix, invalid_queue_url=args.queue_url, credentials=credentials
+        )
+    else:
+        from bridge_downstream.ingest import ArchiveInput, default_prefetch, run_ingest
+        from bridge_downstream_adapters.s3 import S3Storage
+        from bridge_downstream_adapters.sqs import SqsInvalidSink
+
+        # As the Glue job builds them: one storage per source bucket, metadata=None
+        # (read from the object, as Bridge wrote it), archives read ahead on threads.
+        source = S3Storage(source_bucket, endpoint_url=endpoint)
+        inputs = [ArchiveInput(source, m["source_key"], source_bucket=source_bucket) for m in messages]
+        output = S3Storage(out_bucket, out_prefix, endpoint_url=endpoint)
+        sink = SqsInvalidSink(args.queue_url, boto3.client("sqs", endpoint_url=endpoint))
+        report = run_ingest(inputs, registry=registry, profile=profile, output=output, sink=sink, workers=args.workers, prefetch=default_prefetch(profile))
+    seconds = time.perf_counter() - started
+    rows = {k: v["rows"] for k, v in report["datasets"].items()}
+    written = list_objects(client, out_bucket, "/".join(p for p in (out_prefix.strip("/"), "json/") if p), ".ndjson")
+    detail = {
+        "archives": report["archives"],
+        "rows": rows,
+        "ndjson_objects_written": len(written),
+        "invalid_queue_messages": queue_length(endpoint, args.queue_url) if args.queue_url else None,
+        "endpoint": endpoint,
+    }
+    if args.verify:
+        read_back = count_dataset_rows(client, out_bucket, out_prefix)
+        detail["rows_read_back"] = read_back
+        if read_back != rows:
+            raise SystemExit(f"rows read back from s3://{out_bucket}/{out_prefix} {read_back} differ from the run's {rows}")
+    print(f"rows per dataset ({args.impl}): {json.dumps(rows, sort_keys=True)}", file=sys.stderr)
+    return {"seconds": seconds, "records": len(messages), "in_bytes": in_bytes, "out_rows": sum(rows.values()), "detail": detail}
 
 
 def _datasets(work: Path, wanted: list[str] | None) -> list[str]:
@@ -158,17 +242,10 @@ def step_relationalize(args) -> dict:
             from bridge_downstream.relationalize import relationalize_arrow
 
             target.mkdir(parents=True, exist_ok=True)
-            # As the Arrow publish path reads: the part files staged as one NDJSON
-            # stream (per-file reader start-up dominates thousands of small files).
-            staged = target / "staged.ndjson"
-            with open(staged, "wb") as stream:
-                for path in paths[dataset_id]:
-                    with open(path, "rb") as part:
-                        shutil.copyfileobj(part, stream)
-            for name, table in relationalize_arrow(plan, [staged]).items():
+            # The part files as ingest wrote them: the executor reads them as one stream.
+            for name, table in relationalize_arrow(plan, paths[dataset_id]).items():
                 pq.write_table(table, target / f"{name}.parquet", compression="snappy")
                 counts[name] = table.num_rows
-            staged.unlink()
         elif args.engine == "spark":
             from bridge_downstream.relationalize import relationalize_spark
 
@@ -250,6 +327,16 @@ def main(argv: list[str] | None = None) -> int:
     ingest.add_argument("--registry", required=True)
     ingest.add_argument("--profile", default="mtb")
     ingest.add_argument("--workers", type=int, default=None)
+    ingest_s3 = sub.add_parser("ingest-s3", help="ingest from and to emulated S3 (needs AWS_ENDPOINT_URL)")
+    ingest_s3.add_argument("--impl", choices=["ours", "original"], default="ours")
+    ingest_s3.add_argument("--input", required=True, help="s3://bucket/prefix of the archives")
+    ingest_s3.add_argument("--output", required=True, help="s3://bucket/prefix of the output (the bucket is created)")
+    ingest_s3.add_argument("--queue-url", help="invalid-records SQS queue")
+    ingest_s3.add_argument("--registry", required=True, help="local registry directory")
+    ingest_s3.add_argument("--profile", default="mtb")
+    ingest_s3.add_argument("--workers", type=int, default=None)
+    ingest_s3.add_argument("--verify", action="store_true", help="read the output back and check its rows per dataset (untimed)")
+    ingest_s3.add_argument("--latency-ms", type=float, default=0, help="added before every AWS request, as S3's own latency (default 0)")
     publish = sub.add_parser("publish")
     publish.add_argument("--engine", choices=["spark", "arrow"], required=True)
     publish.add_argument("--work", required=True)
@@ -275,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("spark-start")
     args = parser.parse_args(argv)
     os.environ.setdefault("PYTHONHASHSEED", "0")
-    handler = {"ingest": step_ingest, "pipeline": step_pipeline, "publish": step_publish, "relationalize": step_relationalize, "spark-start": step_spark_start}[args.step]
+    handler = {"ingest": step_ingest, "ingest-s3": step_ingest_s3, "pipeline": step_pipeline, "publish": step_publish, "relationalize": step_relationalize, "spark-start": step_spark_start}[args.step]
     result = handler(args)
     print("BENCH-RESULT " + json.dumps(result))
     return 0

@@ -16,6 +16,7 @@ import csv
 import gc
 import hashlib
 import io
+import itertools
 import json
 import os
 import posixpath
@@ -23,7 +24,9 @@ import re
 import sys
 import uuid
 from array import array
-from collections.abc import Callable, Iterable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -116,6 +119,15 @@ class IngestContext:
     limits: ArchiveLimits = ArchiveLimits()
     app_id: str | None = None  # the pipeline's app, when records do not say
     already_ingested: frozenset[str] = frozenset()
+    # Archives read ahead on threads while one is processed: on S3 a GET waits
+    # far longer than the archive takes to process. Memory: up to this many
+    # archives (each within ``limits``) per worker. 0 reads each when it is due.
+    prefetch: int = 0
+
+
+def default_prefetch(profile: Profile) -> int:
+    """For remote storage: uploads are small, so read several ahead; exports are few and large."""
+    return 8 if profile.kind == "bridge-archive" else 1
 
 
 def _dumps(row: dict) -> bytes:
@@ -319,7 +331,38 @@ def _invalid_entry(inp: ArchiveInput, metadata: dict[str, str], ctx: IngestConte
     }
 
 
-def ingest_archive(inp: ArchiveInput, ctx: IngestContext, writer: PartWriter) -> ArchiveOutcome:
+def open_archive(inp: ArchiveInput) -> tuple[Any, dict[str, str]]:
+    """The archive's stream and its Bridge metadata (from the input, or the object's)."""
+    if inp.metadata is None:
+        return inp.storage.open_read_with_metadata(inp.key)
+    return inp.storage.open_read(inp.key), inp.metadata
+
+
+def prefetched(inputs: Iterable[ArchiveInput], depth: int) -> Iterator[tuple[ArchiveInput, Future | None]]:
+    """The inputs in order, each with its archive being opened up to ``depth``
+    archives ahead on threads (None: open it when due). A failed read is
+    raised by ``Future.result()``, for the archive it belongs to."""
+    if depth <= 0:
+        for inp in inputs:
+            yield inp, None
+        return
+    iterator = iter(inputs)
+    with ThreadPoolExecutor(max_workers=depth, thread_name_prefix="archive-prefetch") as pool:
+        pending = deque((inp, pool.submit(open_archive, inp)) for inp in itertools.islice(iterator, depth))
+        try:
+            while pending:
+                inp, future = pending.popleft()
+                following = next(iterator, None)
+                if following is not None:
+                    pending.append((following, pool.submit(open_archive, following)))
+                yield inp, future
+        finally:
+            for _, future in pending:  # stopped early: close what was read ahead
+                if not future.cancel() and future.exception() is None:
+                    future.result()[0].close()
+
+
+def ingest_archive(inp: ArchiveInput, ctx: IngestContext, writer: PartWriter, opening: Future | None = None) -> ArchiveOutcome:
     source = inp.source  # a path computation: once per archive
     outcome = ArchiveOutcome(source=source, status=PROCESSED)
     metadata: dict[str, str] = {}
@@ -333,10 +376,7 @@ def ingest_archive(inp: ArchiveInput, ctx: IngestContext, writer: PartWriter) ->
         return outcome
 
     try:
-        if inp.metadata is None:
-            opened, raw_metadata = inp.storage.open_read_with_metadata(inp.key)
-        else:
-            opened, raw_metadata = inp.storage.open_read(inp.key), inp.metadata
+        opened, raw_metadata = opening.result() if opening is not None else open_archive(inp)
         metadata = {str(k).lower(): str(v) for k, v in raw_metadata.items()}
         outcome.record_id = metadata.get("recordid")
         with opened as stream:
@@ -386,8 +426,8 @@ def process_batch(
     spool = OutcomeSpool(task, run_id)
     try:
         done = 0
-        for inp in inputs:
-            spool.add(ingest_archive(inp, ctx, writer))
+        for inp, opening in prefetched(inputs, ctx.prefetch):
+            spool.add(ingest_archive(inp, ctx, writer, opening))
             done += 1
             if on_archive and done >= progress_every:
                 on_archive(done)
@@ -504,10 +544,11 @@ def run_ingest(
     limits: ArchiveLimits = ArchiveLimits(),
     progress: Callable[[int], None] | None = None,
     run_id: str | None = None,
+    prefetch: int = 0,
 ) -> dict:
     started = datetime.now(UTC)
     run_id = run_id or new_run_id()
-    ctx = IngestContext(registry, profile, limits, app_id, load_ledger(output))
+    ctx = IngestContext(registry, profile, limits, app_id, load_ledger(output), prefetch)
     workers = max(1, workers or os.cpu_count() or 1)
     tasks = split_tasks(inputs, workers) if inputs else []
     if workers == 1 or len(tasks) <= 1:

@@ -20,6 +20,7 @@ from bridge_downstream.ingest import (
     ArchiveInput,
     IngestContext,
     TaskResult,
+    default_prefetch,
     finish_run,
     load_ledger,
     new_run_id,
@@ -50,7 +51,8 @@ def _context(config: IngestJobConfig, already_ingested: frozenset[str]) -> Inges
     registry = _EXECUTOR_CACHE.get(config.registry_uri)
     if registry is None:
         registry = _EXECUTOR_CACHE[config.registry_uri] = SchemaRegistry.load(S3Storage.from_uri(config.registry_uri, endpoint_url=config.endpoint_url))
-    return IngestContext(registry, load_profile(config.profile), ArchiveLimits(), config.app_id, already_ingested)
+    profile = load_profile(config.profile)
+    return IngestContext(registry, profile, ArchiveLimits(), config.app_id, already_ingested, default_prefetch(profile))
 
 
 def message_inputs(messages: list[dict], endpoint_url: str | None = None) -> list[ArchiveInput]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Iterator
 from typing import BinaryIO
 from urllib.parse import urlparse
@@ -11,7 +12,6 @@ import boto3
 from botocore.exceptions import ClientError
 
 from bridge_downstream.storage import ObjectInfo, join_key
-
 
 _NOT_FOUND = ("404", "NoSuchKey", "NotFound")
 
@@ -42,7 +42,19 @@ class S3Storage:
     def __init__(self, bucket: str, prefix: str = "", client=None, endpoint_url: str | None = None):
         self.bucket = bucket
         self.prefix = prefix.strip("/")
-        self.client = client or boto3.client("s3", endpoint_url=endpoint_url)
+        self.endpoint_url = endpoint_url
+        self._client = client
+        self._owns_client = client is None
+        self._client_pid = os.getpid()
+
+    @property
+    def client(self):
+        # A boto3 client's pooled connections must not be shared with a forked
+        # worker process: each process makes its own (clients are thread-safe).
+        if self._owns_client and (self._client is None or self._client_pid != os.getpid()):
+            self._client = boto3.client("s3", endpoint_url=self.endpoint_url)
+            self._client_pid = os.getpid()
+        return self._client
 
     @classmethod
     def from_uri(cls, uri: str, client=None, endpoint_url: str | None = None) -> S3Storage:

@@ -45,6 +45,7 @@ def test_records_file_has_every_archive_once_in_source_order(sample_run):
     assert totals == {d: e["rows"] for d, e in report["datasets"].items()}
     invalid = next(r for r in records if r["status"] == "invalid" and r["recordid"] == "rec-0005")
     assert invalid["reason"] == "failed validation: taskData.json" and "invalid_entry" not in invalid
+    assert invalid["errors"]["taskData.json"] == report["invalid"][0]["errors"]["taskData.json"]
 
 
 def test_ledger_parts_and_spools(sample_run):
@@ -121,7 +122,7 @@ def test_a_compact_listing_ingests_like_a_list(registry, sample_run, tmp_path):
     keys = [p.name for p in folder.glob("*.zip")]
     listing = ArchiveListing(LocalStorage(folder), reversed(sorted(keys)))
     assert [inp.key for inp in listing] == sorted(keys)
-    assert [inp.key for inp in listing.part(1, 2)] == sorted(keys)[1::2]
+    assert [inp.key for inp in listing[1::2]] == sorted(keys)[1::2]
     assert listing[-1].key == sorted(keys)[-1] and len(listing[2:4]) == 2
     output = LocalStorage(tmp_path)
     report = run_ingest(listing, registry=registry, profile=load_profile("mtb"), output=output, sink=StorageInvalidSink(output), workers=2)

@@ -66,8 +66,8 @@ class ArchiveListing(Sequence):
     the worker processes read the block without copying it (an object per
     archive would be copied into every worker as soon as it is touched).
 
-    ``part(index, count)`` is every ``count``-th archive from ``index`` on --
-    a worker's deterministic share -- without copying anything."""
+    A slice (``listing[index::count]``, a worker's deterministic share) is a
+    view: nothing is copied."""
 
     def __init__(self, storage: Storage, keys: Iterable[str]):
         ordered = sorted(keys)
@@ -81,11 +81,6 @@ class ArchiveListing(Sequence):
             position += len(key.encode("utf-8")) + 1
             self._starts.append(position)
         self._range = range(len(ordered))
-
-    def part(self, index: int, count: int) -> ArchiveListing:
-        view = copy.copy(self)
-        view._range = self._range[index::count]
-        return view
 
     def __len__(self) -> int:
         return len(self._range)
@@ -483,9 +478,7 @@ def split_tasks(inputs: Sequence[ArchiveInput], workers: int) -> list[list[Archi
     the same archives always give the same part files, and every partition
     gets one part file per worker (many small files slow every reader)."""
     count = max(1, min(len(inputs), workers))
-    if isinstance(inputs, ArchiveListing):
-        return [inputs.part(i, count) for i in range(count)]
-    ordered = sorted(inputs, key=lambda i: i.source)
+    ordered = inputs if isinstance(inputs, ArchiveListing) else sorted(inputs, key=lambda i: i.source)
     return [ordered[i::count] for i in range(count)]
 
 

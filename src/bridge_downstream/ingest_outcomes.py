@@ -102,7 +102,7 @@ def run_parts_key(run_id: str) -> str:
 
 
 def _line(value: dict) -> bytes:
-    return (json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=False) + "\n").encode("utf-8")
+    return (json.dumps(value, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
 
 
 class OutcomeSpool:
@@ -229,9 +229,12 @@ def finish_run(run_id: str, ctx, results: Sequence[TaskResult], started: datetim
                 sink.send(record["invalid_entry"])
             elif status == PROCESSED:
                 ledger.write({"identity": record["identity"], "source": record["source"], "recordid": record["recordid"], "datasets": record["datasets"], "run_id": run_id})
+            entry = _report_entry(record)
             if status in listed and len(listed[status]) < REPORT_LIST_LIMIT:
-                listed[status].append(_report_entry(record))
+                listed[status].append(entry)
             record.pop("invalid_entry", None)
+            if "errors" in entry:
+                record["errors"] = entry["errors"]
             records.write(record)
         for result in results:
             if result.parts_key:

@@ -15,12 +15,14 @@ import os
 import shutil
 import tempfile
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from . import layout
 from .storage import Storage
 
 MAX_OPEN_FILES = 128
+PUBLISH_THREADS = 8
 
 
 @dataclass(frozen=True)
@@ -115,9 +117,12 @@ class PartWriter:
                 continue
             dataset_id, partition = slot
             key = layout.json_part_key(dataset_id, dict(partition), tag, self.task)
-            storage.upload_file(path, key)
-            parts.append(WrittenPart(dataset_id, partition, key, rows, os.path.getsize(path)))
-        return parts
+            parts.append((path, WrittenPart(dataset_id, partition, key, rows, os.path.getsize(path))))
+        # Many small uploads: on S3 each waits for a round trip, so several go at once.
+        with ThreadPoolExecutor(max_workers=PUBLISH_THREADS) as pool:
+            for _ in pool.map(lambda item: storage.upload_file(item[0], item[1].key), parts):
+                pass
+        return [part for _, part in parts]
 
     def close(self) -> None:
         for handle in self._open.values():

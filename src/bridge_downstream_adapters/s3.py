@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 from collections.abc import Iterator
 from typing import BinaryIO
 from urllib.parse import urlparse
@@ -31,6 +32,9 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     return parsed.netloc, parsed.path.lstrip("/")
 
 
+MULTIPART_THRESHOLD = 8 << 20  # boto3's own default
+
+
 class S3Storage:
     """Keys under ``s3://bucket/prefix/``.
 
@@ -46,14 +50,18 @@ class S3Storage:
         self._client = client
         self._owns_client = client is None
         self._client_pid = os.getpid()
+        self._client_lock = threading.Lock()
 
     @property
     def client(self):
         # A boto3 client's pooled connections must not be shared with a forked
-        # worker process: each process makes its own (clients are thread-safe).
+        # worker process: each process makes its own. Clients are thread-safe;
+        # making one is not, hence the lock (read-ahead threads start together).
         if self._owns_client and (self._client is None or self._client_pid != os.getpid()):
-            self._client = boto3.client("s3", endpoint_url=self.endpoint_url)
-            self._client_pid = os.getpid()
+            with self._client_lock:
+                if self._client is None or self._client_pid != os.getpid():
+                    self._client = boto3.client("s3", endpoint_url=self.endpoint_url)
+                    self._client_pid = os.getpid()
         return self._client
 
     @classmethod
@@ -82,7 +90,13 @@ class S3Storage:
         self.client.put_object(Bucket=self.bucket, Key=self.full_key(key), Body=data, **extra)
 
     def upload_file(self, local_path: str, key: str) -> None:
-        self.client.upload_file(local_path, self.bucket, self.full_key(key))
+        if os.path.getsize(local_path) < MULTIPART_THRESHOLD:
+            # One PUT: the managed transfer starts a thread pool per call, which
+            # costs more than a small part file's upload.
+            with open(local_path, "rb") as body:
+                self.client.put_object(Bucket=self.bucket, Key=self.full_key(key), Body=body)
+        else:
+            self.client.upload_file(local_path, self.bucket, self.full_key(key))
 
     def exists(self, key: str) -> bool:
         try:

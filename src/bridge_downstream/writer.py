@@ -14,7 +14,7 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -118,10 +118,16 @@ class PartWriter:
             dataset_id, partition = slot
             key = layout.json_part_key(dataset_id, dict(partition), tag, self.task)
             parts.append((path, WrittenPart(dataset_id, partition, key, rows, os.path.getsize(path))))
-        # Many small uploads: on S3 each waits for a round trip, so several go at once.
+        # Many small uploads: on S3 each waits for a round trip, so several go
+        # at once -- a bounded few, not one pending task per partition.
         with ThreadPoolExecutor(max_workers=PUBLISH_THREADS) as pool:
-            for _ in pool.map(lambda item: storage.upload_file(item[0], item[1].key), parts):
-                pass
+            in_flight: deque = deque()
+            for path, part in parts:
+                if len(in_flight) >= 2 * PUBLISH_THREADS:
+                    in_flight.popleft().result()
+                in_flight.append(pool.submit(storage.upload_file, path, part.key))
+            for upload in in_flight:
+                upload.result()
         return [part for _, part in parts]
 
     def close(self) -> None:

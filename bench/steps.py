@@ -155,6 +155,15 @@ def step_ingest_s3(args) -> dict:
     return {"seconds": seconds, "records": len(messages), "in_bytes": in_bytes, "out_rows": sum(rows.values()), "detail": detail}
 
 
+def _start_spark():
+    """A local Spark session and the seconds it took to start (reported apart from the step's work)."""
+    from bridge_downstream.spark_session import local_spark_session
+
+    began = time.perf_counter()
+    session = local_spark_session(app_name="bench")
+    return session, time.perf_counter() - began
+
+
 def _datasets(work: Path, wanted: list[str] | None) -> list[str]:
     from bridge_downstream.publish import json_datasets
     from bridge_downstream.storage import LocalStorage
@@ -178,11 +187,7 @@ def step_publish(args) -> dict:
     spark_factory = None
     start_seconds = 0.0
     if args.engine == "spark":
-        from bridge_downstream.spark_session import local_spark_session
-
-        began = time.perf_counter()
-        session = local_spark_session(app_name="bench")
-        start_seconds = time.perf_counter() - began
+        session, start_seconds = _start_spark()
         spark_factory = lambda: session
     started = time.perf_counter()
     out_rows, tables = 0, {}
@@ -225,11 +230,7 @@ def step_relationalize(args) -> dict:
     session = None
     start_seconds = 0.0
     if args.engine == "spark":
-        from bridge_downstream.spark_session import local_spark_session
-
-        began = time.perf_counter()
-        session = local_spark_session(app_name="bench")
-        start_seconds = time.perf_counter() - began
+        session, start_seconds = _start_spark()
     elif args.engine == "dlt":
         import dlt  # noqa: F401 - import time is not the normalizer's work
     started = time.perf_counter()
@@ -308,9 +309,7 @@ def step_pipeline(args) -> dict:
 
 def step_spark_start(args) -> dict:
     started = time.perf_counter()
-    from bridge_downstream.spark_session import local_spark_session
-
-    session = local_spark_session(app_name="bench")
+    session, _ = _start_spark()
     session.range(1).count()
     seconds = time.perf_counter() - started
     session.stop()

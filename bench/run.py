@@ -56,6 +56,13 @@ def machine() -> dict:
 
 
 def _tree_rss(process) -> int:
+    """The RSS of ``process`` and its descendants, each address space once.
+
+    The JVM starts helper programs (Hadoop's local file system runs ``chmod``
+    for every file and folder Spark writes) with ``posix_spawn``: until the
+    helper is loaded, the child shares the JVM's memory and shows the JVM's
+    RSS. Such a child -- running the JVM's own executable -- is not counted
+    (counted, a sample taken then reads twice the JVM)."""
     import psutil
 
     total = 0
@@ -63,12 +70,26 @@ def _tree_rss(process) -> int:
         processes = [process, *process.children(recursive=True)]
     except psutil.Error:
         return 0
+    executables: dict[int, str] = {}
     for p in processes:
         try:
+            executables[p.pid] = p.exe()
+        except psutil.Error:
+            pass
+    for p in processes:
+        try:
+            if p is not process and _shares_jvm_memory(p, executables):
+                continue
             total += p.memory_info().rss
         except psutil.Error:
             pass
     return total
+
+
+def _shares_jvm_memory(child, executables: dict[int, str]) -> bool:
+    executable = executables.get(child.pid)
+    parent = executables.get(child.ppid())
+    return executable is not None and executable == parent and os.path.basename(executable) == "java"
 
 
 def measure(arguments: list[str], label: str, extra_env: dict[str, str] | None = None) -> dict:

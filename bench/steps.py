@@ -27,15 +27,9 @@ def _inputs(folder: Path):
     from bridge_downstream.ingest import ArchiveListing
     from bridge_downstream.storage import LocalStorage
 
-    # As the command line lists them: one compact listing, not an object per archive.
-    keys, size = [], 0
-    for directory, _dirs, names in os.walk(folder):
-        for name in names:
-            if name.endswith(".zip"):
-                path = os.path.join(directory, name)
-                keys.append(os.path.relpath(path, folder))
-                size += os.path.getsize(path)
-    return ArchiveListing(LocalStorage(folder), keys), size
+    # As the command line lists them: spooled to a file, nothing per archive in memory.
+    listing = ArchiveListing.of_storage(LocalStorage(folder), (".zip",))
+    return listing, listing.total_bytes
 
 
 def _ndjson(work: Path, dataset_id: str) -> list[str]:

@@ -93,40 +93,110 @@ def test_report_lists_are_capped_and_the_rest_counted(registry, tmp_path, monkey
     assert f"2 more invalid: every archive is in {tmp_path / report['records']}" in printed
 
 
+def _staged_writer(tmp_path, name: str, store: LocalStorage, published: list, max_staged: int = 1024) -> PartWriter:
+    staging = tmp_path / f"staging-{name}"
+    staging.mkdir()
+    return PartWriter(0, store, on_published=published.append, staging_dir=str(staging), max_staged=max_staged)
+
+
 def test_part_names_depend_on_which_archives_not_their_order(tmp_path):
     identities = [f"{n:064x}" for n in (3, 1, 2)]
-    tags = []
-    for order in (identities, list(reversed(identities))):
-        writer = PartWriter(0, staging_dir=str(tmp_path / f"staging-{len(tags)}"))
-        (tmp_path / f"staging-{len(tags)}").mkdir()
-        writer.write("D", (("day", 1),), b"{}\n")
+    names = []
+    for number, order in enumerate((identities, list(reversed(identities)), identities[:2])):
+        published: list = []
+        writer = _staged_writer(tmp_path, str(number), LocalStorage(tmp_path / f"out-{number}"), published)
         for identity in order:
+            writer.checkpoint()
+            writer.write("D", (("day", 1),), b"{}\n")
             writer.commit(identity)
-        store = tmp_path / f"out-{len(tags)}"
-        (part,) = writer.publish(LocalStorage(store))
-        tags.append(part.key.rsplit("/", 1)[-1])
+        assert writer.publish() == 1
         writer.close()
-    assert tags[0] == tags[1]
-    other = PartWriter(0, staging_dir=str(tmp_path / "staging-other"))
-    (tmp_path / "staging-other").mkdir()
-    other.write("D", (("day", 1),), b"{}\n")
-    for identity in identities[:2]:
-        other.commit(identity)
-    (part,) = other.publish(LocalStorage(tmp_path / "out-other"))
-    assert part.key.rsplit("/", 1)[-1] != tags[0]
+        (part,) = published
+        names.append(part.key.rsplit("/", 1)[-1])
+        assert part.rows == len(order)
+    assert names[0] == names[1]  # the same archives, in another order
+    assert names[2] != names[0]  # other archives
 
 
-def test_a_compact_listing_ingests_like_a_list(registry, sample_run, tmp_path):
+def test_staged_part_files_are_bounded_and_every_row_is_published_once(tmp_path):
+    store = LocalStorage(tmp_path / "out")
+    published: list = []
+    writer = _staged_writer(tmp_path, "bounded", store, published, max_staged=2)
+    most_staged = 0
+    # Archives in date order, as a backfill lists them: one row a day, days 1-5,
+    # then day 1 again (its part was published: a second part file).
+    for number, day in enumerate([1, 1, 2, 3, 3, 4, 5, 1]):
+        writer.checkpoint()
+        writer.write("D", (("day", day),), json.dumps({"n": number}).encode() + b"\n")
+        writer.commit(f"{number + 1:064x}")
+        most_staged = max(most_staged, writer.staged)
+    assert most_staged == 2
+    # An archive writing to more partitions than the bound keeps all of them
+    # until it is decided, and rolls back cleanly.
+    token = writer.checkpoint()
+    for day in (6, 7, 8):
+        writer.write("D", (("day", day),), b'{"n": "rolled back"}\n')
+    assert writer.staged == 3
+    writer.rollback(token)
+    assert writer.publish() == len(published)
+    writer.close()
+    rows = sorted(
+        json.loads(line)["n"]
+        for part in published
+        for line in (tmp_path / "out" / part.key).read_text().splitlines()
+    )
+    assert rows == list(range(8))
+    days = sorted(dict(part.partition)["day"] for part in published)
+    assert days == [1, 1, 2, 3, 4, 5]
+    day_one = [part.key for part in published if dict(part.partition)["day"] == 1]
+    assert len(set(day_one)) == 2
+    assert sum(part.rows for part in published) == 8
+    assert not list((tmp_path / "staging-bounded").iterdir())  # published files leave the staging folder
+
+
+def test_a_run_with_few_staged_parts_writes_the_same_rows(registry, sample_run, tmp_path, monkeypatch):
+    from bridge_downstream import writer as writer_module
+
+    _, unbounded = sample_run
+    monkeypatch.setattr(writer_module, "MAX_STAGED_PARTS", 1)
+    report = ingest_folder(SAMPLES / "archives", tmp_path, registry, workers=1)
+    assert report["archives"] == unbounded["archives"]
+    assert {d: c["rows"] for d, c in report["datasets"].items()} == {d: c["rows"] for d, c in unbounded["datasets"].items()}
+    parts = [json.loads(line) for line in (tmp_path / report["parts"]).read_text().splitlines()]
+    assert sum(p["rows"] for p in parts) == sum(c["rows"] for c in report["datasets"].values())
+    on_disk = sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "json").rglob("*.ndjson"))
+    assert on_disk == sorted(p["key"] for p in parts)  # every part file once, under its own name
+    assert sum(c["files"] for c in report["datasets"].values()) == len(parts)
+
+
+def test_a_spooled_listing_ingests_like_a_list(registry, sample_run, tmp_path):
     _, listed_report = sample_run
     folder = SAMPLES / "archives"
-    keys = [p.name for p in folder.glob("*.zip")]
-    listing = ArchiveListing(LocalStorage(folder), reversed(sorted(keys)))
-    assert [inp.key for inp in listing] == sorted(keys)
-    assert [inp.key for inp in listing[1::2]] == sorted(keys)[1::2]
-    assert listing[-1].key == sorted(keys)[-1] and len(listing[2:4]) == 2
+    keys = sorted(p.name for p in folder.glob("*.zip"))
+    listing = ArchiveListing.of_storage(LocalStorage(folder), (".zip",))
+    assert [inp.key for inp in listing] == keys
+    assert listing.total_bytes == sum((folder / key).stat().st_size for key in keys)
+    assert [inp.key for inp in listing[1::2]] == keys[1::2]
+    assert [inp.key for inp in listing[1::2][1:]] == keys[1::2][1:]  # a view of a view
+    assert listing[-1].key == keys[-1] and listing[1::2][0].key == keys[1] and len(listing[2:4]) == 2
     output = LocalStorage(tmp_path)
     report = run_ingest(listing, registry=registry, profile=load_profile("mtb"), output=output, sink=StorageInvalidSink(output), workers=2)
     assert report["archives"] == listed_report["archives"]
     assert report["datasets"] == listed_report["datasets"]
     with pytest.raises(ValueError, match="newline"):
         ArchiveListing(LocalStorage(folder), ["a\nb.zip"])
+    with pytest.raises(ValueError, match="key order"):
+        ArchiveListing(LocalStorage(folder), ["b.zip", "a.zip"])
+
+
+def test_local_listing_is_in_key_order_folder_by_folder(tmp_path):
+    # "a.zip" < "a/x.zip" < "a0.zip" as keys ("." < "/" < "0"), though "a" < "a.zip" as names.
+    names = ["a0.zip", "a/x.zip", "a.zip", "a-b/y.zip", "a/b/z.zip", "b.zip", "a/.tmp-upload", "A.zip"]
+    for name in names:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(name.encode())
+    listed = [(info.key, info.size) for info in LocalStorage(tmp_path).list("")]
+    expected = sorted(n for n in names if ".tmp-" not in n)
+    assert [key for key, _ in listed] == expected
+    assert all(size == len(key) for key, size in listed)
+    assert [info.key for info in LocalStorage(tmp_path).list("a/")] == ["a/b/z.zip", "a/x.zip"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,19 +38,13 @@ def discover_archives(paths: list[str]) -> Sequence[ArchiveInput]:
     for raw in paths:
         path = Path(raw).resolve()
         if path.is_dir():
-            keys = (
-                os.path.relpath(os.path.join(folder, name), path).replace(os.sep, "/")
-                for folder, _dirs, names in os.walk(path)
-                for name in names
-                if name.lower().endswith(ARCHIVE_SUFFIXES)
-            )
-            listings.append(ArchiveListing(LocalStorage(path), keys))
+            listings.append(ArchiveListing.of_storage(LocalStorage(path), ARCHIVE_SUFFIXES))
         elif path.is_file():
             listings.append([ArchiveInput(LocalStorage(path.parent), path.name)])
         else:
             raise UsageError(f"input {raw} does not exist")
     if len(listings) == 1:
-        return listings[0]  # one folder: the compact listing, whatever its size
+        return listings[0]  # one folder: the spooled listing, whatever its size
     return [inp for listing in listings for inp in listing]
 
 

@@ -22,8 +22,8 @@ import os
 import posixpath
 import re
 import sys
+import tempfile
 import uuid
-from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -61,38 +61,80 @@ class ArchiveInput:
 
 
 class ArchiveListing(Sequence):
-    """Archives of one storage in key order, held as one block of text rather
-    than an object per archive: a backfill lists 100,000s of archives, and
-    the worker processes read the block without copying it (an object per
-    archive would be copied into every worker as soon as it is touched).
+    """The archives of one storage, in key order, spooled to an unnamed
+    temporary file instead of memory: a backfill lists 100,000s of archives,
+    and the run (its parent process and its workers) then holds nothing per
+    archive. Workers forked from the process that listed read the same file,
+    so all of them see one snapshot of the folder.
 
     A slice (``listing[index::count]``, a worker's deterministic share) is a
-    view: nothing is copied."""
+    view over the same file: nothing is copied."""
 
-    def __init__(self, storage: Storage, keys: Iterable[str]):
-        ordered = sorted(keys)
-        if any("\n" in key for key in ordered):
-            raise ValueError("an archive key contains a newline")
+    _BLOCK = 1 << 20
+
+    def __init__(self, storage: Storage, infos: Iterable):
+        """``infos``: :class:`storage.ObjectInfo` (or keys) in key order, as
+        :meth:`Storage.list` yields them."""
         self.storage = storage
-        self._text = "\n".join(ordered).encode("utf-8")
-        self._starts = array("q", [0])
-        position = 0
-        for key in ordered:
-            position += len(key.encode("utf-8")) + 1
-            self._starts.append(position)
-        self._range = range(len(ordered))
+        self._file = tempfile.TemporaryFile(prefix="bridge-downstream-listing-")  # noqa: SIM115 - lives as long as the listing
+        self.total_bytes = 0  # of the archives, when sizes are given
+        count, previous = 0, None
+        for info in infos:
+            key = info if isinstance(info, str) else info.key
+            if "\n" in key:
+                raise ValueError(f"an archive key contains a newline: {key!r}")
+            if previous is not None and key <= previous:
+                raise ValueError(f"archive keys must come in key order, once each: {key!r} after {previous!r}")
+            self._file.write(key.encode("utf-8") + b"\n")
+            self.total_bytes += 0 if isinstance(info, str) else info.size
+            count, previous = count + 1, key
+        self._file.flush()
+        self._range = range(count)
+
+    @classmethod
+    def of_storage(cls, storage: Storage, suffixes: tuple[str, ...], prefix: str = "") -> ArchiveListing:
+        """Every object under ``prefix`` whose name ends in one of ``suffixes`` (any case)."""
+        return cls(storage, (info for info in storage.list(prefix) if info.key.lower().endswith(suffixes)))
 
     def __len__(self) -> int:
         return len(self._range)
 
+    def _keys(self) -> Iterator[str]:
+        """Every key, in order; read with positioned reads, so forked workers
+        sharing the file never move each other's offset."""
+        fd, offset, rest = self._file.fileno(), 0, b""
+        while block := os.pread(fd, self._BLOCK, offset):
+            offset += len(block)
+            lines = (rest + block).split(b"\n")
+            rest = lines.pop()
+            for line in lines:
+                yield line.decode("utf-8")
+
+    def __iter__(self) -> Iterator[ArchiveInput]:
+        wanted = self._range
+        if not wanted:
+            return
+        step = wanted.step
+        position, last = wanted.start, wanted[-1]
+        for index, key in enumerate(self._keys()):
+            if index == position:
+                yield ArchiveInput(self.storage, key)
+                if position == last:
+                    return
+                position += step
+
     def __getitem__(self, position):
         if isinstance(position, slice):
+            if self._range[position].step < 0:
+                raise ValueError("a listing is read in key order: no negative steps")
             view = copy.copy(self)
             view._range = self._range[position]
             return view
-        at = self._range[position]
-        key = self._text[self._starts[at] : self._starts[at + 1] - 1].decode("utf-8")
-        return ArchiveInput(self.storage, key)
+        at = self._range.index(self._range[position])
+        return next(iter(self[at : at + 1]))
+
+    def close(self) -> None:
+        self._file.close()
 
 
 @dataclass(slots=True)
@@ -417,8 +459,8 @@ def process_batch(
     """Ingest archives one after another into this task's part files; their
     outcomes go to the task's spool, not to memory. ``inputs`` come in source
     order (the spools are merged in that order; the spool checks it)."""
-    writer = PartWriter(task)
     spool = OutcomeSpool(task, run_id)
+    writer = PartWriter(task, output, on_published=spool.add_part)
     try:
         done = 0
         for inp, opening in prefetched(inputs, ctx.prefetch):
@@ -429,7 +471,8 @@ def process_batch(
                 done = 0
         if on_archive and done:
             on_archive(done)
-        return spool.finish(output, writer.publish(output))
+        writer.publish()
+        return spool.finish(output)
     finally:
         writer.close()
         spool.close()

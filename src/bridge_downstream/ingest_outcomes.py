@@ -114,8 +114,10 @@ class OutcomeSpool:
         self._dir = tempfile.mkdtemp(prefix="bridge-downstream-outcomes-")
         self._outcomes_path = os.path.join(self._dir, "outcomes.jsonl")
         self._parts_path = os.path.join(self._dir, "parts.jsonl")
-        self._outcomes = open(self._outcomes_path, "wb")
+        self._outcomes = open(self._outcomes_path, "wb")  # noqa: SIM115 - closed by finish() or close()
+        self._parts = open(self._parts_path, "wb")  # noqa: SIM115 - closed by finish() or close()
         self._written = 0
+        self._parts_written = 0
         self._last_source: str | None = None
 
     def add(self, outcome) -> None:
@@ -138,25 +140,29 @@ class OutcomeSpool:
         self._outcomes.write(_line(record))
         self._written += 1
 
-    def finish(self, storage: Storage, parts: Sequence) -> TaskResult:
+    def add_part(self, part) -> None:
+        """A part file the task published (as the part writer publishes it)."""
+        self.tally.count_part(part.dataset_id)
+        self._parts.write(_line({"dataset": part.dataset_id, "partition": dict(part.partition), "key": part.key, "rows": part.rows, "size": part.size}))
+        self._parts_written += 1
+
+    def finish(self, storage: Storage) -> TaskResult:
         """Store the spools (after the task's part files are published)."""
         self._outcomes.close()
-        with open(self._parts_path, "wb") as stream:
-            for part in parts:
-                self.tally.count_part(part.dataset_id)
-                stream.write(_line({"dataset": part.dataset_id, "partition": dict(part.partition), "key": part.key, "rows": part.rows, "size": part.size}))
+        self._parts.close()
         outcomes_key = parts_key = None
         if self._written:
             outcomes_key = outcome_spool_key(self.run_id, self.task)
             storage.upload_file(self._outcomes_path, outcomes_key)
-        if parts:
+        if self._parts_written:
             parts_key = parts_spool_key(self.run_id, self.task)
             storage.upload_file(self._parts_path, parts_key)
-        return TaskResult(self.task, self.tally, outcomes_key, parts_key, len(parts))
+        return TaskResult(self.task, self.tally, outcomes_key, parts_key, self._parts_written)
 
     def close(self) -> None:
-        if not self._outcomes.closed:
-            self._outcomes.close()
+        for stream in (self._outcomes, self._parts):
+            if not stream.closed:
+                stream.close()
         for path in (self._outcomes_path, self._parts_path):
             if os.path.exists(path):
                 os.unlink(path)

@@ -10,13 +10,15 @@ never current.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+import os
+import tempfile
+from dataclasses import dataclass, field, fields
 
 from . import layout
 from .storage import Storage
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PublishedFile:
     key: str  # relative to the pipeline root
     format: str  # "parquet" | "csv"
@@ -56,8 +58,28 @@ class PublishManifest:
     schema_id: str | None = None  # the JSON Schema the tables were planned from
     plan: dict | None = None  # the relationalize plan, as JSON
 
+    def _shallow(self) -> dict:
+        """The manifest as JSON-ready dicts, its files left as objects: a
+        backfill's version lists 10,000s of files, so they are turned into
+        JSON one at a time as they are written, not copied all at once."""
+        document = {f.name: getattr(self, f.name) for f in fields(self)}
+        document["tables"] = {
+            name: {f.name: getattr(table, f.name) for f in fields(table)} for name, table in self.tables.items()
+        }
+        return document
+
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
+        return json.dumps(self._shallow(), indent=2, sort_keys=True, default=_file_json)
+
+    def store(self, storage: Storage, key: str) -> None:
+        """Write the manifest to ``key``, encoded as it is written."""
+        handle, path = tempfile.mkstemp(prefix="bridge-downstream-manifest-", suffix=".json")
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as stream:
+                json.dump(self._shallow(), stream, indent=2, sort_keys=True, default=_file_json)
+            storage.upload_file(path, key)
+        finally:
+            os.unlink(path)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> PublishManifest:
@@ -67,6 +89,12 @@ class PublishManifest:
             files = [PublishedFile(**f) for f in table.pop("files", [])]
             tables[name] = PublishedTable(files=files, **table)
         return cls(tables=tables, **raw)
+
+
+def _file_json(value) -> dict:
+    if isinstance(value, PublishedFile):
+        return {f.name: getattr(value, f.name) for f in fields(value)}
+    raise TypeError(f"{type(value).__name__} is not part of a manifest")
 
 
 def current_version(storage: Storage, dataset_id: str) -> str | None:

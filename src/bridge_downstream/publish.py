@@ -312,7 +312,7 @@ def complete_publish(
         schema_id=schema_id,
         plan=plan.to_json(),
     )
-    published.write_bytes(layout.manifest_key(dataset_id, version), manifest.to_json().encode())
+    manifest.store(published, layout.manifest_key(dataset_id, version))
     set_current(published, dataset_id, version)
     if catalog is not None:
         catalog.register(manifest)

@@ -29,7 +29,9 @@ def local_spark_session(app_name: str = "bridge-downstream", cores: int | None =
         .config("spark.sql.shuffle.partitions", str(max(2, cores)))
         .config("spark.default.parallelism", str(max(2, cores)))
         .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.driver.memory", os.environ.get("BRIDGE_DOWNSTREAM_SPARK_MEMORY", "4g"))
+        # The JVM grows into the heap it is allowed over a long run whether or
+        # not the data needs it; 2 GiB carries a 100k-upload publish.
+        .config("spark.driver.memory", os.environ.get("BRIDGE_DOWNSTREAM_SPARK_MEMORY", "2g"))
         # Every publish writes a fresh version prefix: plain (static) overwrite,
         # and the v2 committer (task files moved once, not twice), are enough.
         .config("spark.sql.sources.partitionOverwriteMode", "static")
@@ -39,6 +41,9 @@ def local_spark_session(app_name: str = "bridge-downstream", cores: int | None =
         # Many small part files (one per partition and ingest worker): pack them
         # into one split per core instead of one per 32 files (the 4 MB default).
         .config("spark.sql.files.openCostInBytes", str(64 << 10))
+        # A task reads at most 32 MiB of NDJSON (the default, 128 MiB, is
+        # reached only by large inputs): a task's memory does not grow with the input.
+        .config("spark.sql.files.maxPartitionBytes", str(32 << 20))
         # Small data: adaptive re-planning costs more than it saves.
         .config("spark.sql.adaptive.enabled", "false")
         .config("spark.sql.parquet.compression.codec", "snappy")

@@ -140,21 +140,17 @@ class LocalStorage:
         return self.path(key).is_file()
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Objects under ``prefix`` in key order, as S3 lists them, one folder
+        at a time: a backfill's 100,000s of files are never held at once."""
         # Walk only the deepest directory the prefix names, as S3 would.
         base = self.root / prefix
         start = base if base.is_dir() else base.parent
         if not start.exists():
             return
-        found = []
-        for dirpath, _dirs, files in os.walk(start):
-            for name in files:
-                if name.startswith(".tmp-"):
-                    continue
-                full = Path(dirpath) / name
-                key = full.relative_to(self.root).as_posix()
-                if key.startswith(prefix):
-                    found.append(ObjectInfo(key, full.stat().st_size))
-        yield from sorted(found, key=lambda info: info.key)
+        relative = start.relative_to(self.root).as_posix()
+        for key, size in _walk_in_key_order(str(start), "" if relative == "." else relative + "/"):
+            if key.startswith(prefix):
+                yield ObjectInfo(key, size)
 
     def delete(self, key: str) -> None:
         path = self.path(key)
@@ -196,3 +192,22 @@ def read_stream(storage: Storage, key: str) -> BinaryIO:
     data = stream.read()
     stream.close()
     return io.BytesIO(data)
+
+
+def _walk_in_key_order(folder: str, key_prefix: str) -> Iterator[tuple[str, int]]:
+    """(key, size) of every file under ``folder``, in the order of the keys.
+    A folder ``a`` sorts as ``a/``: its files' keys all start with ``a/``,
+    so walking each folder's entries in that order lists the keys sorted."""
+    with os.scandir(folder) as scan:
+        entries = [(entry.name + "/" if entry.is_dir() else entry.name, entry) for entry in scan]
+    entries.sort(key=lambda pair: pair[0])
+    for name, entry in entries:
+        if name.endswith("/"):
+            if not entry.is_symlink():  # as os.walk: symlinked folders are not followed
+                yield from _walk_in_key_order(entry.path, key_prefix + name)
+        elif not name.startswith(".tmp-"):  # an upload in progress
+            try:
+                yield key_prefix + name, entry.stat().st_size
+            except FileNotFoundError:  # gone since the folder was read
+                continue
+

@@ -1,11 +1,20 @@
-"""Batched NDJSON part files: one per dataset, partition and task.
+"""Batched NDJSON part files: one per dataset, partition and task at a time.
 
 Rows are appended to files in a local staging folder, so memory stays flat
 whatever the input size. A checkpoint before each archive lets an archive
 that turns out invalid half-way be rolled back by truncation, so no row of
-an invalid record is ever written. ``publish`` moves the finished files to
-storage under names derived from what they hold: the same archives give the
-same names, so a rerun overwrites instead of duplicating.
+an invalid record is ever written.
+
+At most ``max_staged`` part files are staged at once: when an archive needs
+a new one beyond that, the part written to least recently (a finished day,
+when archives come in date order) is published and forgotten. A backfill of
+years of uploads therefore runs with the memory and local disk of a short
+batch; a partition whose part was published and which is written again gets
+a second part file.
+
+A part file is named after what it holds -- the set of archives whose rows
+are in it -- so the same archives give the same names whatever their order,
+and a rerun overwrites instead of duplicating.
 """
 
 from __future__ import annotations
@@ -15,14 +24,19 @@ import os
 import shutil
 import tempfile
 from collections import OrderedDict, deque
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from . import layout
 from .storage import Storage
 
 MAX_OPEN_FILES = 128
+MAX_STAGED_PARTS = 1024
 PUBLISH_THREADS = 8
+_IDENTITY_MODULUS = 1 << 256
+
+Slot = tuple  # (dataset id, partition: ((name, value), ...))
 
 
 @dataclass(frozen=True)
@@ -34,34 +48,69 @@ class WrittenPart:
     size: int
 
 
+@dataclass(slots=True)
+class _StagedPart:
+    path: str
+    rows: int = 0
+    size: int = 0  # bytes written, so a checkpoint needs no stat per file
+    identity_sum: int = 0  # of the committed archives in it: a set digest in O(1) memory
+    archives: int = 0
+
+
 class PartWriter:
-    def __init__(self, task: int, staging_dir: str | None = None):
+    """One task's part files. ``on_published`` hears of every part file as it
+    is published (the task's spool lists them), so nothing per part is kept."""
+
+    def __init__(
+        self,
+        task: int,
+        storage: Storage,
+        on_published: Callable[[WrittenPart], None] = lambda part: None,
+        staging_dir: str | None = None,
+        max_staged: int | None = None,
+    ):
         self.task = task
+        self.storage = storage
+        self.on_published = on_published
+        self.max_staged = max_staged or MAX_STAGED_PARTS
         self._own_staging = staging_dir is None
         self.staging_dir = staging_dir or tempfile.mkdtemp(prefix="bridge-downstream-parts-")
-        self._paths: dict[tuple, str] = {}
-        self._rows: dict[tuple, int] = {}
-        self._sizes: dict[tuple, int] = {}  # bytes written, so a checkpoint needs no stat per file
-        self._open: OrderedDict[tuple, object] = OrderedDict()
-        self._identity_sum = 0  # of the committed archives' identities: a set digest in O(1) memory
-        self._committed = 0
-        self._touched: dict[tuple, tuple[int, int]] = {}  # slot -> (size, rows) at the checkpoint
+        self._staged: OrderedDict[Slot, _StagedPart] = OrderedDict()  # least recently written first
+        self._open: OrderedDict[Slot, object] = OrderedDict()
+        self._touched: dict[Slot, tuple[int, int]] = {}  # slot -> (size, rows) at the checkpoint
         self._generation = 0
+        self._files_made = 0
+        self._pool: ThreadPoolExecutor | None = None
+        self._uploads: deque[Future] = deque()
+        self.published = 0
 
-    def _handle(self, slot: tuple):
+    @property
+    def staged(self) -> int:
+        """Part files being written to (not yet published)."""
+        return len(self._staged)
+
+    # -- writing ----------------------------------------------------------------
+
+    def _staged_part(self, slot: Slot) -> _StagedPart:
+        part = self._staged.get(slot)
+        if part is not None:
+            self._staged.move_to_end(slot)
+            return part
+        if len(self._staged) >= self.max_staged:
+            self._publish_least_recent()
+        part = self._staged[slot] = _StagedPart(os.path.join(self.staging_dir, f"{self._files_made:06d}.ndjson"))
+        self._files_made += 1
+        return part
+
+    def _handle(self, slot: Slot, part: _StagedPart):
         handle = self._open.get(slot)
         if handle is not None:
             self._open.move_to_end(slot)
             return handle
-        if slot not in self._paths:
-            self._paths[slot] = os.path.join(self.staging_dir, f"{len(self._paths):06d}.ndjson")
-            self._rows[slot] = 0
-            self._sizes[slot] = 0
         if len(self._open) >= MAX_OPEN_FILES:
             _, oldest = self._open.popitem(last=False)
             oldest.close()
-        handle = open(self._paths[slot], "ab")
-        self._open[slot] = handle
+        handle = self._open[slot] = open(part.path, "ab")  # noqa: SIM115 - closed on eviction or publish
         return handle
 
     def write(self, dataset_id: str, partition: tuple[tuple[str, object], ...], line: bytes) -> None:
@@ -72,13 +121,16 @@ class PartWriter:
         if not lines:
             return
         slot = (dataset_id, partition)
-        handle = self._handle(slot)
+        part = self._staged_part(slot)
+        handle = self._handle(slot, part)
         if slot not in self._touched:
-            self._touched[slot] = (self._sizes[slot], self._rows[slot])
+            self._touched[slot] = (part.size, part.rows)
         data = lines[0] if len(lines) == 1 else b"".join(lines)
         handle.write(data)
-        self._rows[slot] += len(lines)
-        self._sizes[slot] += len(data)
+        part.rows += len(lines)
+        part.size += len(data)
+
+    # -- one archive at a time ----------------------------------------------------
 
     def checkpoint(self) -> int:
         """Mark the start of an archive. O(1): sizes and row counts are kept in
@@ -95,44 +147,70 @@ class PartWriter:
             handle = self._open.pop(slot, None)
             if handle is not None:
                 handle.close()
-            with open(self._paths[slot], "ab") as stream:
+            part = self._staged[slot]  # a touched part is never published before the commit
+            with open(part.path, "ab") as stream:
                 stream.truncate(size)
-            self._rows[slot] = rows
-            self._sizes[slot] = size
+            part.rows, part.size = rows, size
         self._touched = {}
 
     def commit(self, identity: str) -> None:
-        self._identity_sum = (self._identity_sum + int(identity, 16)) % (1 << 256)
-        self._committed += 1
+        """The archive since the checkpoint is done: its rows stay, and the
+        part files it wrote to now count it in their names."""
+        value = int(identity, 16)
+        for slot in self._touched:
+            part = self._staged[slot]
+            part.identity_sum = (part.identity_sum + value) % _IDENTITY_MODULUS
+            part.archives += 1
+        self._touched = {}
 
-    def publish(self, storage: Storage) -> list[WrittenPart]:
-        for handle in self._open.values():
+    # -- publishing -----------------------------------------------------------------
+
+    def _publish_least_recent(self) -> None:
+        for slot in self._staged:
+            if slot not in self._touched:  # the current archive's parts stay until it is decided
+                self._publish(slot)
+                return
+
+    def _publish(self, slot: Slot) -> None:
+        part = self._staged.pop(slot)
+        handle = self._open.pop(slot, None)
+        if handle is not None:
             handle.close()
-        self._open.clear()
-        tag = hashlib.sha256(f"{self._identity_sum:064x}/{self._committed}".encode()).hexdigest()[:16]
-        parts = []
-        for slot, path in sorted(self._paths.items(), key=lambda item: str(item[0])):
-            rows = self._rows[slot]
-            if rows == 0:
-                continue
-            dataset_id, partition = slot
-            key = layout.json_part_key(dataset_id, dict(partition), tag, self.task)
-            parts.append((path, WrittenPart(dataset_id, partition, key, rows, os.path.getsize(path))))
+        if part.rows == 0:  # only rolled-back rows
+            os.unlink(part.path)
+            return
+        dataset_id, partition = slot
+        tag = hashlib.sha256(f"{part.identity_sum:064x}/{part.archives}".encode()).hexdigest()[:16]
+        written = WrittenPart(dataset_id, partition, layout.json_part_key(dataset_id, dict(partition), tag, self.task), part.rows, part.size)
         # Many small uploads: on S3 each waits for a round trip, so several go
         # at once -- a bounded few, not one pending task per partition.
-        with ThreadPoolExecutor(max_workers=PUBLISH_THREADS) as pool:
-            in_flight: deque = deque()
-            for path, part in parts:
-                if len(in_flight) >= 2 * PUBLISH_THREADS:
-                    in_flight.popleft().result()
-                in_flight.append(pool.submit(storage.upload_file, path, part.key))
-            for upload in in_flight:
-                upload.result()
-        return [part for _, part in parts]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=PUBLISH_THREADS, thread_name_prefix="part-upload")
+        while len(self._uploads) >= 2 * PUBLISH_THREADS:
+            self._uploads.popleft().result()
+        self._uploads.append(self._pool.submit(self._upload, part.path, written.key))
+        self.published += 1
+        self.on_published(written)
+
+    def _upload(self, path: str, key: str) -> None:
+        self.storage.upload_file(path, key)
+        os.unlink(path)
+
+    def publish(self) -> int:
+        """Publish every staged part file and wait for all uploads; returns the
+        number of part files this writer published in all."""
+        for slot in sorted(self._staged, key=str):
+            self._publish(slot)
+        while self._uploads:
+            self._uploads.popleft().result()
+        return self.published
 
     def close(self) -> None:
         for handle in self._open.values():
             handle.close()
         self._open.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
         if self._own_staging:
             shutil.rmtree(self.staging_dir, ignore_errors=True)

@@ -29,6 +29,7 @@ type (a document that fails its schema) the Arrow reader yields null where
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import posixpath
@@ -37,6 +38,7 @@ import tempfile
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from . import layout
 from .catalog import Catalog
@@ -55,10 +57,22 @@ from .publish import (
 from .registry import SchemaRegistry
 from .storage import Storage
 
+if TYPE_CHECKING:
+    import numpy as np
+
 ENGINES = ("arrow", "spark")
 DEFAULT_LOCAL_ENGINE = "arrow"
 ENGINE_ENVIRONMENT = "BRIDGE_DOWNSTREAM_ENGINE"
-DEFAULT_CHUNK_BYTES = 64 << 20
+# NDJSON read at a time. A publish's peak memory is one chunk parsed and
+# relationalized (about three times its NDJSON for the nested TaskData tables)
+# on top of the process's fixed ~150 MiB, so the chunk sets the peak; at 8 MiB
+# that peak hardly moves with the dataset's size (benchmark, peak RSS of the
+# publish step at 10k / 100k records: 8 MiB 172 / 203 MiB, 4 MiB 157 / 196,
+# 16 MiB 180 / 221, 64 MiB 382 / 523) and a chunk is one pyarrow JSON block,
+# so no parsing parallelism is lost. A partition that spans a chunk boundary
+# gets one Parquet file per chunk; part files are read in partition order, so
+# that stays rare (1.004 files per partition at 100k records).
+DEFAULT_CHUNK_BYTES = 8 << 20
 HIVE_DEFAULT_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 # Characters Spark escapes in partition folder names (ExternalCatalogUtils.escapePathName).
 _ESCAPED = set(range(0x01, 0x20)) | {ord(c) for c in '"#%\'*/:=?\\{[]^'} | {0x7F}
@@ -140,6 +154,17 @@ def _stage_chunks(storage: Storage, dataset_id: str, folder: str, chunk_bytes: i
     return chunks
 
 
+def _read_chunk(plan, chunk: _Chunk):
+    """A chunk's root rows, parsed on this thread: a chunk is one pyarrow JSON
+    block, so Arrow's thread pool would not parse it faster, and memory freed
+    by the pool's threads stays cached for them, where
+    :func:`_release_memory` cannot reach it (the default pool's
+    ``release_unused`` returns only the calling thread's)."""
+    from .relationalize.arrow_executor import read_ndjson
+
+    return read_ndjson(plan, [chunk.path], use_threads=False)
+
+
 # -- dedup ---------------------------------------------------------------------
 
 
@@ -191,7 +216,8 @@ def _key_strings(columns: dict, count: int):
 
 
 def _survivor_mask(columns: dict, key_count: int, order_by, keep_ties: bool):
-    """numpy bool mask over all rows: the rows that survive dedup."""
+    """numpy bool mask over all rows: the rows that survive dedup. ``columns``
+    may be chunked; only one sorted column is materialized at a time."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -205,15 +231,13 @@ def _survivor_mask(columns: dict, key_count: int, order_by, keep_ties: bool):
     sort_keys.append(("file", "descending"))
     if "idx" in table.column_names:
         sort_keys.append(("idx", "descending"))
-    order = pc.sort_indices(table, sort_keys=sort_keys, null_placement="at_end").to_numpy()
-    ordered = table.take(pa.array(order))
+    order = pc.sort_indices(table, sort_keys=sort_keys, null_placement="at_end")
 
     def same_as_previous(names: list[str]):
-        return _same_as_previous(ordered, names)
+        return _same_as_previous((table.column(name).take(order) for name in names), n)
 
-    key_names = [f"k{i}" for i in range(key_count)]
     group_start = np.ones(n, dtype=bool)
-    group_start[1:] = ~same_as_previous(key_names)
+    group_start[1:] = ~same_as_previous([f"k{i}" for i in range(key_count)])
     if keep_ties:  # dense_rank() == 1: every row tied with its group's first row
         tie = np.zeros(n, dtype=bool)
         tie[1:] = same_as_previous([f"o{i}" for i in range(len(order_by))] + ["file"])
@@ -223,19 +247,21 @@ def _survivor_mask(columns: dict, key_count: int, order_by, keep_ties: bool):
     else:  # row_number() == 1
         winner = group_start
     mask = np.zeros(n, dtype=bool)
-    mask[order[winner]] = True
+    mask[order.to_numpy()[winner]] = True
     return mask
 
 
-def _same_as_previous(table, names: list[str]):
-    """numpy bool, one per row but the first: the row equals the row before on ``names`` (null == null)."""
+def _same_as_previous(columns, n: int):
+    """numpy bool, one per row but the first: the row equals the row before in
+    every one of ``columns`` (arrays of ``n`` rows; null == null)."""
     import numpy as np
+    import pyarrow as pa
     import pyarrow.compute as pc
 
-    n = table.num_rows
     same = np.ones(max(n - 1, 0), dtype=bool)
-    for name in names:
-        column = table.column(name).combine_chunks()
+    for column in columns:
+        if isinstance(column, pa.ChunkedArray):
+            column = column.combine_chunks()
         a, b = column.slice(1), column.slice(0, n - 1)
         equal = pc.fill_null(pc.equal(a, b), False).to_numpy(zero_copy_only=False)
         both_null = pc.and_(pc.is_null(a), pc.is_null(b)).to_numpy(zero_copy_only=False)
@@ -251,14 +277,32 @@ def _runs(columns: dict):
     import numpy as np
     import pyarrow as pa
 
-    table = pa.table(columns)
-    n = table.num_rows
+    n = len(columns["file"])
     starts = np.ones(n, dtype=bool)
     if n > 1:
-        starts[1:] = ~_same_as_previous(table, list(columns))
+        starts[1:] = ~_same_as_previous(columns.values(), n)
     first = np.flatnonzero(starts)
     lengths = np.diff(np.append(first, n))
     return {name: column.take(pa.array(first)) for name, column in columns.items()}, lengths
+
+
+@dataclass
+class _Survivors:
+    """Pass one's verdict, kept as one bool per run of equal rows (see
+    :func:`_runs`) rather than one per row, and expanded to rows one chunk at
+    a time."""
+
+    keep: np.ndarray  # bool per run: the runs of every chunk, in chunk order
+    run_bounds: np.ndarray  # chunk i's runs are keep[run_bounds[i] : run_bounds[i + 1]]
+    run_lengths: list[np.ndarray | None]  # per chunk: rows per run; None: a run per row
+
+    def rows_of_chunk(self, number: int):
+        """numpy bool per row of chunk ``number``: the rows that survive."""
+        import numpy as np
+
+        keep = self.keep[self.run_bounds[number] : self.run_bounds[number + 1]]
+        lengths = self.run_lengths[number]
+        return keep if lengths is None else np.repeat(keep, lengths)
 
 
 def _deleted_keys(storage: Storage, dataset_id: str, key: tuple[str, ...]):
@@ -276,6 +320,44 @@ def _deleted_keys(storage: Storage, dataset_id: str, key: tuple[str, ...]):
             if all(p is not None for p in parts):
                 values.add("\x1f".join(parts))
     return pa.array(sorted(values), pa.string())
+
+
+def _dedup(plan, chunks: list[_Chunk], *, dataset_id: str, profile: Profile, work: Storage) -> _Survivors:
+    """Pass one: the key and order fields of every row and its part file
+    decide which rows survive (see the module's docstring)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    key = profile.dedup.key_for(dataset_id)
+    order_by = list(profile.dedup.order_by)
+    keep_ties = profile.kind == "bridge-archive"
+    parts: dict[str, list] = {}
+    run_lengths: list = []
+    run_counts = [0]
+    for chunk in chunks:
+        root = _read_chunk(plan, chunk)
+        if len(root) != sum(chunk.rows):
+            raise RuntimeError(f"{dataset_id}: {len(root)} rows read from {sum(chunk.rows)} lines")
+        columns = _dedup_columns(plan, root, key, order_by, with_index=not keep_ties)
+        columns["file"] = pa.array(np.repeat(np.array(chunk.files, dtype=np.int32), chunk.rows))
+        del root
+        _release_memory()
+        lengths = None  # export rows: every row is its own record
+        if keep_ties:  # a version's rows are one run
+            columns, lengths = _runs(columns)
+        run_lengths.append(lengths)
+        run_counts.append(len(columns["file"]))
+        for name, column in columns.items():
+            parts.setdefault(name, []).append(column)
+    columns = {name: pa.chunked_array(arrays) for name, arrays in parts.items()}
+    del parts
+    keep = _survivor_mask(columns, len(key), order_by, keep_ties) if columns else np.zeros(0, dtype=bool)
+    deleted_id = deleted_dataset(profile, dataset_id, work)
+    if deleted_id is not None and len(keep):
+        gone = pc.is_in(_key_strings(columns, len(key)), value_set=_deleted_keys(work, deleted_id, key))
+        keep &= ~pc.fill_null(gone, False).to_numpy(zero_copy_only=False)
+    return _Survivors(keep, np.cumsum(run_counts), run_lengths)
 
 
 # -- writing -------------------------------------------------------------------
@@ -340,6 +422,34 @@ def _write_partitioned(published: Storage, prefix: str, table, partition_keys: l
     return written
 
 
+# -- memory ---------------------------------------------------------------------
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim`` (None with another C library)."""
+    import ctypes
+
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError, TypeError):
+        return None
+
+
+def _release_memory() -> None:
+    """Return the memory freed since the last call to the system. Arrow's
+    allocator and the C heap (numpy, large Python objects, Arrow's C++
+    structures) both keep freed pages for reuse; without this every chunk,
+    CSV and manifest starts from the high-water mark of all that ran before
+    it, which grows with the dataset's size."""
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
 # -- the publish ---------------------------------------------------------------
 
 
@@ -358,57 +468,26 @@ def publish_dataset_arrow(
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
 ) -> PublishResult:
     """:func:`publish.publish_dataset` on Arrow; same arguments (no Spark, no location)."""
-    import numpy as np
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    from .relationalize.arrow_executor import execute, read_ndjson
+    from .relationalize.arrow_executor import execute
 
     version, previous, plan, schema_id = begin_publish(registry, profile, dataset_id, work, published)
-    key = profile.dedup.key_for(dataset_id)
-    order_by = list(profile.dedup.order_by)
-    keep_ties = profile.kind == "bridge-archive"
     staging = tempfile.mkdtemp(prefix="bridge-downstream-publish-")
     try:
         chunks = _stage_chunks(work, dataset_id, staging, chunk_bytes)
-        masks: list | None = None
-        if key:
-            # pass one: key and order fields of every row, and its part file
-            parts: dict[str, list] = {}
-            run_lengths: list = []
-            for chunk in chunks:
-                root = read_ndjson(plan, [chunk.path])
-                if len(root) != sum(chunk.rows):
-                    raise RuntimeError(f"{dataset_id}: {len(root)} rows read from {sum(chunk.rows)} lines")
-                columns = _dedup_columns(plan, root, key, order_by, with_index=not keep_ties)
-                columns["file"] = pa.array(np.repeat(np.array(chunk.files, dtype=np.int64), chunk.rows))
-                del root
-                pa.default_memory_pool().release_unused()
-                if keep_ties:  # rows of one version are one run
-                    columns, lengths = _runs(columns)
-                else:  # every row is its own record
-                    lengths = np.ones(len(columns["file"]), dtype=np.int64)
-                run_lengths.append(lengths)
-                for name, column in columns.items():
-                    parts.setdefault(name, []).append(column)
-            sizes = [sum(c.rows) for c in chunks]
-            columns = {name: pa.chunked_array(arrays).combine_chunks() for name, arrays in parts.items()}
-            mask = _survivor_mask(columns, len(key), order_by, keep_ties) if columns else np.zeros(0, dtype=bool)
-            deleted_id = deleted_dataset(profile, dataset_id, work)
-            if deleted_id is not None and len(mask):
-                gone = pc.is_in(_key_strings(columns, len(key)), value_set=_deleted_keys(work, deleted_id, key))
-                mask &= ~pc.fill_null(gone, False).to_numpy(zero_copy_only=False)
-            mask = np.repeat(mask, np.concatenate(run_lengths)) if run_lengths else mask
-            del columns, parts
-            masks = np.split(mask, np.cumsum(sizes)[:-1]) if chunks else []
+        survivors = None
+        if profile.dedup.key_for(dataset_id):
+            survivors = _dedup(plan, chunks, dataset_id=dataset_id, profile=profile, work=work)
+            _release_memory()
 
         # pass two: relationalize each chunk's survivors, write its Parquet files
         table_prefixes = {t.name: layout.table_prefix(dataset_id, version, "parquet", t.name) for t in plan.tables}
         files_written = dict.fromkeys(table_prefixes, 0)
         for number, chunk in enumerate(chunks):
-            root = read_ndjson(plan, [chunk.path])
-            if masks is not None:
-                root = root.filter(pa.array(masks[number]))
+            root = _read_chunk(plan, chunk)
+            if survivors is not None:
+                root = root.filter(pa.array(survivors.rows_of_chunk(number)))
             frames = execute(plan, root)
             for written, table in enumerate(plan.tables):
                 check_interrupt(dataset_id, written, fail_after_tables)
@@ -416,7 +495,7 @@ def publish_dataset_arrow(
                     published, table_prefixes[table.name], frames[table.name], table_partition_keys(plan, table), number, staging
                 )
             del root, frames
-            pa.default_memory_pool().release_unused()  # keep the peak at one chunk
+            _release_memory()  # keep the peak at one chunk
         for table in plan.tables:  # an empty table: one file without rows, as Spark writes it
             if files_written[table.name] == 0:
                 empty = pa.Table.from_batches([], schema=_empty_schema(plan, table))
@@ -428,6 +507,7 @@ def publish_dataset_arrow(
     for written, table in enumerate(plan.tables):
         check_interrupt(dataset_id, written, fail_after_tables)  # (no chunk: nothing checked yet)
         tables[table.name] = describe_table(published, plan, dataset_id, version, table, mapper)
+        _release_memory()
     return complete_publish(
         published, plan, dataset_id=dataset_id, version=version, previous=previous, schema_id=schema_id,
         run_id=run_id, registry=registry, tables=tables, catalog=catalog, retention=retention,

@@ -275,12 +275,15 @@ def _has_map(t: Type) -> bool:
     return False
 
 
-def read_ndjson_vectorized(plan: RelationalizePlan, paths: list) -> pa.StructArray | None:
+def read_ndjson_vectorized(
+    plan: RelationalizePlan, paths: list, use_threads: bool = True
+) -> pa.StructArray | None:
     """``pyarrow.json`` with the plan's schema (JSON keys as names): all in C++.
     Returns None when it cannot reproduce Spark's values -- the plan has a map
     (no Arrow JSON equivalent), or a value does not fit its column exactly
     (a number or object in a string column, ``1.0`` in a bigint column, ...):
-    pyarrow rejects those instead of converting, so nothing is silently different."""
+    pyarrow rejects those instead of converting, so nothing is silently different.
+    ``use_threads``: parse blocks (8 MiB each) on Arrow's thread pool."""
     import pyarrow.json as pj
 
     if _has_map(plan.row_type):
@@ -289,7 +292,7 @@ def read_ndjson_vectorized(plan: RelationalizePlan, paths: list) -> pa.StructArr
     options = pj.ParseOptions(
         explicit_schema=pa.schema(list(row_type)), unexpected_field_behavior="ignore"
     )
-    read_options = pj.ReadOptions(block_size=8 << 20)
+    read_options = pj.ReadOptions(block_size=8 << 20, use_threads=use_threads)
     if not paths:
         return pa.array([], type=row_type)
     try:
@@ -345,13 +348,16 @@ class ConcatenatedFiles(io.RawIOBase):
 
 
 def read_ndjson(
-    plan: RelationalizePlan, paths: Iterable[str | PathLike], vectorized: bool = True
+    plan: RelationalizePlan,
+    paths: Iterable[str | PathLike],
+    vectorized: bool = True,
+    use_threads: bool = True,
 ) -> pa.StructArray:
     """The dataset's root rows as one struct array: vectorized when the data
     fits the plan's types exactly, otherwise line by line with Spark's coercions."""
     paths = list(paths)
     if vectorized:
-        fast = read_ndjson_vectorized(plan, paths)
+        fast = read_ndjson_vectorized(plan, paths, use_threads=use_threads)
         if fast is not None:
             return fast
 

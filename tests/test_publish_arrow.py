@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from bridge_downstream import layout
+from bridge_downstream import publish as publish_module
 from bridge_downstream.catalog import DuckDBCatalog
 from bridge_downstream.manifest import current_version, read_manifest
 from bridge_downstream.profiles import load_profile
@@ -120,6 +121,28 @@ def test_synthetic_benchmark_data_with_reexports(spark, registry, tmp_path):
     assert_same_publish(*publish_both(spark, registry, tmp_path / "mtb", "mtb"))
     ingest_folder(tmp_path / "data" / "exports", tmp_path / "recover", registry, profile="recover")
     assert_same_publish(*publish_both(spark, registry, tmp_path / "recover", "recover"))
+
+
+def test_spark_in_many_shuffle_tasks_gives_the_same_tables_one_file_per_partition(spark, registry, tmp_path, monkeypatch):
+    """A dataset larger than a Spark task's share is shuffled into more tasks
+    (by record key for dedup, then by output partition): the same tables as
+    Arrow's, re-exports still deduplicated, and each partition of each table
+    in one file."""
+    sys.path.insert(0, str(PROJECT_ROOT / "bench"))
+    from generate import generate
+
+    generate(tmp_path / "data", records=120, export_rows=0, motion=7, steps=3, per_day=40, jobs=1)
+    ingest_folder(tmp_path / "data" / "archives", tmp_path / "mtb", registry, workers=2)
+    work = LocalStorage(tmp_path / "mtb")
+    monkeypatch.setattr(publish_module, "SHUFFLE_PARTITION_BYTES", 4096)
+    tasks = publish_module.shuffle_partitions(spark, work, "MotionRecord_v1")
+    assert tasks > 2 * spark.sparkContext.defaultParallelism
+    spark_root, arrow_root, manifests = publish_both(spark, registry, tmp_path / "mtb", "mtb")
+    assert_same_publish(spark_root, arrow_root, manifests)
+    for dataset_id, (on_spark, _) in manifests.items():
+        for name, table in on_spark.tables.items():
+            partitions = [tuple(sorted(f.partition.items())) for f in table.files_of("parquet")]
+            assert len(partitions) == len(set(partitions)) > 1, (dataset_id, name)
 
 
 def test_small_chunks_give_the_same_rows(registry, tmp_path):

@@ -30,8 +30,11 @@ def _with_fields(lines, names: list[str]):
     return lines.select("*", F.json_tuple(F.col("value"), *names).alias(*aliases)), dict(zip(names, aliases))
 
 
-def dedup_lines(lines, dataset_id: str, profile: Profile, deleted_lines=None):
-    """The surviving lines of ``lines`` (DataFrame[value: string])."""
+def dedup_lines(lines, dataset_id: str, profile: Profile, deleted_lines=None, partitions: int | None = None):
+    """The surviving lines of ``lines`` (DataFrame[value: string]).
+
+    ``partitions``: tasks the rows are shuffled into by key (default: the
+    session's ``spark.sql.shuffle.partitions``); each task sorts its share."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -43,6 +46,8 @@ def dedup_lines(lines, dataset_id: str, profile: Profile, deleted_lines=None):
     names = list(dict.fromkeys([*key, *(name for name, _ in profile.dedup.order_by), *(["sourceindex"] if export else [])]))
     keyed, column = _with_fields(lines, names)
     key_names = [column[name] for name in key]
+    if partitions:
+        keyed = keyed.repartition(partitions, *key_names)  # the window's shuffle, with this many tasks
     ordering = []
     for name, descending in profile.dedup.order_by:
         ordering.append(F.col(column[name]).desc_nulls_last() if descending else F.col(column[name]).asc_nulls_last())

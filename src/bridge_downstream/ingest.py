@@ -38,6 +38,7 @@ from .profiles import Profile
 from .registry import SchemaRegistry
 from .resolution import resolve_file, self_referenced_schemas
 from .sinks import InvalidSink
+from .spool import read_lines
 from .storage import Storage
 from .validation import ValidationResult, drop_accepted_deviations, validate_document
 from .writer import PartWriter
@@ -70,8 +71,6 @@ class ArchiveListing(Sequence):
     A slice (``listing[index::count]``, a worker's deterministic share) is a
     view over the same file: nothing is copied."""
 
-    _BLOCK = 1 << 20
-
     def __init__(self, storage: Storage, infos: Iterable):
         """``infos``: :class:`storage.ObjectInfo` (or keys) in key order, as
         :meth:`Storage.list` yields them."""
@@ -100,15 +99,8 @@ class ArchiveListing(Sequence):
         return len(self._range)
 
     def _keys(self) -> Iterator[str]:
-        """Every key, in order; read with positioned reads, so forked workers
-        sharing the file never move each other's offset."""
-        fd, offset, rest = self._file.fileno(), 0, b""
-        while block := os.pread(fd, self._BLOCK, offset):
-            offset += len(block)
-            lines = (rest + block).split(b"\n")
-            rest = lines.pop()
-            for line in lines:
-                yield line.decode("utf-8")
+        """Every key, in order (forked workers share the file: see :mod:`spool`)."""
+        return (line.decode("utf-8") for line in read_lines(self._file.fileno()))
 
     def __iter__(self) -> Iterator[ArchiveInput]:
         wanted = self._range

@@ -12,9 +12,11 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
 
 from . import layout
+from .spool import JsonLinesSpool
 from .storage import Storage
 
 
@@ -29,6 +31,26 @@ class PublishedFile:
     partition: dict[str, str] = field(default_factory=dict)
 
 
+class PublishedFiles:
+    """A table's files as a publish describes them, one at a time: kept in a
+    spool, not in memory (a backfill's table has 10,000s of files, ~0.5 KB
+    each as objects), and read back in order each time they are iterated."""
+
+    def __init__(self, files: Iterable[PublishedFile] = ()):
+        self._spool = JsonLinesSpool(prefix="bridge-downstream-files-")
+        for file in files:
+            self.append(file)
+
+    def append(self, file: PublishedFile) -> None:
+        self._spool.append(_file_json(file))
+
+    def __iter__(self) -> Iterator[PublishedFile]:
+        return (PublishedFile(**record) for record in self._spool)
+
+    def __len__(self) -> int:
+        return len(self._spool)
+
+
 @dataclass
 class PublishedTable:
     name: str
@@ -37,7 +59,7 @@ class PublishedTable:
     columns: list[dict[str, str]]  # [{"name": ..., "type": <Athena/Hive type>}]
     partition_keys: list[str]
     rows: int
-    files: list[PublishedFile] = field(default_factory=list)
+    files: list[PublishedFile] | PublishedFiles = field(default_factory=list)
 
     def files_of(self, fmt: str) -> list[PublishedFile]:
         return [f for f in self.files if f.format == fmt]
@@ -91,10 +113,28 @@ class PublishManifest:
         return cls(tables=tables, **raw)
 
 
-def _file_json(value) -> dict:
+def _file_json(value):
     if isinstance(value, PublishedFile):
         return {f.name: getattr(value, f.name) for f in fields(value)}
+    if isinstance(value, PublishedFiles):
+        return _StreamedList(value)
     raise TypeError(f"{type(value).__name__} is not part of a manifest")
+
+
+class _StreamedList(list):
+    """Spooled files handed to ``json.dump`` as a list it reads one item at a
+    time: the encoder only tests a list for emptiness and iterates it, so
+    the files are never all in memory at once."""
+
+    def __init__(self, items: PublishedFiles):
+        super().__init__()
+        self._items = items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self):
+        return iter(self._items)
 
 
 def current_version(storage: Storage, dataset_id: str) -> str | None:

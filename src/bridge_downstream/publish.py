@@ -22,6 +22,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import posixpath
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -31,7 +32,14 @@ from typing import Protocol
 from . import layout
 from .catalog import Catalog
 from .dedup import dedup_lines
-from .manifest import PublishedFile, PublishedTable, PublishManifest, current_version, read_manifest
+from .manifest import (
+    PublishedFile,
+    PublishedFiles,
+    PublishedTable,
+    PublishManifest,
+    current_version,
+    read_manifest,
+)
 from .profiles import Profile
 from .registry import SchemaRegistry
 from .storage import Storage
@@ -39,6 +47,7 @@ from .storage import Storage
 log = logging.getLogger(__name__)
 
 DEFAULT_RETENTION = 3
+SHUFFLE_PARTITION_BYTES = 64 << 20  # of NDJSON per Spark task in a publish
 SPARK_BOOKKEEPING = ("_SUCCESS", "_committed_", "_started_")
 
 
@@ -163,7 +172,7 @@ def _parquet_rows(storage: Storage, key: str) -> int:
     return pq.read_metadata(io.BytesIO(storage.read_bytes(key))).num_rows
 
 
-def finish_table_files(storage: Storage, dataset_id: str, version: str, table_name: str, mapper: Callable = map) -> list[PublishedFile]:
+def finish_table_files(storage: Storage, dataset_id: str, version: str, table_name: str, mapper: Callable = map) -> PublishedFiles:
     """Remove Spark's bookkeeping files, write the CSVs, describe every file."""
     version_prefix = layout.version_prefix(dataset_id, version)
     parquet_prefix = layout.table_prefix(dataset_id, version, "parquet", table_name) + "/"
@@ -185,7 +194,11 @@ def finish_table_files(storage: Storage, dataset_id: str, version: str, table_na
             describe_file(storage, csv_key, "csv", rows, version_prefix),
         ]
 
-    return [f for files in mapper(finish, sorted(parquet_keys)) for f in files]
+    described = PublishedFiles()
+    for files in mapper(finish, sorted(parquet_keys)):
+        for file in files:
+            described.append(file)
+    return described
 
 
 def publish_dataset(
@@ -219,10 +232,11 @@ def publish_dataset(
     deleted_id = deleted_dataset(profile, dataset_id, work)
     if deleted_id is not None:
         deleted = spark.read.text(location.read_uri(work, layout.dataset_prefix(deleted_id)), pathGlobFilter="*.ndjson", recursiveFileLookup=True)
-    survivors = dedup_lines(lines, dataset_id, profile, deleted)
+    partitions = shuffle_partitions(spark, work, dataset_id)
+    survivors = dedup_lines(lines, dataset_id, profile, deleted, partitions=partitions)
     # Parsed once and kept: every table reads the same rows, so dedup (a
     # shuffle) and JSON parsing run once per publish, not once per table.
-    frames = relationalize_spark(spark, plan, survivors, persist=True)
+    frames = relationalize_spark(spark, plan, survivors, persist=True, cluster_partitions=partitions)
 
     tables: dict[str, PublishedTable] = {}
     try:
@@ -243,6 +257,16 @@ def publish_dataset(
 
 
 # -- engine-neutral steps of a publish (shared by the Spark and Arrow engines) --
+
+
+def shuffle_partitions(spark, work: Storage, dataset_id: str) -> int:
+    """Tasks for a Spark publish's shuffles (dedup, then clustering by output
+    partition): one per core, and more for a large dataset, one per
+    :data:`SHUFFLE_PARTITION_BYTES` of its NDJSON. A task sorts its share in
+    memory until the JVM's execution memory is full, so with a fixed number
+    of tasks the JVM's memory grows with the dataset; a bounded share keeps it flat."""
+    size = sum(info.size for info in work.list(layout.dataset_prefix(dataset_id) + "/") if info.key.endswith(".ndjson"))
+    return max(spark.sparkContext.defaultParallelism, math.ceil(size / SHUFFLE_PARTITION_BYTES))
 
 
 def begin_publish(registry: SchemaRegistry, profile: Profile, dataset_id: str, work: Storage, published: Storage):

@@ -29,8 +29,8 @@ def local_spark_session(app_name: str = "bridge-downstream", cores: int | None =
         .config("spark.sql.shuffle.partitions", str(max(2, cores)))
         .config("spark.default.parallelism", str(max(2, cores)))
         .config("spark.sql.session.timeZone", "UTC")
-        # The JVM grows into the heap it is allowed over a long run whether or
-        # not the data needs it; 2 GiB carries a 100k-upload publish.
+        # Spark's execution memory is a share of this heap; a publish's tasks
+        # are sized (publish.SHUFFLE_PARTITION_BYTES) to need a bounded part of it.
         .config("spark.driver.memory", os.environ.get("BRIDGE_DOWNSTREAM_SPARK_MEMORY", "2g"))
         # Every publish writes a fresh version prefix: plain (static) overwrite,
         # and the v2 committer (task files moved once, not twice), are enough.

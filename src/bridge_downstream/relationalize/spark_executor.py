@@ -120,14 +120,21 @@ def relationalize_spark(
     source: str | PathLike | Iterable[str | PathLike] | object,
     *,
     persist: bool = False,
+    cluster_partitions: int | None = None,
 ) -> SparkTables:
     """Execute ``plan``: returns ``{table name: DataFrame}`` in plan order.
 
     ``source``: NDJSON path(s) (files or directories, any Hadoop-readable URI),
     or a DataFrame whose first column holds NDJSON lines (e.g. ``spark.read.text``).
     Frames are lazy; every table re-reads and re-parses the source unless
-    ``persist=True``: the parsed rows are then persisted once (MEMORY_AND_DISK),
-    and the caller calls ``tables.unpersist()`` after writing them all.
+    ``persist=True``: the parsed rows are then persisted once, on local disk
+    (held in memory, they would take the JVM's memory in proportion to the
+    dataset), and the caller calls ``tables.unpersist()`` after writing them all.
+
+    ``cluster_partitions``: the parsed rows are first shuffled into this many
+    tasks by the plan's partition columns, so each output partition is
+    written by one task (one file per partition and table) and a task's
+    write sorts a bounded share of the rows.
     """
     from pyspark.sql import DataFrame
     from pyspark.sql import functions as F
@@ -138,8 +145,13 @@ def relationalize_spark(
         paths = [str(source)] if isinstance(source, (str, PathLike)) else [str(p) for p in source]
         lines = spark.read.text(paths)
     parsed = parse_lines(plan, lines)
+    if cluster_partitions and plan.partition_columns:
+        partition_values = [_at(F.col("e"), plan.row_type, [c]) for c in plan.partition_columns]
+        parsed = parsed.repartition(cluster_partitions, *partition_values)
     if persist:
-        parsed = parsed.persist()
+        from pyspark import StorageLevel
+
+        parsed = parsed.persist(StorageLevel.DISK_ONLY)
 
     row_type = plan.row_type
     e = F.col("e")

@@ -201,6 +201,16 @@ def finish_table_files(storage: Storage, dataset_id: str, version: str, table_na
     return described
 
 
+def shuffle_partitions(spark, work: Storage, dataset_id: str) -> int:
+    """Tasks for a Spark publish's shuffles (dedup, then clustering by output
+    partition): one per core, and more for a large dataset, one per
+    :data:`SHUFFLE_PARTITION_BYTES` of its NDJSON. A task sorts its share in
+    memory until the JVM's execution memory is full, so with a fixed number
+    of tasks the JVM's memory grows with the dataset; a bounded share keeps it flat."""
+    size = sum(info.size for info in work.list(layout.dataset_prefix(dataset_id) + "/") if info.key.endswith(".ndjson"))
+    return max(spark.sparkContext.defaultParallelism, math.ceil(size / SHUFFLE_PARTITION_BYTES))
+
+
 def publish_dataset(
     spark,
     *,
@@ -257,16 +267,6 @@ def publish_dataset(
 
 
 # -- engine-neutral steps of a publish (shared by the Spark and Arrow engines) --
-
-
-def shuffle_partitions(spark, work: Storage, dataset_id: str) -> int:
-    """Tasks for a Spark publish's shuffles (dedup, then clustering by output
-    partition): one per core, and more for a large dataset, one per
-    :data:`SHUFFLE_PARTITION_BYTES` of its NDJSON. A task sorts its share in
-    memory until the JVM's execution memory is full, so with a fixed number
-    of tasks the JVM's memory grows with the dataset; a bounded share keeps it flat."""
-    size = sum(info.size for info in work.list(layout.dataset_prefix(dataset_id) + "/") if info.key.endswith(".ndjson"))
-    return max(spark.sparkContext.defaultParallelism, math.ceil(size / SHUFFLE_PARTITION_BYTES))
 
 
 def begin_publish(registry: SchemaRegistry, profile: Profile, dataset_id: str, work: Storage, published: Storage):

@@ -281,10 +281,11 @@ def render(results: dict) -> str:
     c = results["compare"]
     if "ingest" in c:
         out.append(f"### Stages and baselines at {human(n)} records (same data, same run)\n")
-    else:  # --only-s3
+    elif c:  # --only-s3
         out.append("### Ingest from and to emulated S3 (same data for both sides, same run)\n")
-    out.append("| step | implementation | time s | records/s | MB/s in | output rows/s | peak RSS MiB | ratio |")
-    out.append("|---|---|---:|---:|---:|---:|---:|---|")
+    if c:
+        out.append("| step | implementation | time s | records/s | MB/s in | output rows/s | peak RSS MiB | ratio |")
+        out.append("|---|---|---:|---:|---:|---:|---:|---|")
 
     def row(key, step, impl, note=""):
         r = c.get(key)
@@ -410,9 +411,13 @@ def local_benchmark(args, data: Path, work: Path, registry: str, real_registry: 
         c[f"publish_{engine}"] = measure(["publish", "--engine", engine, "--work", str(w / "ours"), "--published", str(w / f"pub-{engine}"), *common], f"publish {engine}")
     c["pipeline_arrow"] = measure(["pipeline", "--engine", "arrow", "--input", str(folder / "archives"), "--output", str(w / "pipeline"), *common], "whole pipeline arrow")
     results["scale"][str(n)] = {k: c[k] for k in ("ingest", "publish_arrow", "publish_spark")}
+    scale_curve(args, data, work, registry, results, [size for size in sizes if size != n])
+
+
+def scale_curve(args, data: Path, work: Path, registry: str, results: dict, sizes: list[int]) -> None:
+    """Ingest and publish (Arrow at every size, Spark up to ``--spark-max``) at each size."""
+    common = ["--registry", registry]
     for size in sizes:
-        if size == n:
-            continue
         print(f"scale curve at {size} records:", flush=True)
         folder = ensure_data(data, size, 0, args)
         w = work / str(size)
@@ -437,6 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--s3-latency-ms", type=float, default=20, help="also run the sample comparison with this latency added to every AWS request (default 20; 0 skips)")
     parser.add_argument("--no-s3", action="store_true", help="skip the emulated-S3 ingest comparison")
     parser.add_argument("--only-s3", action="store_true", help="run only the emulated-S3 ingest comparison")
+    parser.add_argument("--only-scale", action="store_true", help="run only the scale curve, at --sizes (no comparison)")
     parser.add_argument("--motion", type=int, default=25)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--seed", type=int, default=42)
@@ -449,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.sizes, args.compare, args.spark_max, args.real = "1000", 1000, 1000, 100
         args.s3_records, args.s3_real = min(args.s3_records, 100), min(args.s3_real, 20)
-    sizes = sorted({int(s) for s in args.sizes.split(",") if s} | {args.compare})
+    sizes = sorted({int(s) for s in args.sizes.split(",") if s} | (set() if args.only_scale else {args.compare}))
     work, data = Path(args.work), Path(args.data)
     work.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
@@ -476,11 +482,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  (no real data at {shared}: real-schema ingest comparisons skipped)")
     if args.only_s3:
         s3_comparison(args, data, work, registry, real_registry, results)
+    elif args.only_scale:
+        scale_curve(args, data, work, registry, results, sizes)
     else:
         local_benchmark(args, data, work, registry, real_registry, results, sizes)
     results["total_seconds"] = time.perf_counter() - began
     results["machine"]["load_average_at_end"] = os.getloadavg()
-    path = Path(args.json_path) if args.json_path else work / ("results-s3.json" if args.only_s3 else "results.json")
+    name = "results-s3.json" if args.only_s3 else "results-scale.json" if args.only_scale else "results.json"
+    path = Path(args.json_path) if args.json_path else work / name
     path.write_text(json.dumps(results, indent=2))
     table = render(results)
     if args.markdown:

@@ -124,7 +124,10 @@ def _file_json(value):
 class _StreamedList(list):
     """Spooled files handed to ``json.dump`` as a list it reads one item at a
     time: the encoder only tests a list for emptiness and iterates it, so
-    the files are never all in memory at once."""
+    the files are never all in memory at once. That is json's Python
+    encoder, which ``indent`` selects; the C one (no indent) reads a list's
+    storage directly and would see no files -- the manifest tests compare
+    the two documents."""
 
     def __init__(self, items: PublishedFiles):
         super().__init__()

@@ -2,6 +2,7 @@
 on local Spark against an emulated AWS."""
 
 import json
+import tempfile
 
 import boto3
 import pytest
@@ -48,6 +49,9 @@ def test_glue_catalog_registers_tables_and_partitions_and_updates_in_place():
 
 @pytest.mark.spark
 def test_ingest_then_publish_jobs_on_emulated_aws(spark, tmp_path, monkeypatch):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     with moto_server() as endpoint:
         monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
         s3, glue, sqs = boto3.client("s3"), boto3.client("glue"), boto3.client("sqs")
@@ -83,3 +87,5 @@ def test_ingest_then_publish_jobs_on_emulated_aws(spark, tmp_path, monkeypatch):
         assert any(k.endswith(".parquet") for k in keys) and any(k.endswith(".csv") for k in keys)
         assert any(k.endswith("/manifest.json") for k in keys) and "ns/app/study/published/TaskData_v1/CURRENT" in keys
         assert not any(k.rsplit("/", 1)[-1].startswith(("_", ".")) for k in keys)
+    # The local copies Spark read and wrote (the emulated endpoint) are gone.
+    assert not list(scratch.glob("bridge-downstream-stage-*"))

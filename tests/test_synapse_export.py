@@ -3,10 +3,12 @@ and the published objects in moto S3."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import re
 import sys
+import tempfile
 from pathlib import Path
 
 import boto3
@@ -132,6 +134,19 @@ def test_export_creates_folders_files_handles_and_annotations(fake, s3, storage)
     assert annotations(fake, folder_id)["rowCount"] == [5]
     # No data went through Synapse: only file handle registrations.
     assert not fake.calls("POST", r"/file/v1/(createMultipartUpload|.*upload)")
+
+
+def test_the_clients_cache_folder_goes_with_the_client(fake, s3, storage, tmp_path, monkeypatch):
+    # A warm Lambda keeps /tmp across invocations: an export must not leave folders there.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    publish(storage, "ArchiveMetadata_v1", "v0001", sample_tables())
+    assert run(fake, s3).applied
+    gc.collect()
+    assert not list(tmp_path.glob("synapse-cache-*"))
+    with pytest.raises(SynapseExportError, match="login failed"):
+        run(fake, s3, token="not-a-token")
+    gc.collect()
+    assert not list(tmp_path.glob("synapse-cache-*"))
 
 
 def test_rerun_is_idempotent_and_a_new_version_updates_in_place(fake, s3, storage):

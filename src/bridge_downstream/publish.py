@@ -61,6 +61,9 @@ class SparkLocation(Protocol):
 
     def written(self, storage: Storage, prefix: str) -> None: ...
 
+    def close(self) -> None:
+        """Remove whatever local copies the location made."""
+
 
 class DirectLocation:
     def __init__(self, uri_of: Callable[[Storage, str], str] | None = None):
@@ -73,6 +76,9 @@ class DirectLocation:
         return self.uri_of(storage, prefix)
 
     def written(self, storage: Storage, prefix: str) -> None:
+        return None
+
+    def close(self) -> None:
         return None
 
 

@@ -32,7 +32,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import tempfile
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -270,7 +272,8 @@ def connect(token: SecretToken, *, endpoint: str | None = None, cache_dir: str |
     import synapseclient
     from synapseclient.core.exceptions import SynapseAuthenticationError, SynapseHTTPError
 
-    cache_dir = cache_dir or tempfile.mkdtemp(prefix="synapse-cache-")
+    owned_cache_dir = None if cache_dir else tempfile.mkdtemp(prefix="synapse-cache-")
+    cache_dir = cache_dir or owned_cache_dir
     no_config = os.path.join(cache_dir, "no-synapse-config")  # absent on purpose: no file credentials
     syn = synapseclient.Synapse(
         **endpoints_for(endpoint),
@@ -283,6 +286,9 @@ def connect(token: SecretToken, *, endpoint: str | None = None, cache_dir: str |
         user_agent="bridge-downstream/0.1.0",
         http_timeout_seconds=60,
     )
+    if owned_cache_dir:
+        # A Lambda's /tmp outlives the invocation: the client's cache goes with the client.
+        weakref.finalize(syn, shutil.rmtree, owned_cache_dir, True)
     SynapseApi(syn, retry).get("/version", what="reach Synapse")
     try:
         syn.login(authToken=token.reveal(), silent=True)

@@ -61,25 +61,28 @@ def main(argv=None, spark=None, glue_client=None) -> dict:
     run_id = args["WORKFLOW_RUN_ID"] or new_run_id()
     present = set(json_datasets(work))
     results = {}
-    for dataset_id in chosen_datasets(args, glue, work):
-        if dataset_id not in present:
-            # A dataset group names every dataset it may see; most runs hold a few.
-            log.info("%s: no NDJSON under the JSON root, nothing to publish", dataset_id)
-            continue
-        result = publish_dataset(
-            spark,
-            dataset_id=dataset_id,
-            registry=registry,
-            profile=profile,
-            work=work,
-            published=published,
-            run_id=run_id,
-            location=location,
-            catalog=catalog,
-            retention=int(args["retention"]),
-        )
-        results[dataset_id] = result.manifest
-        log.info("published %s version %s: %s", dataset_id, result.manifest.version, {n: t.rows for n, t in result.manifest.tables.items()})
+    try:
+        for dataset_id in chosen_datasets(args, glue, work):
+            if dataset_id not in present:
+                # A dataset group names every dataset it may see; most runs hold a few.
+                log.info("%s: no NDJSON under the JSON root, nothing to publish", dataset_id)
+                continue
+            result = publish_dataset(
+                spark,
+                dataset_id=dataset_id,
+                registry=registry,
+                profile=profile,
+                work=work,
+                published=published,
+                run_id=run_id,
+                location=location,
+                catalog=catalog,
+                retention=int(args["retention"]),
+            )
+            results[dataset_id] = result.manifest
+            log.info("published %s version %s: %s", dataset_id, result.manifest.version, {n: t.rows for n, t in result.manifest.tables.items()})
+    finally:
+        location.close()
     return results
 
 

@@ -3,18 +3,19 @@ file, the ledger, the invalid sink and a report whose size does not grow with
 the number of archives."""
 
 import json
+import os
 import shutil
+import tempfile
 
 import pytest
 
 from bridge_downstream import cli, ingest_outcomes, layout
-from bridge_downstream.ingest import ArchiveListing, run_ingest
+from bridge_downstream.ingest import ArchiveInput, ArchiveListing, run_ingest
 from bridge_downstream.ingest_outcomes import read_run_records
 from bridge_downstream.profiles import load_profile
 from bridge_downstream.sinks import StorageInvalidSink
 from bridge_downstream.storage import LocalStorage
 from bridge_downstream.writer import PartWriter
-
 from support import SAMPLES, build_sample_registry, ingest_folder
 
 
@@ -167,6 +168,84 @@ def test_a_run_with_few_staged_parts_writes_the_same_rows(registry, sample_run, 
     on_disk = sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "json").rglob("*.ndjson"))
     assert on_disk == sorted(p["key"] for p in parts)  # every part file once, under its own name
     assert sum(c["files"] for c in report["datasets"].values()) == len(parts)
+
+
+def test_a_writer_handed_over_between_archives_goes_on_with_the_same_part_files(tmp_path):
+    def write_days(writer, archives):
+        for number, day in archives:
+            writer.checkpoint()
+            writer.write("D", (("day", day),), json.dumps({"n": number}).encode() + b"\n")
+            writer.commit(f"{number + 1:064x}")
+
+    archives = [(0, 1), (1, 2), (2, 1), (3, 3), (4, 2)]
+    one: list = []
+    writer = _staged_writer(tmp_path, "one", LocalStorage(tmp_path / "one"), one)
+    write_days(writer, archives)
+    writer.publish()
+    writer.close()
+
+    relayed: list = []
+    first = _staged_writer(tmp_path, "relayed", LocalStorage(tmp_path / "relayed"), relayed)
+    write_days(first, archives[:2])
+    token = first.checkpoint()
+    first.write("D", (("day", 9),), b"{}\n")
+    with pytest.raises(ValueError, match="between archives"):
+        first.hand_over()
+    first.rollback(token)
+    state = first.hand_over()
+    first.close()  # the staged files are the successor's: they stay
+    assert [part.rows for _, part in state.staged] == [1, 1, 0]  # day 9 rolled back: staged empty, never published
+    second = PartWriter.taking_over(0, LocalStorage(tmp_path / "relayed"), state, on_published=relayed.append)
+    write_days(second, archives[2:])
+    assert second.publish() == 3
+    second.close()
+    assert [(p.key, p.rows) for p in relayed] == [(p.key, p.rows) for p in one]
+    for part in one:
+        assert (tmp_path / "relayed" / part.key).read_bytes() == (tmp_path / "one" / part.key).read_bytes()
+
+
+def test_a_task_run_by_several_processes_in_turn_writes_what_one_process_writes(registry, sample_run, tmp_path, monkeypatch):
+    from bridge_downstream import ingest
+
+    one_output, one_process = sample_run
+    processes = tmp_path / "processes"
+    segment = ingest.process_segment
+
+    def recording_process(*args, **kwargs):
+        with open(processes, "a") as stream:
+            stream.write(f"{os.getpid()}\n")
+        return segment(*args, **kwargs)
+
+    monkeypatch.setattr(ingest, "process_segment", recording_process)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    folder = SAMPLES / "archives"
+    archives = sorted(p.relative_to(folder).as_posix() for p in folder.glob("*.zip"))
+    output = LocalStorage(tmp_path / "out")
+    report = run_ingest([ArchiveInput(LocalStorage(folder), key) for key in archives], registry=registry, profile=load_profile("mtb"),
+                        output=output, sink=StorageInvalidSink(output), workers=2, archives_per_process=1)
+    serial_output = LocalStorage(tmp_path / "serial")
+    serial = run_ingest([ArchiveInput(LocalStorage(folder), key) for key in archives], registry=registry, profile=load_profile("mtb"),
+                        output=serial_output, sink=StorageInvalidSink(serial_output), workers=1, archives_per_process=3)
+
+    # A new process for every archive with two workers; every 3 archives with one.
+    assert len(set(processes.read_text().split())) == len(archives) + -(-len(archives) // 3)
+    assert os.getpid() not in {int(pid) for pid in processes.read_text().split()}
+    assert serial["archives"] == one_process["archives"]
+    assert {d: c["rows"] for d, c in serial["datasets"].items()} == {d: c["rows"] for d, c in one_process["datasets"].items()}
+    assert report["archives"] == one_process["archives"] and report["datasets"] == one_process["datasets"]
+
+    def part_files(root):
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in (root / "json").rglob("*.ndjson")}
+
+    assert part_files(tmp_path / "out") == part_files(one_output)  # one part file per partition and task, as before
+
+    def account(root, run_id):
+        return [(r["source"], r["status"], r["datasets"]) for r in read_run_records(LocalStorage(root), run_id)]
+
+    assert account(tmp_path / "out", report["run_id"]) == account(one_output, one_process["run_id"])
+    assert not list(scratch.iterdir())  # the tasks' local files went with the run
 
 
 def test_a_spooled_listing_ingests_like_a_list(registry, sample_run, tmp_path):

@@ -36,6 +36,17 @@ def test_sample_documents(tmp_path):
     assert checked >= 10
 
 
+def test_validators_compiled_up_front_are_the_ones_used(tmp_path, monkeypatch):
+    from bridge_downstream import validation
+
+    registry = build_sample_registry(tmp_path / "reg")
+    assert validation.compile_validators(registry) == len({registry.schema_id_for(url) for url in registry.schema_mapping})
+    compiled = dict(validation._FAST_VALIDATORS[registry])
+    monkeypatch.setattr(validation, "_compile_fast", lambda *a: pytest.fail("compiled again"))
+    url = f"{SAMPLE_BASE}/v1/TaskData.json"
+    assert fast_validator(registry, url) is compiled[registry.schema_id_for(url)]
+
+
 @pytest.mark.shared_data
 def test_every_real_taskdata_document(tmp_path):
     registry = build_real_registry(tmp_path / "real")

@@ -21,6 +21,7 @@ import json
 import os
 import posixpath
 import re
+import shutil
 import sys
 import tempfile
 import uuid
@@ -33,15 +34,28 @@ from typing import Any
 
 from . import layout
 from .archive import ArchiveError, ArchiveLimits, SafeArchive, decode_utf8, parse_json_document
-from .ingest_outcomes import INVALID, PROCESSED, SKIPPED, OutcomeSpool, TaskResult, finish_run
+from .ingest_outcomes import (
+    INVALID,
+    PROCESSED,
+    SKIPPED,
+    OutcomeSpool,
+    SpoolState,
+    TaskResult,
+    finish_run,
+)
 from .profiles import Profile
 from .registry import SchemaRegistry
 from .resolution import resolve_file, self_referenced_schemas
 from .sinks import InvalidSink
 from .spool import read_lines
 from .storage import Storage
-from .validation import ValidationResult, drop_accepted_deviations, validate_document
-from .writer import PartWriter
+from .validation import (
+    ValidationResult,
+    compile_validators,
+    drop_accepted_deviations,
+    validate_document,
+)
+from .writer import PartWriter, StagedParts
 
 EXPORT_WRITE_BATCH = 4096  # export lines written at once
 
@@ -451,8 +465,41 @@ def process_batch(
     """Ingest archives one after another into this task's part files; their
     outcomes go to the task's spool, not to memory. ``inputs`` come in source
     order (the spools are merged in that order; the spool checks it)."""
-    spool = OutcomeSpool(task, run_id)
-    writer = PartWriter(task, output, on_published=spool.add_part)
+    return process_segment(task, inputs, ctx, output, run_id, on_archive=on_archive, progress_every=progress_every)
+
+
+@dataclass
+class TaskState:
+    """A task's unpublished part files and unfinished outcome spool, handed
+    from the worker process that ran one segment of it to the next."""
+
+    parts: StagedParts
+    outcomes: SpoolState
+
+
+def process_segment(
+    task: int,
+    inputs: Iterable[ArchiveInput],
+    ctx: IngestContext,
+    output: Storage,
+    run_id: str,
+    *,
+    on_archive: Callable[[int], None] | None = None,
+    progress_every: int = 1,
+    scratch: str | None = None,
+    resume: TaskState | None = None,
+    last: bool = True,
+) -> TaskResult | TaskState:
+    """A task's archives (all of them, or one segment): the last segment
+    publishes the part files and stores the spool (a :class:`TaskResult`);
+    an earlier one hands them over (a :class:`TaskState`). ``scratch``: the
+    folder for the task's local files (a temporary one if not given)."""
+    if resume:
+        spool = OutcomeSpool(task, run_id, resume=resume.outcomes)
+        writer = PartWriter.taking_over(task, output, resume.parts, on_published=spool.add_part)
+    else:
+        spool = OutcomeSpool(task, run_id, directory=scratch and _scratch_folder(scratch, "outcomes"))
+        writer = PartWriter(task, output, on_published=spool.add_part, staging_dir=scratch and _scratch_folder(scratch, "parts"))
     try:
         done = 0
         for inp, opening in prefetched(inputs, ctx.prefetch):
@@ -463,11 +510,19 @@ def process_batch(
                 done = 0
         if on_archive and done:
             on_archive(done)
+        if not last:
+            return TaskState(writer.hand_over(), spool.hand_over())
         writer.publish()
         return spool.finish(output)
     finally:
         writer.close()
         spool.close()
+
+
+def _scratch_folder(scratch: str, name: str) -> str:
+    path = os.path.join(scratch, name)
+    os.makedirs(path, exist_ok=True)
+    return path
 
 
 # -- the ledger ----------------------------------------------------------------
@@ -491,17 +546,25 @@ def new_run_id() -> str:
 
 _WORKER_CONTEXT: dict[str, Any] = {}
 PROGRESS_EVERY = 16  # archives per progress message from a worker
+# A worker process's C heap keeps the high-water mark of its allocator, which
+# creeps up over tens of thousands of archives (fragmentation, not anything
+# held). A task therefore runs in a new process every this many archives,
+# handing its part files and spool on (TaskState): the memory of a backfill is
+# that of a short batch, with the same part files.
+ARCHIVES_PER_PROCESS = 4096
 
 
-def _run_worker(task: int, inputs: list[ArchiveInput], run_id: str, messages) -> None:
-    """One worker process: its slice of the archives into one set of part
-    files (so a partition gets one file per worker, not per batch) and one
-    outcome spool; the parent hears only progress and the final tally."""
+def _run_worker(task: int, inputs, run_id: str, messages, scratch: str, resume: TaskState | None, last: bool) -> None:
+    """One worker process: one segment of a task's archives, into the task's
+    part files and outcome spool; the parent hears only progress and, at the
+    end, the task's tally or the state the next segment's process goes on
+    from."""
     try:
         ctx, output = _WORKER_CONTEXT["ctx"], _WORKER_CONTEXT["output"]
         report = lambda done: messages.put(("progress", task, done))
-        result = process_batch(task, inputs, ctx, output, run_id, on_archive=report, progress_every=PROGRESS_EVERY)
-        messages.put(("result", task, result))
+        outcome = process_segment(task, inputs, ctx, output, run_id, on_archive=report, progress_every=PROGRESS_EVERY,
+                                  scratch=scratch, resume=resume, last=last)
+        messages.put(("result" if last else "handover", task, outcome))
     except BaseException as error:  # noqa: BLE001 - reported to the parent, which fails the run
         import traceback
 
@@ -517,46 +580,64 @@ def split_tasks(inputs: Sequence[ArchiveInput], workers: int) -> list[list[Archi
     return [ordered[i::count] for i in range(count)]
 
 
-def _run_parallel(tasks: list[list[ArchiveInput]], ctx: IngestContext, output: Storage, run_id: str, progress: Callable[[int], None] | None) -> list[TaskResult]:
+def _run_parallel(tasks: list[list[ArchiveInput]], ctx: IngestContext, output: Storage, run_id: str,
+                  progress: Callable[[int], None] | None, archives_per_process: int) -> list[TaskResult]:
     import multiprocessing
     import queue
 
     fork = multiprocessing.get_context("fork")
     messages = fork.Queue()
     _WORKER_CONTEXT.update(ctx=ctx, output=output)
+    compile_validators(ctx.registry)
     # The workers share the parent's inputs, registry and compiled validators
     # copy-on-write; frozen, the garbage collector does not touch (and so copy)
     # their pages in every worker.
     gc.freeze()
-    processes = [fork.Process(target=_run_worker, args=(index, task_inputs, run_id, messages), daemon=True) for index, task_inputs in enumerate(tasks)]
+    # The run's local files live here, so they go even if a worker is killed.
+    scratch = tempfile.mkdtemp(prefix="bridge-downstream-ingest-")
+    segments = [deque(task_inputs[start : start + archives_per_process] for start in range(0, len(task_inputs), archives_per_process))
+                for task_inputs in tasks]
+    running: dict[int, Any] = {}
+
+    def start_next_segment(task: int, resume: TaskState | None) -> None:
+        inputs = segments[task].popleft()
+        process = fork.Process(target=_run_worker, name=f"ingest-task-{task}", daemon=True,
+                               args=(task, inputs, run_id, messages, os.path.join(scratch, f"task-{task:05d}"),
+                                     resume, not segments[task]))
+        process.start()
+        running[task] = process
+
     results: list[TaskResult] = []
     try:
-        for process in processes:
-            process.start()
-        pending = set(range(len(tasks)))
-        while pending:
+        for task in range(len(tasks)):
+            start_next_segment(task, None)
+        while len(results) < len(tasks):
             try:
                 kind, task, payload = messages.get(timeout=1.0)
             except queue.Empty:
-                dead = [i for i in sorted(pending) if processes[i].exitcode not in (None, 0)]
+                dead = [t for t, process in sorted(running.items()) if process.exitcode not in (None, 0)]
                 if dead:
-                    raise RuntimeError(f"ingest worker {dead[0]} died (exit code {processes[dead[0]].exitcode})") from None
+                    raise RuntimeError(f"ingest worker {dead[0]} died (exit code {running[dead[0]].exitcode})") from None
                 continue
             if kind == "progress":
                 if progress:
                     progress(payload)
+            elif kind == "handover":
+                running.pop(task).join()
+                start_next_segment(task, payload)
             elif kind == "result":
                 results.append(payload)
-                pending.discard(task)
+                running.pop(task).join(timeout=10)
             else:
                 raise RuntimeError(f"ingest worker {task} failed: {payload}")
     finally:
-        for process in processes:
+        for process in running.values():
             process.join(timeout=10)
             if process.is_alive():
                 process.terminate()
         _WORKER_CONTEXT.clear()
         gc.unfreeze()
+        shutil.rmtree(scratch, ignore_errors=True)
     return results
 
 
@@ -573,14 +654,16 @@ def run_ingest(
     progress: Callable[[int], None] | None = None,
     run_id: str | None = None,
     prefetch: int = 0,
+    archives_per_process: int | None = None,
 ) -> dict:
     started = datetime.now(UTC)
     run_id = run_id or new_run_id()
     ctx = IngestContext(registry, profile, limits, app_id, load_ledger(output), prefetch)
     workers = max(1, workers or os.cpu_count() or 1)
     tasks = split_tasks(inputs, workers) if inputs else []
-    if workers == 1 or len(tasks) <= 1:
+    per_process = archives_per_process or ARCHIVES_PER_PROCESS
+    if len(tasks) > 1 or any(len(task_inputs) > per_process for task_inputs in tasks):
+        results = _run_parallel(tasks, ctx, output, run_id, progress, per_process)
+    else:  # one process's worth of archives: no worker process needed
         results = [process_batch(index, task_inputs, ctx, output, run_id, on_archive=progress) for index, task_inputs in enumerate(tasks)]
-    else:
-        results = _run_parallel(tasks, ctx, output, run_id, progress)
     return finish_run(run_id, ctx, results, started, output, sink)

@@ -105,20 +105,44 @@ def _line(value: dict) -> bytes:
     return (json.dumps(value, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
 
 
+@dataclass
+class SpoolState:
+    """An unfinished outcome spool, handed from one process to the next."""
+
+    directory: str
+    tally: RunTally
+    written: int
+    parts_written: int
+    last_source: str | None
+
+
 class OutcomeSpool:
     """One task's outcomes and part files, appended to local files, then stored."""
 
-    def __init__(self, task: int, run_id: str):
+    def __init__(self, task: int, run_id: str, directory: str | None = None, resume: SpoolState | None = None):
+        """``directory``: where the spool's files go (a new temporary folder,
+        removed by :meth:`close`, if not given); ``resume``: go on with a spool
+        another process handed over (:meth:`hand_over`)."""
         self.task, self.run_id = task, run_id
-        self.tally = RunTally()
-        self._dir = tempfile.mkdtemp(prefix="bridge-downstream-outcomes-")
+        self.tally = resume.tally if resume else RunTally()
+        self._own_dir = directory is None and resume is None
+        self._dir = resume.directory if resume else directory or tempfile.mkdtemp(prefix="bridge-downstream-outcomes-")
         self._outcomes_path = os.path.join(self._dir, "outcomes.jsonl")
         self._parts_path = os.path.join(self._dir, "parts.jsonl")
-        self._outcomes = open(self._outcomes_path, "wb")  # noqa: SIM115 - closed by finish() or close()
-        self._parts = open(self._parts_path, "wb")  # noqa: SIM115 - closed by finish() or close()
-        self._written = 0
-        self._parts_written = 0
-        self._last_source: str | None = None
+        mode = "ab" if resume else "wb"
+        self._outcomes = open(self._outcomes_path, mode)  # noqa: SIM115 - closed by finish() or close()
+        self._parts = open(self._parts_path, mode)  # noqa: SIM115 - closed by finish() or close()
+        self._written = resume.written if resume else 0
+        self._parts_written = resume.parts_written if resume else 0
+        self._last_source: str | None = resume.last_source if resume else None
+        self._handed_over = False
+
+    def hand_over(self) -> SpoolState:
+        """Stop here; a successor process opens ``OutcomeSpool(..., resume=state)``."""
+        self._outcomes.close()
+        self._parts.close()
+        self._handed_over = True
+        return SpoolState(self._dir, self.tally, self._written, self._parts_written, self._last_source)
 
     def add(self, outcome) -> None:
         if self._last_source is not None and outcome.source < self._last_source:
@@ -163,10 +187,13 @@ class OutcomeSpool:
         for stream in (self._outcomes, self._parts):
             if not stream.closed:
                 stream.close()
+        if self._handed_over:
+            return
         for path in (self._outcomes_path, self._parts_path):
             if os.path.exists(path):
                 os.unlink(path)
-        os.rmdir(self._dir)
+        if self._own_dir:
+            os.rmdir(self._dir)
 
 
 def iter_json_lines(storage: Storage, key: str) -> Iterator[dict]:

@@ -12,6 +12,11 @@ years of uploads therefore runs with the memory and local disk of a short
 batch; a partition whose part was published and which is written again gets
 a second part file.
 
+A task that runs in several processes in turn (the local command starts a
+new one every few thousand archives) hands its staged part files from one
+to the next (:meth:`PartWriter.hand_over`), so it still writes one part file
+per partition.
+
 A part file is named after what it holds -- the set of archives whose rows
 are in it -- so the same archives give the same names whatever their order,
 and a rerun overwrites instead of duplicating.
@@ -49,12 +54,23 @@ class WrittenPart:
 
 
 @dataclass(slots=True)
-class _StagedPart:
+class StagedPart:
     path: str
     rows: int = 0
     size: int = 0  # bytes written, so a checkpoint needs no stat per file
     identity_sum: int = 0  # of the committed archives in it: a set digest in O(1) memory
     archives: int = 0
+
+
+@dataclass
+class StagedParts:
+    """A writer's unpublished part files, handed from one process to the next
+    (:meth:`PartWriter.hand_over`): the successor appends to the same files."""
+
+    staging_dir: str
+    staged: list[tuple[Slot, StagedPart]]  # least recently written first
+    files_made: int
+    published: int
 
 
 class PartWriter:
@@ -75,7 +91,7 @@ class PartWriter:
         self.max_staged = max_staged or MAX_STAGED_PARTS
         self._own_staging = staging_dir is None
         self.staging_dir = staging_dir or tempfile.mkdtemp(prefix="bridge-downstream-parts-")
-        self._staged: OrderedDict[Slot, _StagedPart] = OrderedDict()  # least recently written first
+        self._staged: OrderedDict[Slot, StagedPart] = OrderedDict()  # least recently written first
         self._open: OrderedDict[Slot, object] = OrderedDict()
         self._touched: dict[Slot, tuple[int, int]] = {}  # slot -> (size, rows) at the checkpoint
         self._generation = 0
@@ -91,18 +107,18 @@ class PartWriter:
 
     # -- writing ----------------------------------------------------------------
 
-    def _staged_part(self, slot: Slot) -> _StagedPart:
+    def _staged_part(self, slot: Slot) -> StagedPart:
         part = self._staged.get(slot)
         if part is not None:
             self._staged.move_to_end(slot)
             return part
         if len(self._staged) >= self.max_staged:
             self._publish_least_recent()
-        part = self._staged[slot] = _StagedPart(os.path.join(self.staging_dir, f"{self._files_made:06d}.ndjson"))
+        part = self._staged[slot] = StagedPart(os.path.join(self.staging_dir, f"{self._files_made:06d}.ndjson"))
         self._files_made += 1
         return part
 
-    def _handle(self, slot: Slot, part: _StagedPart):
+    def _handle(self, slot: Slot, part: StagedPart):
         handle = self._open.get(slot)
         if handle is not None:
             self._open.move_to_end(slot)
@@ -201,9 +217,37 @@ class PartWriter:
         number of part files this writer published in all."""
         for slot in sorted(self._staged, key=str):
             self._publish(slot)
+        self._wait_for_uploads()
+        return self.published
+
+    # -- one task in several processes ------------------------------------------------
+
+    def hand_over(self) -> StagedParts:
+        """Stop between two archives and give the staged part files to a
+        successor (:meth:`taking_over`), which goes on appending to them: a
+        task run by several processes in turn still writes one part file per
+        partition. Waits for this writer's uploads."""
+        if self._touched:
+            raise ValueError("hand over between archives only: an archive is being written")
+        for handle in self._open.values():
+            handle.close()
+        self._open.clear()
+        self._wait_for_uploads()
+        state = StagedParts(self.staging_dir, list(self._staged.items()), self._files_made, self.published)
+        self._staged = OrderedDict()
+        self._own_staging = False  # the files are the successor's now
+        return state
+
+    @classmethod
+    def taking_over(cls, task: int, storage: Storage, state: StagedParts, **options) -> PartWriter:
+        writer = cls(task, storage, staging_dir=state.staging_dir, **options)
+        writer._staged = OrderedDict(state.staged)
+        writer._files_made, writer.published = state.files_made, state.published
+        return writer
+
+    def _wait_for_uploads(self) -> None:
         while self._uploads:
             self._uploads.popleft().result()
-        return self.published
 
     def close(self) -> None:
         for handle in self._open.values():

@@ -477,3 +477,14 @@ def test_real_recover_intraday_59005_rows(spark, tmp_path_factory):
     assert len(root) == 59_005
     assert len({r["sourceindex"] for r in root}) == 59_005
     assert {r["ParticipantIdentifier"] for r in root} == {r["ParticipantIdentifier"] for r in rows}
+
+
+def test_the_local_session_heap_is_fixed_at_start_up(spark):
+    # Committed up front (-Xms = the maximum), so the JVM's memory is set by the
+    # setting, not grown over a long publish; 1 GiB unless overridden.
+    runtime = spark.sparkContext._jvm.java.lang.Runtime.getRuntime()
+    maximum, committed = runtime.maxMemory(), runtime.totalMemory()
+    assert committed >= 0.95 * maximum
+    assert 0.8 * (1 << 30) < maximum <= 1 << 30
+    options = spark.sparkContext.getConf().get("spark.driver.extraJavaOptions")
+    assert "-XX:+AlwaysPreTouch" in options and "-Xms1g" in options

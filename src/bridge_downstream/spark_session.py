@@ -10,13 +10,23 @@ from __future__ import annotations
 import os
 import sys
 
-JAVA_OPTIONS = "-XX:+UseParallelGC -XX:TieredStopAtLevel=1 -Xss4m"
+# Short local runs: the C1 JIT only (less warm-up), the parallel collector.
+# The heap is committed and touched at start-up (with -Xms equal to the
+# maximum): the JVM's memory is then set by DRIVER_MEMORY, not by how long the
+# run is -- left to grow, the collector enlarged the heap, and the pages it
+# touched, over a long publish.
+JAVA_OPTIONS = "-XX:+UseParallelGC -XX:TieredStopAtLevel=1 -Xss4m -XX:+AlwaysPreTouch"
+# Spark's execution memory is a share of this heap; a publish's tasks are
+# sized (publish.SHUFFLE_PARTITION_BYTES) to need a bounded part of it.
+DRIVER_MEMORY = "1g"
 
 
 def local_spark_session(app_name: str = "bridge-downstream", cores: int | None = None):
     from pyspark.sql import SparkSession
 
     cores = cores or os.cpu_count() or 2
+    memory = os.environ.get("BRIDGE_DOWNSTREAM_SPARK_MEMORY", DRIVER_MEMORY)
+    java_options = os.environ.get("BRIDGE_DOWNSTREAM_SPARK_JAVA_OPTIONS", f"{JAVA_OPTIONS} -Xms{memory}")
     # Python workers must run the interpreter (and packages) of the driver.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
@@ -29,15 +39,12 @@ def local_spark_session(app_name: str = "bridge-downstream", cores: int | None =
         .config("spark.sql.shuffle.partitions", str(max(2, cores)))
         .config("spark.default.parallelism", str(max(2, cores)))
         .config("spark.sql.session.timeZone", "UTC")
-        # Spark's execution memory is a share of this heap; a publish's tasks
-        # are sized (publish.SHUFFLE_PARTITION_BYTES) to need a bounded part of it.
-        .config("spark.driver.memory", os.environ.get("BRIDGE_DOWNSTREAM_SPARK_MEMORY", "2g"))
+        .config("spark.driver.memory", memory)
         # Every publish writes a fresh version prefix: plain (static) overwrite,
         # and the v2 committer (task files moved once, not twice), are enough.
         .config("spark.sql.sources.partitionOverwriteMode", "static")
         .config("spark.hadoop.mapreduce.fileoutputcommitter.algorithm.version", "2")
-        # Short local runs: the C1 JIT only (less warm-up), the parallel collector.
-        .config("spark.driver.extraJavaOptions", os.environ.get("BRIDGE_DOWNSTREAM_SPARK_JAVA_OPTIONS", JAVA_OPTIONS))
+        .config("spark.driver.extraJavaOptions", java_options)
         # Many small part files (one per partition and ingest worker): pack them
         # into one split per core instead of one per 32 files (the 4 MB default).
         .config("spark.sql.files.openCostInBytes", str(64 << 10))

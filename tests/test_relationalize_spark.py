@@ -488,3 +488,10 @@ def test_the_local_session_heap_is_fixed_at_start_up(spark):
     assert 0.8 * (1 << 30) < maximum <= 1 << 30
     options = spark.sparkContext.getConf().get("spark.driver.extraJavaOptions")
     assert "-XX:+AlwaysPreTouch" in options and "-Xms1g" in options
+
+
+def test_local_spark_writes_no_checksum_files(spark, tmp_path):
+    spark.range(3).write.parquet(str(tmp_path / "out"))
+    written = [p.name for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    assert any(name.endswith(".parquet") for name in written)
+    assert not [name for name in written if name.endswith(".crc")]

@@ -57,6 +57,10 @@ def local_spark_session(app_name: str = "bridge-downstream", cores: int | None =
         .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.driver.host", "127.0.0.1")
         .config("spark.sql.debug.maxToStringFields", "1000")
+        # Local files without Hadoop's .crc checksum files: without Hadoop's
+        # native library every file and folder Spark creates locally costs a
+        # chmod process, and checksum files were a quarter of them.
+        .config("spark.hadoop.fs.file.impl", "org.apache.hadoop.fs.RawLocalFileSystem")
     )
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("WARN")

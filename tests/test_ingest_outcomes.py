@@ -248,6 +248,28 @@ def test_a_task_run_by_several_processes_in_turn_writes_what_one_process_writes(
     assert not list(scratch.iterdir())  # the tasks' local files went with the run
 
 
+def test_the_ledger_holds_16_bytes_an_archive_and_finds_each_one(tmp_path):
+    import hashlib
+    import pickle
+
+    from bridge_downstream.ingest_outcomes import IngestLedger, load_ledger
+
+    identities = [hashlib.sha256(str(n).encode()).hexdigest() for n in range(5000)]
+    ledger = IngestLedger(identities + identities[:100])  # an archive in two runs' files counts once
+    assert len(ledger) == 5000
+    assert all(identity in ledger for identity in identities)
+    others = [hashlib.sha256(f"other-{n}".encode()).hexdigest() for n in range(5000)]
+    assert not any(identity in ledger for identity in others)
+    assert "0" * 64 not in ledger and "f" * 64 not in ledger and "0" * 64 not in IngestLedger()
+    assert len(pickle.dumps(ledger)) < 16 * 5000 + 200  # one value to a Spark task, not 5,000 strings
+
+    store = LocalStorage(tmp_path)
+    for run, chunk in enumerate((identities[:3000], identities[2000:])):
+        store.write_bytes(f"{layout.LEDGER_PREFIX}/run-{run}.jsonl", b"".join(json.dumps({"identity": i}).encode() + b"\n" for i in chunk))
+    loaded = load_ledger(store)
+    assert len(loaded) == 5000 and identities[0] in loaded and identities[-1] in loaded and others[0] not in loaded
+
+
 def test_a_spooled_listing_ingests_like_a_list(registry, sample_run, tmp_path):
     _, listed_report = sample_run
     folder = SAMPLES / "archives"

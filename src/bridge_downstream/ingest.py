@@ -32,16 +32,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from . import layout
 from .archive import ArchiveError, ArchiveLimits, SafeArchive, decode_utf8, parse_json_document
 from .ingest_outcomes import (
     INVALID,
     PROCESSED,
     SKIPPED,
+    IngestLedger,
     OutcomeSpool,
     SpoolState,
     TaskResult,
     finish_run,
+    load_ledger,
 )
 from .profiles import Profile
 from .registry import SchemaRegistry
@@ -161,7 +162,7 @@ class IngestContext:
     profile: Profile
     limits: ArchiveLimits = ArchiveLimits()
     app_id: str | None = None  # the pipeline's app, when records do not say
-    already_ingested: frozenset[str] = frozenset()
+    already_ingested: IngestLedger = field(default_factory=IngestLedger)
     # Archives read ahead on threads while one is processed: on S3 a GET waits
     # far longer than the archive takes to process. Memory: up to this many
     # archives (each within ``limits``) per worker. 0 reads each when it is due.
@@ -523,18 +524,6 @@ def _scratch_folder(scratch: str, name: str) -> str:
     path = os.path.join(scratch, name)
     os.makedirs(path, exist_ok=True)
     return path
-
-
-# -- the ledger ----------------------------------------------------------------
-
-
-def load_ledger(storage: Storage) -> frozenset[str]:
-    identities = set()
-    for info in storage.list(layout.LEDGER_PREFIX + "/"):
-        for line in storage.read_bytes(info.key).splitlines():
-            if line.strip():
-                identities.add(json.loads(line)["identity"])
-    return frozenset(identities)
 
 
 # -- a run ---------------------------------------------------------------------

@@ -74,6 +74,55 @@ class RunTally:
             self.files_skipped[key] = self.files_skipped.get(key, 0) + count
 
 
+class IngestLedger:
+    """Which archives were ingested before: every identity in the ledger's
+    files, kept as one sorted run of 16-byte digests (the first half of each
+    SHA-256 identity). 16 bytes an archive in one object, whatever the
+    history: forked workers share it without copying, and a Spark task gets
+    it as one value. Two archives share a digest with a chance of 2^-128."""
+
+    WIDTH = 16
+
+    def __init__(self, identities: Iterable[str] = ()):
+        import numpy as np
+
+        digests = bytearray()
+        for identity in identities:
+            digests += self._digest(identity)
+        # One sort and de-duplication of fixed-width byte strings, in byte order.
+        self._digests = np.unique(np.frombuffer(digests, dtype=f"S{self.WIDTH}")).tobytes() if digests else b""
+
+    @classmethod
+    def _digest(cls, identity: str) -> bytes:
+        return bytes.fromhex(identity)[: cls.WIDTH]
+
+    def __len__(self) -> int:
+        return len(self._digests) // self.WIDTH
+
+    def __contains__(self, identity: str) -> bool:
+        digest, width = self._digest(identity), self.WIDTH
+        low, high = 0, len(self)
+        while low < high:  # bisect over the fixed-width run
+            middle = (low + high) // 2
+            if self._digests[middle * width : (middle + 1) * width] < digest:
+                low = middle + 1
+            else:
+                high = middle
+        return self._digests[low * width : (low + 1) * width] == digest
+
+
+def load_ledger(storage: Storage) -> IngestLedger:
+    """Every archive the ledger's files (one per run) record as ingested."""
+
+    def identities() -> Iterator[str]:
+        for info in storage.list(layout.LEDGER_PREFIX + "/"):
+            for line in storage.read_bytes(info.key).splitlines():
+                if line.strip():
+                    yield json.loads(line)["identity"]
+
+    return IngestLedger(identities())
+
+
 @dataclass
 class TaskResult:
     """What a task hands back: counts and where its spools are, never per-archive data."""

@@ -22,10 +22,10 @@ from bridge_downstream.ingest import (
     TaskResult,
     default_prefetch,
     finish_run,
-    load_ledger,
     new_run_id,
     process_batch,
 )
+from bridge_downstream.ingest_outcomes import IngestLedger, load_ledger
 from bridge_downstream.profiles import load_profile
 from bridge_downstream.registry import SchemaRegistry
 
@@ -46,7 +46,7 @@ class IngestJobConfig:
 _EXECUTOR_CACHE: dict[str, object] = {}
 
 
-def _context(config: IngestJobConfig, already_ingested: frozenset[str]) -> IngestContext:
+def _context(config: IngestJobConfig, already_ingested: IngestLedger) -> IngestContext:
     # One registry load per executor process, not per task.
     registry = _EXECUTOR_CACHE.get(config.registry_uri)
     if registry is None:
@@ -67,7 +67,7 @@ def message_inputs(messages: list[dict], endpoint_url: str | None = None) -> lis
     return inputs
 
 
-def process_slice(task: int, messages: list[dict], config: IngestJobConfig, already_ingested: frozenset[str], run_id: str) -> TaskResult:
+def process_slice(task: int, messages: list[dict], config: IngestJobConfig, already_ingested: IngestLedger, run_id: str) -> TaskResult:
     ctx = _context(config, already_ingested)
     output = S3Storage.from_uri(config.json_root, endpoint_url=config.endpoint_url)
     inputs = sorted(message_inputs(messages, config.endpoint_url), key=lambda i: i.source)  # the outcome spool's order

@@ -50,9 +50,14 @@ def test_records_file_has_every_archive_once_in_source_order(sample_run):
 
 
 def test_ledger_parts_and_spools(sample_run):
+    from bridge_downstream.ingest_outcomes import IngestLedger
+
     output, report = sample_run
     ledger = (output / layout.LEDGER_PREFIX / f"{report['run_id']}.jsonl").read_text().splitlines()
     assert len(ledger) == 5
+    digests = (output / layout.LEDGER_PREFIX / f"{report['run_id']}.digests").read_bytes()
+    assert digests[16:] == b"".join(IngestLedger.digest(json.loads(line)["identity"]) for line in ledger)
+    assert int.from_bytes(digests[8:16], "big") == (output / layout.LEDGER_PREFIX / f"{report['run_id']}.jsonl").stat().st_size
     parts = [json.loads(line) for line in (output / report["parts"]).read_text().splitlines()]
     assert sum(p["rows"] for p in parts) == sum(e["rows"] for e in report["datasets"].values())
     assert all((output / p["key"]).is_file() for p in parts)
@@ -263,11 +268,30 @@ def test_the_ledger_holds_16_bytes_an_archive_and_finds_each_one(tmp_path):
     assert "0" * 64 not in ledger and "f" * 64 not in ledger and "0" * 64 not in IngestLedger()
     assert len(pickle.dumps(ledger)) < 16 * 5000 + 200  # one value to a Spark task, not 5,000 strings
 
+    # A run written before the digests existed is read from its lines; one with
+    # digests from them alone while its lines are the size they indexed.
+    from bridge_downstream.ingest_outcomes import _digests_header
+
+    def lines(chunk):
+        return b"".join(json.dumps({"identity": i}).encode() + b"\n" for i in chunk)
+
     store = LocalStorage(tmp_path)
-    for run, chunk in enumerate((identities[:3000], identities[2000:])):
-        store.write_bytes(f"{layout.LEDGER_PREFIX}/run-{run}.jsonl", b"".join(json.dumps({"identity": i}).encode() + b"\n" for i in chunk))
+    store.write_bytes(f"{layout.LEDGER_PREFIX}/run-0.jsonl", lines(identities[:3000]))
+    store.write_bytes(f"{layout.LEDGER_PREFIX}/run-1.jsonl", lines(identities[2000:]))
+    digests = b"".join(IngestLedger.digest(i) for i in identities[2000:])
+    store.write_bytes(f"{layout.LEDGER_PREFIX}/run-1.digests", _digests_header(len(lines(identities[2000:]))) + digests)
     loaded = load_ledger(store)
     assert len(loaded) == 5000 and identities[0] in loaded and identities[-1] in loaded and others[0] not in loaded
+    # An operator removes an archive from run 1's lines to have it ingested again:
+    # the digests no longer match the lines, so the lines decide.
+    store.write_bytes(f"{layout.LEDGER_PREFIX}/run-1.jsonl", lines(identities[2000:-1]))
+    assert identities[-1] not in load_ledger(store) and identities[-2] in load_ledger(store)
+    store.delete(f"{layout.LEDGER_PREFIX}/run-1.jsonl")  # and digests without lines count for nothing
+    assert len(load_ledger(store)) == 3000
+    store.write_bytes(f"{layout.LEDGER_PREFIX}/run-2.jsonl", lines(others[:1]))
+    store.write_bytes(f"{layout.LEDGER_PREFIX}/run-2.digests", _digests_header(len(lines(others[:1]))) + b"short")
+    with pytest.raises(ValueError, match="16 bytes each"):
+        load_ledger(store)
 
 
 def test_a_spooled_listing_ingests_like_a_list(registry, sample_run, tmp_path):

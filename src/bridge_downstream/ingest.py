@@ -535,11 +535,10 @@ def new_run_id() -> str:
 
 _WORKER_CONTEXT: dict[str, Any] = {}
 PROGRESS_EVERY = 16  # archives per progress message from a worker
-# A worker process's C heap keeps the high-water mark of its allocator, which
-# creeps up over tens of thousands of archives (fragmentation, not anything
-# held). A task therefore runs in a new process every this many archives,
-# handing its part files and spool on (TaskState): the memory of a backfill is
-# that of a short batch, with the same part files.
+# A process keeps what its allocators once held, a few MiB more over tens of
+# thousands of archives. A task therefore runs in a new process every this
+# many archives, handing its part files and spool on (TaskState): a backfill
+# has the memory of a short batch, and the same part files.
 ARCHIVES_PER_PROCESS = 4096
 
 

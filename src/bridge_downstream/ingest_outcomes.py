@@ -75,32 +75,45 @@ class RunTally:
 
 
 class IngestLedger:
-    """Which archives were ingested before: every identity in the ledger's
-    files, kept as one sorted run of 16-byte digests (the first half of each
-    SHA-256 identity). 16 bytes an archive in one object, whatever the
-    history: forked workers share it without copying, and a Spark task gets
-    it as one value. Two archives share a digest with a chance of 2^-128."""
+    """Which archives were ingested before: every identity in the ledger,
+    kept as one sorted run of 16-byte digests (the first half of each SHA-256
+    identity). 16 bytes an archive in one object, whatever the history:
+    forked workers share it without copying, and a Spark task gets it as one
+    value. Two archives share a digest with a chance of 2^-128."""
 
     WIDTH = 16
 
     def __init__(self, identities: Iterable[str] = ()):
+        self._digests = self._sorted(self.digest(identity) for identity in identities)
+
+    @classmethod
+    def of_digests(cls, chunks: Iterable[bytes]) -> IngestLedger:
+        """From runs of digests as :meth:`digest` makes them (any order, repeats allowed)."""
+        ledger = cls()
+        ledger._digests = cls._sorted(chunks)
+        return ledger
+
+    @classmethod
+    def digest(cls, identity: str) -> bytes:
+        return bytes.fromhex(identity)[: cls.WIDTH]
+
+    @classmethod
+    def _sorted(cls, chunks: Iterable[bytes]) -> bytes:
         import numpy as np
 
         digests = bytearray()
-        for identity in identities:
-            digests += self._digest(identity)
+        for chunk in chunks:
+            digests += chunk
+        if len(digests) % cls.WIDTH:
+            raise ValueError(f"ledger digests must be {cls.WIDTH} bytes each")
         # One sort and de-duplication of fixed-width byte strings, in byte order.
-        self._digests = np.unique(np.frombuffer(digests, dtype=f"S{self.WIDTH}")).tobytes() if digests else b""
-
-    @classmethod
-    def _digest(cls, identity: str) -> bytes:
-        return bytes.fromhex(identity)[: cls.WIDTH]
+        return np.unique(np.frombuffer(digests, dtype=f"S{cls.WIDTH}")).tobytes() if digests else b""
 
     def __len__(self) -> int:
         return len(self._digests) // self.WIDTH
 
     def __contains__(self, identity: str) -> bool:
-        digest, width = self._digest(identity), self.WIDTH
+        digest, width = self.digest(identity), self.WIDTH
         low, high = 0, len(self)
         while low < high:  # bisect over the fixed-width run
             middle = (low + high) // 2
@@ -111,16 +124,43 @@ class IngestLedger:
         return self._digests[low * width : (low + 1) * width] == digest
 
 
+LEDGER_LINES, LEDGER_DIGESTS = ".jsonl", ".digests"
+_DIGESTS_MAGIC = b"BDLEDGR1"  # then the size of the lines file the digests index
+
+
+def _digests_header(lines_size: int) -> bytes:
+    return _DIGESTS_MAGIC + lines_size.to_bytes(8, "big")
+
+
 def load_ledger(storage: Storage) -> IngestLedger:
-    """Every archive the ledger's files (one per run) record as ingested."""
+    """Every archive the ledger records as ingested.
 
-    def identities() -> Iterator[str]:
-        for info in storage.list(layout.LEDGER_PREFIX + "/"):
-            for line in storage.read_bytes(info.key).splitlines():
-                if line.strip():
-                    yield json.loads(line)["identity"]
+    Each run writes its archives as JSON lines (``<run id>.jsonl``, the
+    record operators read and edit) and, beside them, the same archives as
+    16-byte digests (``<run id>.digests``): a run reads the digests, 16 bytes
+    an archive of history, not a JSON line. A digests file counts only while
+    its lines file is the size it indexed: edited lines (entries removed to
+    force re-ingestion, docs/operations.md), or lines written before the
+    digests existed, are read line by line."""
+    infos = list(storage.list(layout.LEDGER_PREFIX + "/"))
+    sizes = {info.key: info.size for info in infos}
+    indexed: set[str] = set()
 
-    return IngestLedger(identities())
+    def chunks() -> Iterator[bytes]:
+        for info in infos:
+            if info.key.endswith(LEDGER_DIGESTS):
+                lines_key = info.key.removesuffix(LEDGER_DIGESTS) + LEDGER_LINES
+                data = storage.read_bytes(info.key)
+                if lines_key in sizes and data[:16] == _digests_header(sizes[lines_key]):
+                    indexed.add(lines_key)
+                    yield data[16:]
+        for info in infos:
+            if info.key.endswith(LEDGER_LINES) and info.key not in indexed:
+                for line in storage.read_bytes(info.key).splitlines():
+                    if line.strip():
+                        yield IngestLedger.digest(json.loads(line)["identity"])
+
+    return IngestLedger.of_digests(chunks())
 
 
 @dataclass
@@ -269,7 +309,10 @@ class _LocalLines:
         self.count = 0
 
     def write(self, value: dict) -> None:
-        self.stream.write(_line(value))
+        self.append(_line(value))
+
+    def append(self, data: bytes) -> None:
+        self.stream.write(data)
         self.count += 1
 
     def store(self) -> bool:
@@ -299,7 +342,10 @@ def finish_run(run_id: str, ctx, results: Sequence[TaskResult], started: datetim
     tally = RunTally()
     for result in results:
         tally.merge(result.tally)
-    ledger = _LocalLines(output, layout.ledger_key(run_id).replace(".json", ".jsonl"))
+    ledger_stem = layout.ledger_key(run_id).removesuffix(".json")
+    ledger = _LocalLines(output, ledger_stem + LEDGER_LINES)
+    ledger_digests = _LocalLines(output, ledger_stem + LEDGER_DIGESTS)
+    ledger_digests.stream.write(bytes(16))  # the header, once the lines' size is known
     records = _LocalLines(output, run_records_key(run_id), keep_empty=True)
     parts = _LocalLines(output, run_parts_key(run_id), keep_empty=True)
     listed: dict[str, list[dict]] = {INVALID: [], SKIPPED: []}
@@ -311,6 +357,7 @@ def finish_run(run_id: str, ctx, results: Sequence[TaskResult], started: datetim
                 sink.send(record["invalid_entry"])
             elif status == PROCESSED:
                 ledger.write({"identity": record["identity"], "source": record["source"], "recordid": record["recordid"], "datasets": record["datasets"], "run_id": run_id})
+                ledger_digests.append(IngestLedger.digest(record["identity"]))
             entry = _report_entry(record)
             if status in listed and len(listed[status]) < REPORT_LIST_LIMIT:
                 listed[status].append(entry)
@@ -322,11 +369,14 @@ def finish_run(run_id: str, ctx, results: Sequence[TaskResult], started: datetim
             if result.parts_key:
                 for part in iter_json_lines(output, result.parts_key):
                     parts.write(part)
-        ledger.store()
+        if ledger.store():  # the digests after the lines: without them a run's lines are read
+            ledger_digests.stream.seek(0)
+            ledger_digests.stream.write(_digests_header(os.path.getsize(ledger.path)))
+            ledger_digests.store()
         records.store()
         parts.store()
     finally:
-        for lines in (ledger, records, parts):
+        for lines in (ledger, ledger_digests, records, parts):
             lines.discard()
     files_skipped = [
         {"file": file, "reason": reason, "archives": count} for (file, reason), count in sorted(tally.files_skipped.items())

@@ -18,8 +18,6 @@ import tempfile
 import time
 import tracemalloc
 
-import numpy  # noqa: F401 - imported by the loader; imported here so its modules are not counted
-
 from bridge_downstream import layout
 from bridge_downstream.ingest_outcomes import IngestLedger, _digests_header, load_ledger
 from bridge_downstream.storage import LocalStorage

@@ -260,13 +260,18 @@ def test_the_ledger_holds_16_bytes_an_archive_and_finds_each_one(tmp_path):
     from bridge_downstream.ingest_outcomes import IngestLedger, load_ledger
 
     identities = [hashlib.sha256(str(n).encode()).hexdigest() for n in range(5000)]
-    ledger = IngestLedger(identities + identities[:100])  # an archive in two runs' files counts once
-    assert len(ledger) == 5000
+    ledger = IngestLedger(identities + identities[:100])  # an archive can be in two runs' files
+    assert len(ledger) == 5100
     assert all(identity in ledger for identity in identities)
     others = [hashlib.sha256(f"other-{n}".encode()).hexdigest() for n in range(5000)]
     assert not any(identity in ledger for identity in others)
     assert "0" * 64 not in ledger and "f" * 64 not in ledger and "0" * 64 not in IngestLedger()
-    assert len(pickle.dumps(ledger)) < 16 * 5000 + 200  # one value to a Spark task, not 5,000 strings
+    assert len(pickle.dumps(ledger)) < 16 * 5100 + 256 * 64  # one value to a Spark task, not 5,000 strings
+    # Bytes that straddle two neighbouring digests are not a match.
+    first, second = b"\x07" + b"a" * 7 + b"\x07" + b"b" * 7, b"\x07" + b"c" * 15
+    neighbours = IngestLedger.of_digests([first + second])
+    assert first.hex() + "00" * 16 in neighbours and second.hex() + "00" * 16 in neighbours
+    assert (first + second)[8:24].hex() + "00" * 16 not in neighbours
 
     # A run written before the digests existed is read from its lines; one with
     # digests from them alone while its lines are the size they indexed.
@@ -281,7 +286,7 @@ def test_the_ledger_holds_16_bytes_an_archive_and_finds_each_one(tmp_path):
     digests = b"".join(IngestLedger.digest(i) for i in identities[2000:])
     store.write_bytes(f"{layout.LEDGER_PREFIX}/run-1.digests", _digests_header(len(lines(identities[2000:]))) + digests)
     loaded = load_ledger(store)
-    assert len(loaded) == 5000 and identities[0] in loaded and identities[-1] in loaded and others[0] not in loaded
+    assert len(loaded) == 5000 + 1000 and identities[0] in loaded and identities[-1] in loaded and others[0] not in loaded
     # An operator removes an archive from run 1's lines to have it ingested again:
     # the digests no longer match the lines, so the lines decide.
     store.write_bytes(f"{layout.LEDGER_PREFIX}/run-1.jsonl", lines(identities[2000:-1]))

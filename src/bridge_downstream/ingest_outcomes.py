@@ -75,53 +75,49 @@ class RunTally:
 
 
 class IngestLedger:
-    """Which archives were ingested before: every identity in the ledger,
-    kept as one sorted run of 16-byte digests (the first half of each SHA-256
-    identity). 16 bytes an archive in one object, whatever the history:
-    forked workers share it without copying, and a Spark task gets it as one
-    value. Two archives share a digest with a chance of 2^-128."""
+    """Which archives were ingested before: every identity in the ledger, as
+    16-byte digests (the first half of each SHA-256 identity) in 256 runs
+    by their first byte. 16 bytes an archive in a few objects, whatever the
+    history: forked workers share them without copying, and a Spark task
+    gets them as one value. A lookup scans one run (1/256 of the history) in
+    C. Two archives share a digest with a chance of 2^-128."""
 
     WIDTH = 16
 
     def __init__(self, identities: Iterable[str] = ()):
-        self._digests = self._sorted(self.digest(identity) for identity in identities)
+        self._runs: list[bytearray] = [bytearray() for _ in range(256)]
+        self._add(self.digest(identity) for identity in identities)
 
     @classmethod
     def of_digests(cls, chunks: Iterable[bytes]) -> IngestLedger:
-        """From runs of digests as :meth:`digest` makes them (any order, repeats allowed)."""
+        """From runs of digests as :meth:`digest` makes them (any order)."""
         ledger = cls()
-        ledger._digests = cls._sorted(chunks)
+        ledger._add(chunks)
         return ledger
 
     @classmethod
     def digest(cls, identity: str) -> bytes:
         return bytes.fromhex(identity)[: cls.WIDTH]
 
-    @classmethod
-    def _sorted(cls, chunks: Iterable[bytes]) -> bytes:
-        import numpy as np
-
-        digests = bytearray()
+    def _add(self, chunks: Iterable[bytes]) -> None:
+        width = self.WIDTH
         for chunk in chunks:
-            digests += chunk
-        if len(digests) % cls.WIDTH:
-            raise ValueError(f"ledger digests must be {cls.WIDTH} bytes each")
-        # One sort and de-duplication of fixed-width byte strings, in byte order.
-        return np.unique(np.frombuffer(digests, dtype=f"S{cls.WIDTH}")).tobytes() if digests else b""
+            if len(chunk) % width:
+                raise ValueError(f"ledger digests must be {width} bytes each")
+            for start in range(0, len(chunk), width):
+                self._runs[chunk[start]] += chunk[start : start + width]
 
     def __len__(self) -> int:
-        return len(self._digests) // self.WIDTH
+        """Digests held (an archive in two runs' files counts twice)."""
+        return sum(len(run) for run in self._runs) // self.WIDTH
 
     def __contains__(self, identity: str) -> bool:
-        digest, width = self.digest(identity), self.WIDTH
-        low, high = 0, len(self)
-        while low < high:  # bisect over the fixed-width run
-            middle = (low + high) // 2
-            if self._digests[middle * width : (middle + 1) * width] < digest:
-                low = middle + 1
-            else:
-                high = middle
-        return self._digests[low * width : (low + 1) * width] == digest
+        digest = self.digest(identity)
+        run = self._runs[digest[0]]
+        found = run.find(digest)
+        while found > 0 and found % self.WIDTH:  # a match across two digests
+            found = run.find(digest, found + 1)
+        return found >= 0
 
 
 LEDGER_LINES, LEDGER_DIGESTS = ".jsonl", ".digests"

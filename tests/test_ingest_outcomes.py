@@ -214,14 +214,14 @@ def test_a_task_run_by_several_processes_in_turn_writes_what_one_process_writes(
 
     one_output, one_process = sample_run
     processes = tmp_path / "processes"
-    segment = ingest.process_segment
+    segment = ingest.process_batch
 
     def recording_process(*args, **kwargs):
         with open(processes, "a") as stream:
             stream.write(f"{os.getpid()}\n")
         return segment(*args, **kwargs)
 
-    monkeypatch.setattr(ingest, "process_segment", recording_process)
+    monkeypatch.setattr(ingest, "process_batch", recording_process)
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))

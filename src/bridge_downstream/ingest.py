@@ -454,21 +454,6 @@ def ingest_archive(inp: ArchiveInput, ctx: IngestContext, writer: PartWriter, op
     return outcome
 
 
-def process_batch(
-    task: int,
-    inputs: Iterable[ArchiveInput],
-    ctx: IngestContext,
-    output: Storage,
-    run_id: str,
-    on_archive: Callable[[int], None] | None = None,
-    progress_every: int = 1,
-) -> TaskResult:
-    """Ingest archives one after another into this task's part files; their
-    outcomes go to the task's spool, not to memory. ``inputs`` come in source
-    order (the spools are merged in that order; the spool checks it)."""
-    return process_segment(task, inputs, ctx, output, run_id, on_archive=on_archive, progress_every=progress_every)
-
-
 @dataclass
 class TaskState:
     """A task's unpublished part files and unfinished outcome spool, handed
@@ -478,23 +463,29 @@ class TaskState:
     outcomes: SpoolState
 
 
-def process_segment(
+def process_batch(
     task: int,
     inputs: Iterable[ArchiveInput],
     ctx: IngestContext,
     output: Storage,
     run_id: str,
-    *,
     on_archive: Callable[[int], None] | None = None,
     progress_every: int = 1,
+    *,
     scratch: str | None = None,
     resume: TaskState | None = None,
     last: bool = True,
 ) -> TaskResult | TaskState:
-    """A task's archives (all of them, or one segment): the last segment
-    publishes the part files and stores the spool (a :class:`TaskResult`);
-    an earlier one hands them over (a :class:`TaskState`). ``scratch``: the
-    folder for the task's local files (a temporary one if not given)."""
+    """Ingest archives one after another into this task's part files; their
+    outcomes go to the task's spool, not to memory. ``inputs`` come in source
+    order (the spools are merged in that order; the spool checks it).
+
+    A task can run in several processes in turn, one segment of its
+    archives each: an earlier segment (``last=False``) hands its part files
+    and spool over (a :class:`TaskState`, the next one's ``resume``); the
+    last publishes the part files and stores the spool (a
+    :class:`TaskResult`). ``scratch``: the folder for the task's local files
+    (a temporary one if not given)."""
     if resume:
         spool = OutcomeSpool(task, run_id, resume=resume.outcomes)
         writer = PartWriter.taking_over(task, output, resume.parts, on_published=spool.add_part)
@@ -550,8 +541,8 @@ def _run_worker(task: int, inputs, run_id: str, messages, scratch: str, resume: 
     try:
         ctx, output = _WORKER_CONTEXT["ctx"], _WORKER_CONTEXT["output"]
         report = lambda done: messages.put(("progress", task, done))
-        outcome = process_segment(task, inputs, ctx, output, run_id, on_archive=report, progress_every=PROGRESS_EVERY,
-                                  scratch=scratch, resume=resume, last=last)
+        outcome = process_batch(task, inputs, ctx, output, run_id, on_archive=report, progress_every=PROGRESS_EVERY,
+                                scratch=scratch, resume=resume, last=last)
         messages.put(("result" if last else "handover", task, outcome))
     except BaseException as error:  # noqa: BLE001 - reported to the parent, which fails the run
         import traceback

@@ -128,6 +128,9 @@ def _digests_header(lines_size: int) -> bytes:
     return _DIGESTS_MAGIC + lines_size.to_bytes(8, "big")
 
 
+_DIGESTS_HEADER_SIZE = len(_digests_header(0))
+
+
 def load_ledger(storage: Storage) -> IngestLedger:
     """Every archive the ledger records as ingested.
 
@@ -147,9 +150,9 @@ def load_ledger(storage: Storage) -> IngestLedger:
             if info.key.endswith(LEDGER_DIGESTS):
                 lines_key = info.key.removesuffix(LEDGER_DIGESTS) + LEDGER_LINES
                 data = storage.read_bytes(info.key)
-                if lines_key in sizes and data[:16] == _digests_header(sizes[lines_key]):
+                if lines_key in sizes and data[:_DIGESTS_HEADER_SIZE] == _digests_header(sizes[lines_key]):
                     indexed.add(lines_key)
-                    yield data[16:]
+                    yield data[_DIGESTS_HEADER_SIZE:]
         for info in infos:
             if info.key.endswith(LEDGER_LINES) and info.key not in indexed:
                 for line in storage.read_bytes(info.key).splitlines():
@@ -341,7 +344,7 @@ def finish_run(run_id: str, ctx, results: Sequence[TaskResult], started: datetim
     ledger_stem = layout.ledger_key(run_id).removesuffix(".json")
     ledger = _LocalLines(output, ledger_stem + LEDGER_LINES)
     ledger_digests = _LocalLines(output, ledger_stem + LEDGER_DIGESTS)
-    ledger_digests.stream.write(bytes(16))  # the header, once the lines' size is known
+    ledger_digests.stream.write(bytes(_DIGESTS_HEADER_SIZE))  # the header, once the lines' size is known
     records = _LocalLines(output, run_records_key(run_id), keep_empty=True)
     parts = _LocalLines(output, run_parts_key(run_id), keep_empty=True)
     listed: dict[str, list[dict]] = {INVALID: [], SKIPPED: []}

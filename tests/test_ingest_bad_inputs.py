@@ -90,6 +90,16 @@ def test_zip_bomb_whose_header_lies_about_its_size(registry, tmp_path):
     assert report["invalid"][0]["reason"].split(":")[0] in ("zip-bomb", "corrupt-archive")
 
 
+def test_damaged_deflate_data(registry, tmp_path):
+    # Intact headers and sizes, damaged compressed bytes: zlib's own error,
+    # which is not an OSError, must not stop the batch.
+    data = bytearray(raw_zip([("taskData.json", json.dumps({**GOOD_TASK, "pad": list(range(2000))}).encode())]))
+    start = data.find(b"PK\x03\x04") + 30 + len("taskData.json")
+    data[start + 2 : start + 12] = bytes(b ^ 0xFF for b in data[start + 2 : start + 12])
+    report, out = run_with_bad(tmp_path, registry, "bad.zip", bytes(data))
+    assert_only_bad_is_invalid(report, out, "corrupt-archive: member 'taskData.json' cannot be read (Error -3 while decompressing data")
+
+
 def test_total_inflated_size_limit(registry, tmp_path):
     data = raw_zip([(f"f{i}.json", b"[" + b"1," * 40_000 + b"1]") for i in range(5)])
     report, out = run_with_bad(tmp_path, registry, "bad.zip", data, limits=ArchiveLimits(max_total_bytes=300_000))
@@ -133,6 +143,34 @@ def test_member_not_json(registry, tmp_path):
     assert_only_bad_is_invalid(report, out, "not-json: taskData.json is not JSON")
 
 
+@pytest.mark.parametrize(
+    "text,reason",
+    [
+        (b'{"taskIdentifier": "number-match", "score": NaN}', "not-json: taskData.json is not JSON (unexpected character"),
+        (b'{"taskIdentifier": "number-match", "score": 1e400}', "not-json: taskData.json is not JSON (number is infinity"),
+        (b'{"taskIdentifier": "\\ud800"}', "not-json: taskData.json is not JSON (no low surrogate in string"),
+        (b'{"taskIdentifier": "number-match"} {}', "not-json: taskData.json is not JSON (unexpected content after document"),
+    ],
+)
+def test_member_that_is_not_strict_json(registry, tmp_path, text, reason):
+    # Python's json would take these; Spark, Arrow and Athena could not read the rows.
+    report, out = run_with_bad(tmp_path, registry, "bad.zip", raw_zip([("taskData.json", text)]))
+    assert_only_bad_is_invalid(report, out, reason)
+
+
+def test_member_with_a_byte_order_mark_is_read(registry, tmp_path):
+    folder = tmp_path / "in"
+    (folder).mkdir()
+    (folder / "bom.zip").write_bytes(raw_zip([("taskData.json", b"\xef\xbb\xbf" + json.dumps(GOOD_TASK).encode())]))
+    (folder / "bom.zip.metadata.json").write_text(json.dumps(mtb_metadata("bom-1")))
+    output = LocalStorage(tmp_path / "out")
+    report = run_ingest([ArchiveInput(LocalStorage(folder), "bom.zip")], registry=registry, profile=load_profile("mtb"),
+                        output=output, sink=StorageInvalidSink(output), workers=1)
+    assert report["archives"]["processed"] == 1
+    (row,) = read_dataset(tmp_path / "out", "TaskData_v1")
+    assert (row["taskIdentifier"], row["recordid"]) == ("number-match", "bom-1")
+
+
 def test_empty_archive(registry, tmp_path):
     report, out = run_with_bad(tmp_path, registry, "bad.zip", raw_zip([]))
     assert_only_bad_is_invalid(report, out, "empty-archive: the archive holds no files")
@@ -154,6 +192,21 @@ def test_incomplete_sidecar(registry, tmp_path):
     data = raw_zip([("taskData.json", json.dumps(GOOD_TASK).encode())])
     report, out = run_with_bad(tmp_path, registry, "bad.zip", data, metadata={"recordid": "bad-1", "assessmentid": "number-match"})
     assert_only_bad_is_invalid(report, out, "Bridge metadata is incomplete: missing assessmentrevision, uploadedon")
+
+
+@pytest.mark.parametrize(
+    "sidecar,reason",
+    [
+        (b'{"recordid": "bad-1",', "unreadable Bridge metadata: bad.zip.metadata.json is not JSON"),
+        (b'["recordid", "bad-1"]', "unreadable Bridge metadata: bad.zip.metadata.json is not a JSON object"),
+    ],
+)
+def test_damaged_sidecar(registry, tmp_path, sidecar, reason):
+    data = raw_zip([("taskData.json", json.dumps(GOOD_TASK).encode())])
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "bad.zip.metadata.json").write_bytes(sidecar)
+    report, out = run_with_bad(tmp_path, registry, "bad.zip", data, metadata=False)
+    assert_only_bad_is_invalid(report, out, reason)
 
 
 def test_unparseable_upload_date(registry, tmp_path):

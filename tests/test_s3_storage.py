@@ -87,3 +87,14 @@ def test_prefetch_stops_cleanly_when_the_consumer_stops(tmp_path):
         assert stream.read() == b"a"
         stream.close()
         break
+
+
+@mock_aws
+def test_move_in_uploads_and_removes_the_local_file(tmp_path):
+    boto3.client("s3").create_bucket(Bucket="bucket-m")
+    storage = S3Storage("bucket-m", "ns")
+    staged = tmp_path / "part.ndjson"
+    staged.write_bytes(b'{"a":1}\n')
+    storage.move_in(str(staged), "json/x=1/part.ndjson")
+    assert storage.read_bytes("json/x=1/part.ndjson") == b'{"a":1}\n'
+    assert not staged.exists()

@@ -9,12 +9,14 @@ inflated, not only on the central directory.
 from __future__ import annotations
 
 import io
-import json
 import posixpath
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
+
+from . import jsoncodec
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,12 @@ class ArchiveLimits:
     max_ratio: float = 200.0  # inflated / compressed, per member
     max_members: int = 10_000
     ratio_floor_bytes: int = 1 << 20  # tiny members may compress very well
+
+
+# What zipfile and zlib raise for a member that cannot be read: a bad header or
+# CRC, damaged deflate data (zlib.error, not an OSError), encryption, an
+# unsupported method, data that ends early.
+_INFLATE_ERRORS = (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, OSError, EOFError, ValueError)
 
 
 class ArchiveError(Exception):
@@ -120,12 +128,21 @@ class SafeArchive:
         info = self.zip.getinfo(name)
         try:
             return io.BufferedReader(_BoundedRaw(self.zip.open(info), name, info.compress_size, self.limits), 1 << 16)
-        except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError) as error:
+        except _INFLATE_ERRORS as error:
             raise ArchiveError("corrupt-archive", f"member {name!r} cannot be read ({error})", name) from error
 
     def read_bytes(self, name: str) -> bytes:
-        with self.open(name) as reader:
-            return reader.read()
+        """A whole member, in one read. zipfile inflates no more than the
+        member's declared size and then checks its CRC, and opening checked
+        the declared sizes against the limits: a member whose data inflate
+        past its declared size fails here as corrupt, having inflated no more
+        than the limits allow. (:meth:`open` streams a member of any size.)"""
+        info = self.zip.getinfo(name)
+        try:
+            with self.zip.open(info) as member:
+                return member.read(info.file_size + 1)
+        except _INFLATE_ERRORS as error:
+            raise ArchiveError("corrupt-archive", f"member {name!r} cannot be read ({error})", name) from error
 
     def read_json(self, name: str):
         return parse_json_document(self.read_bytes(name), name)
@@ -162,7 +179,7 @@ class _BoundedRaw(io.RawIOBase):
     def readinto(self, target) -> int:
         try:
             data = self.raw.read(len(target))
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+        except _INFLATE_ERRORS as error:
             raise ArchiveError("corrupt-archive", f"member {self.name!r} cannot be inflated ({error})", self.name) from error
         self.count += len(data)
         if self.count > self.limits.max_member_bytes:
@@ -185,8 +202,9 @@ def decode_utf8(data: bytes, where: str) -> str:
 
 
 def parse_json_document(data: bytes, where: str):
-    text = decode_utf8(data, where)
+    """The JSON value of a member (or one line of it), strictly parsed (:mod:`jsoncodec`)."""
     try:
-        return json.loads(text)
-    except ValueError as error:
+        return jsoncodec.parse(data)
+    except jsoncodec.JSONDecodeError as error:
+        decode_utf8(data, where)  # text that is not UTF-8 is reported as such
         raise ArchiveError("not-json", f"{where} is not JSON ({error})", where) from error

@@ -30,8 +30,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, BinaryIO
 
+from . import jsoncodec
 from .archive import ArchiveError, ArchiveLimits, SafeArchive, decode_utf8, parse_json_document
 from .ingest_outcomes import (
     INVALID,
@@ -49,7 +50,7 @@ from .registry import SchemaRegistry
 from .resolution import resolve_file, self_referenced_schemas
 from .sinks import InvalidSink
 from .spool import read_lines
-from .storage import Storage
+from .storage import Storage, UnreadableMetadata
 from .validation import (
     ValidationResult,
     compile_validators,
@@ -174,15 +175,32 @@ def default_prefetch(profile: Profile) -> int:
     return 8 if profile.kind == "bridge-archive" else 1
 
 
-def _dumps(row: dict) -> bytes:
-    return (json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+# An archive up to this size is read into memory once, then hashed and
+# unzipped from there: one read instead of dozens of small seeks and reads
+# through zipfile (most uploads are a few KB). Larger ones are streamed.
+IN_MEMORY_ARCHIVE_BYTES = 8 << 20
 
 
-def archive_identity(stream, metadata: dict[str, str]) -> str:
-    digest = hashlib.sha256()
-    while chunk := stream.read(1 << 20):
-        digest.update(chunk)
+def in_memory_if_small(stream: BinaryIO) -> BinaryIO:
+    """``stream`` itself, or (when it holds at most IN_MEMORY_ARCHIVE_BYTES)
+    an in-memory copy of it; either way positioned at its start."""
+    if isinstance(stream, io.BytesIO):
+        return stream
+    size = stream.seek(0, io.SEEK_END)
     stream.seek(0)
+    return io.BytesIO(stream.read(size)) if size <= IN_MEMORY_ARCHIVE_BYTES else stream
+
+
+def archive_identity(stream: BinaryIO, metadata: dict[str, str]) -> str:
+    """The archive's bytes and its metadata, hashed; the stream is left at its start."""
+    if isinstance(stream, io.BytesIO):
+        digest = hashlib.sha256(stream.getbuffer())
+    else:
+        digest = hashlib.sha256()
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+        stream.seek(0)
+    # The ledger holds these digests: the metadata's encoding must never change.
     digest.update(b"\0" + json.dumps(metadata, sort_keys=True).encode())
     return digest.hexdigest()
 
@@ -263,7 +281,7 @@ def _ingest_bridge_archive(archive: SafeArchive, metadata: dict[str, str], ctx: 
             row = dict(element) if isinstance(element, dict) else {"value": element}
             row.update(extra)
             row["sourceindex"] = index
-            lines.append(_dumps(row))
+            lines.append(jsoncodec.line(row))
         writer.write_many(resolution.dataset_id, partition, lines)  # one write per file, not per row
         outcome.rows[resolution.dataset_id] = outcome.rows.get(resolution.dataset_id, 0) + len(elements)
     if errors:
@@ -336,7 +354,7 @@ def _ingest_export(archive: SafeArchive, metadata: dict[str, str], ctx: IngestCo
                 raise InvalidArchive(f"{member} line {number + 1} is not a JSON object", {member: [f"line {number + 1} is not a JSON object"]})
             row.update(extra)
             row["sourceindex"] = number
-            lines.append(_dumps(row))
+            lines.append(jsoncodec.line(row))
             count += 1
             if len(lines) >= EXPORT_WRITE_BATCH:  # bounded memory for any file size
                 writer.write_many(dataset_id, partition, lines)
@@ -423,7 +441,8 @@ def ingest_archive(inp: ArchiveInput, ctx: IngestContext, writer: PartWriter, op
         opened, raw_metadata = opening.result() if opening is not None else open_archive(inp)
         metadata = {str(k).lower(): str(v) for k, v in raw_metadata.items()}
         outcome.record_id = metadata.get("recordid")
-        with opened as stream:
+        with opened:
+            stream = in_memory_if_small(opened)
             identity = outcome.identity = archive_identity(stream, metadata)
             if identity in ctx.already_ingested:
                 outcome.status, outcome.reason = SKIPPED, "already ingested: the same archive and metadata are in the ingest ledger"
@@ -444,6 +463,8 @@ def ingest_archive(inp: ArchiveInput, ctx: IngestContext, writer: PartWriter, op
         return invalid(error.reason, error.errors or None)
     except FileNotFoundError as error:
         return invalid(f"archive not found: {error}")
+    except UnreadableMetadata as error:
+        return invalid(f"unreadable Bridge metadata: {error}")
     if not outcome.rows:
         writer.rollback(token)
         outcome.status = SKIPPED

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from . import layout
+from . import jsoncodec, layout
 from .sinks import InvalidSink
 from .storage import Storage
 
@@ -157,7 +157,7 @@ def load_ledger(storage: Storage) -> IngestLedger:
             if info.key.endswith(LEDGER_LINES) and info.key not in indexed:
                 for line in storage.read_bytes(info.key).splitlines():
                     if line.strip():
-                        yield IngestLedger.digest(json.loads(line)["identity"])
+                        yield IngestLedger.digest(jsoncodec.parse(line)["identity"])
 
     return IngestLedger.of_digests(chunks())
 
@@ -187,10 +187,6 @@ def run_records_key(run_id: str) -> str:
 
 def run_parts_key(run_id: str) -> str:
     return layout.join_key(layout.REPORTS_PREFIX, f"{run_id}.parts.jsonl")
-
-
-def _line(value: dict) -> bytes:
-    return (json.dumps(value, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
 
 
 @dataclass
@@ -249,13 +245,13 @@ class OutcomeSpool:
             record["files_skipped"] = outcome.files_skipped
         if outcome.invalid_entry is not None:
             record["invalid_entry"] = outcome.invalid_entry
-        self._outcomes.write(_line(record))
+        self._outcomes.write(jsoncodec.line(record))
         self._written += 1
 
     def add_part(self, part) -> None:
         """A part file the task published (as the part writer publishes it)."""
         self.tally.count_part(part.dataset_id)
-        self._parts.write(_line({"dataset": part.dataset_id, "partition": dict(part.partition), "key": part.key, "rows": part.rows, "size": part.size}))
+        self._parts.write(jsoncodec.line({"dataset": part.dataset_id, "partition": dict(part.partition), "key": part.key, "rows": part.rows, "size": part.size}))
         self._parts_written += 1
 
     def finish(self, storage: Storage) -> TaskResult:
@@ -288,7 +284,7 @@ def iter_json_lines(storage: Storage, key: str) -> Iterator[dict]:
     with storage.open_read(key) as stream:
         for line in stream:
             if line.strip():
-                yield json.loads(line)
+                yield jsoncodec.parse(line)
 
 
 def read_run_records(storage: Storage, run_id: str) -> Iterator[dict]:
@@ -308,7 +304,7 @@ class _LocalLines:
         self.count = 0
 
     def write(self, value: dict) -> None:
-        self.append(_line(value))
+        self.append(jsoncodec.line(value))
 
     def append(self, data: bytes) -> None:
         self.stream.write(data)

@@ -8,10 +8,11 @@ move each other's offset or the writer's.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from collections.abc import Iterator
+
+from . import jsoncodec
 
 # A block becomes a list of lines at once: at 1 MiB, a listing of 100,000s of
 # archives held ~3 MiB of line objects per worker while a block was read.
@@ -37,7 +38,7 @@ class JsonLinesSpool:
         self._count = 0
 
     def append(self, value) -> None:
-        self._file.write(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n")
+        self._file.write(jsoncodec.line(value))
         self._count += 1
 
     def __len__(self) -> int:
@@ -45,7 +46,7 @@ class JsonLinesSpool:
 
     def __iter__(self) -> Iterator:
         self._file.flush()
-        return (json.loads(line) for line in read_lines(self._file.fileno()))
+        return (jsoncodec.parse(line) for line in read_lines(self._file.fileno()))
 
     def close(self) -> None:
         self._file.close()

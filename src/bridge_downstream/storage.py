@@ -9,6 +9,7 @@ old object or the new one, never a torn one.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -18,6 +19,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
+
+
+class UnreadableMetadata(ValueError):
+    """An object's metadata that cannot be read (locally: a damaged sidecar file)."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,11 @@ class Storage(Protocol):
     def write_bytes(self, key: str, data: bytes, metadata: dict[str, str] | None = None) -> None: ...
 
     def upload_file(self, local_path: str, key: str) -> None: ...
+
+    def move_in(self, local_path: str, key: str) -> None:
+        """``upload_file`` for a local file the caller is done with: the file
+        is gone afterwards (locally it is renamed into place when it can be)."""
+        ...
 
     def exists(self, key: str) -> bool: ...
 
@@ -115,10 +125,11 @@ class LocalStorage:
         return "file://" + self._checked(key)
 
     def read_bytes(self, key: str) -> bytes:
-        return self.path(key).read_bytes()
+        with open(self._checked(key), "rb") as stream:
+            return stream.read()
 
     def open_read(self, key: str) -> BinaryIO:
-        return open(self.path(key), "rb")
+        return open(self._checked(key), "rb")
 
     def write_bytes(self, key: str, data: bytes, metadata: dict[str, str] | None = None) -> None:
         self._atomic_write(self.path(key), data)
@@ -135,6 +146,17 @@ class LocalStorage:
         os.close(fd)
         shutil.copyfile(local_path, tmp)
         os.replace(tmp, target)
+
+    def move_in(self, local_path: str, key: str) -> None:
+        target = self._checked(key)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        try:
+            os.replace(local_path, target)  # atomic, and no copy
+        except OSError as error:
+            if error.errno != errno.EXDEV:
+                raise
+            self.upload_file(local_path, key)  # another file system: copy, then remove
+            os.unlink(local_path)
 
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
@@ -167,13 +189,24 @@ class LocalStorage:
     def metadata(self, key: str) -> dict[str, str]:
         import json
 
-        sidecar = self.path(key + self.METADATA_SUFFIX)
-        if not sidecar.is_file():
+        sidecar = self._checked(key + self.METADATA_SUFFIX)
+        try:
+            with open(sidecar, "rb") as stream:
+                text = stream.read()
+        except (FileNotFoundError, IsADirectoryError):
             return {}
-        return {str(k).lower(): str(v) for k, v in json.loads(sidecar.read_text()).items()}
+        name = os.path.basename(sidecar)
+        try:
+            values = json.loads(text)
+        except ValueError as error:  # not UTF-8, or not JSON
+            raise UnreadableMetadata(f"{name} is not JSON ({error})") from error
+        if not isinstance(values, dict):
+            raise UnreadableMetadata(f"{name} is not a JSON object of metadata names and values")
+        return {str(k).lower(): str(v) for k, v in values.items()}
 
     def open_read_with_metadata(self, key: str) -> tuple[BinaryIO, dict[str, str]]:
-        return self.open_read(key), self.metadata(key)
+        metadata = self.metadata(key)  # first: a damaged sidecar leaves no file open
+        return self.open_read(key), metadata
 
     @staticmethod
     def _atomic_write(target: Path, data: bytes) -> None:

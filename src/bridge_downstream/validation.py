@@ -9,10 +9,10 @@ pipeline rules -- configuration, not code.
 from __future__ import annotations
 
 import posixpath
-import re
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from referencing.exceptions import Unresolvable
 
@@ -49,17 +49,17 @@ def _error_text(error) -> str:
     return f"{error.message} (at /{location})" if location else error.message
 
 
-_FORMAT_LOCALS = re.compile(r'("(?:[^"\\]|\\.)*")\.format\(\*\*locals\(\)\)')
-_ENTRY = re.compile(r"^def (\w+)\(data", re.MULTILINE)
-_FAST_VALIDATORS: weakref.WeakKeyDictionary[SchemaRegistry, dict[str, Callable | None]] = weakref.WeakKeyDictionary()
+_FAST_VALIDATORS: weakref.WeakKeyDictionary[SchemaRegistry, dict[str, Callable[[Any], bool] | None]] = weakref.WeakKeyDictionary()
+_FAST_REGISTRIES: weakref.WeakKeyDictionary[SchemaRegistry, Any] = weakref.WeakKeyDictionary()
 
 
-def _compile_fast(registry: SchemaRegistry, schema_id: str) -> Callable | None:
-    """A compiled (fastjsonschema) validator whose $refs resolve in the registry
-    only, or None when the schema cannot be compiled (jsonschema alone is used)."""
+def _compile_fast(registry: SchemaRegistry, schema_id: str) -> Callable[[Any], bool] | None:
+    """A compiled validator (jsonschema-rs) whose $refs resolve in the registry
+    only -- never over the network -- for the draft jsonschema chose, or None
+    when the schema cannot be compiled (jsonschema alone decides then)."""
     try:
-        import fastjsonschema
-    except ImportError:  # pragma: no cover - an optional speed-up
+        import jsonschema_rs
+    except ImportError:  # pragma: no cover - a declared dependency; without it every file takes the slow path
         return None
 
     def retrieve(uri: str):
@@ -69,27 +69,24 @@ def _compile_fast(registry: SchemaRegistry, schema_id: str) -> Callable | None:
         return schema
 
     try:
-        code = fastjsonschema.compile_to_code(
+        if registry not in _FAST_REGISTRIES:
+            _FAST_REGISTRIES[registry] = jsonschema_rs.Registry(list(registry.schemas.items()), retriever=retrieve)
+        # The same draft as jsonschema's (registry.validator), whatever $schema says.
+        draft_class = getattr(jsonschema_rs, type(registry.validator(schema_id)).__name__)
+        compiled = draft_class(
             registry.schemas[schema_id],
-            handlers={"http": retrieve, "https": retrieve},
-            use_default=False,  # never fill defaults into the document
-            use_formats=False,  # jsonschema checks no formats either (no format checker)
-            detailed_exceptions=False,
+            registry=_FAST_REGISTRIES[registry],
+            retriever=retrieve,
+            validate_formats=False,  # jsonschema checks no formats either (no format checker)
         )
-        # Only "valid or not" is used, never the fast path's messages: drop the
-        # per-error str.format(**locals()) that dominates rejected oneOf branches.
-        code = _FORMAT_LOCALS.sub(r"\1", code)
-        entry = _ENTRY.search(code)
-        if entry is None:
-            return None
-        namespace: dict = {}
-        exec(compile(code, f"<fastjsonschema {schema_id}>", "exec"), namespace)  # noqa: S102 - code generated from our own registry
-        return namespace[entry.group(1)]
+        return compiled.is_valid
     except Exception:  # noqa: BLE001 - any compile failure: fall back to jsonschema
         return None
 
 
-def fast_validator(registry: SchemaRegistry, schema_url: str) -> Callable | None:
+def fast_validator(registry: SchemaRegistry, schema_url: str) -> Callable[[Any], bool] | None:
+    """``document -> True`` when the document is valid for certain (see
+    :func:`validate_document`); None when the schema has no fast validator."""
     cache = _FAST_VALIDATORS.setdefault(registry, {})
     schema_id = registry.schema_id_for(schema_url)
     if schema_id is None:
@@ -109,17 +106,14 @@ def compile_validators(registry: SchemaRegistry) -> int:
 def validate_document(registry: SchemaRegistry, schema_url: str, document) -> list[str]:
     """Up to MAX_ERRORS_PER_FILE messages, most relevant first.
 
-    Fast path: a compiled validator accepts the document -> valid. Anything
-    else (it rejects, or cannot decide) -> jsonschema validates and writes the
-    messages, so messages are exactly jsonschema's whatever the fast path says.
+    Fast path: a compiled validator (jsonschema-rs) accepts the document ->
+    valid. Otherwise jsonschema validates and writes the messages, so
+    messages -- and the accepted deviations matched against them -- are
+    exactly jsonschema's whatever the fast path says.
     """
     fast = fast_validator(registry, schema_url)
-    if fast is not None:
-        try:
-            fast(document)
-            return []
-        except Exception:  # noqa: BLE001,S110 - rejected or undecided: jsonschema decides
-            pass
+    if fast is not None and fast(document):
+        return []
     return validate_document_slow(registry, schema_url, document)
 
 

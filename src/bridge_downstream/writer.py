@@ -209,8 +209,7 @@ class PartWriter:
         self.on_published(written)
 
     def _upload(self, path: str, key: str) -> None:
-        self.storage.upload_file(path, key)
-        os.unlink(path)
+        self.storage.move_in(path, key)
 
     def publish(self) -> int:
         """Publish every staged part file and wait for all uploads; returns the

@@ -89,6 +89,10 @@ class S3Storage:
         extra = {"Metadata": metadata} if metadata else {}
         self.client.put_object(Bucket=self.bucket, Key=self.full_key(key), Body=data, **extra)
 
+    def move_in(self, local_path: str, key: str) -> None:
+        self.upload_file(local_path, key)
+        os.unlink(local_path)
+
     def upload_file(self, local_path: str, key: str) -> None:
         if os.path.getsize(local_path) < MULTIPART_THRESHOLD:
             # One PUT: the managed transfer starts a thread pool per call, which

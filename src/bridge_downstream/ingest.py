@@ -235,7 +235,9 @@ def _ingest_bridge_archive(archive: SafeArchive, metadata: dict[str, str], ctx: 
     except ValueError:
         raise InvalidArchive(f"Bridge metadata uploadedon {metadata['uploadedon']!r} is not an ISO 8601 timestamp")
     app_id = metadata.get("appid") or ctx.app_id or profile.app_id or ""
-    self_refs = self_referenced_schemas(archive.read_json("metadata.json")) if archive.has("metadata.json") else {}
+    # metadata.json names the schemas of the other files, and is a data file itself: read once.
+    metadata_document = archive.read_json("metadata.json") if archive.has("metadata.json") else None
+    self_refs = self_referenced_schemas(metadata_document)
     validate = not registry.is_legacy_assessment(assessment_id, revision)
     partition = (("assessmentid", assessment_id), ("year", uploaded.year), ("month", uploaded.month), ("day", uploaded.day))
     enrichment = {
@@ -258,7 +260,7 @@ def _ingest_bridge_archive(archive: SafeArchive, metadata: dict[str, str], ctx: 
             # Interned: one string per distinct name/reason, also after pickling to the parent.
             outcome.files_skipped.append({"file": sys.intern(member), "reason": sys.intern(resolution.reason)})
             continue
-        document = archive.read_json(member)
+        document = metadata_document if member == "metadata.json" else archive.read_json(member)
         if validate and resolution.schema_url and registry.schema(resolution.schema_url) is not None:
             remaining = drop_accepted_deviations(
                 {member: validate_document(registry, resolution.schema_url, document)},

@@ -319,6 +319,23 @@ def test_a_spooled_listing_ingests_like_a_list(registry, sample_run, tmp_path):
         ArchiveListing(LocalStorage(folder), ["b.zip", "a.zip"])
 
 
+def test_listing_views_start_reading_at_the_nearest_mark(tmp_path, monkeypatch):
+    # A task's later segments are views far into the listing: each reads from
+    # the offset noted for the nearest earlier mark, not from the first key.
+    monkeypatch.setattr(ArchiveListing, "MARK_EVERY", 3)
+    keys = [f"{i:03d}-{'x' * (i % 5)}.zip" for i in range(20)]  # keys of different lengths
+    listing = ArchiveListing(LocalStorage(tmp_path), keys)
+    for view, expected in [(listing, keys), (listing[1::2], keys[1::2]), (listing[1::2][4:7], keys[1::2][4:7]),
+                           (listing[9:], keys[9:]), (listing[17:18], keys[17:18]), (listing[0::7], keys[0::7]), (listing[19:], keys[19:])]:
+        assert [inp.key for inp in view] == expected
+    read_from = []
+    real_read_lines = ArchiveListing.__iter__.__globals__["read_lines"]
+    monkeypatch.setitem(ArchiveListing.__iter__.__globals__, "read_lines",
+                        lambda fd, start=0: read_from.append(start) or real_read_lines(fd, start=start))
+    assert [inp.key for inp in listing[10:12]] == keys[10:12]
+    assert read_from == [sum(len(key) + 1 for key in keys[:9])]  # keys 9, 10, 11: the mark of key 9
+
+
 def test_local_listing_is_in_key_order_folder_by_folder(tmp_path):
     # "a.zip" < "a/x.zip" < "a0.zip" as keys ("." < "/" < "0"), though "a" < "a.zip" as names.
     names = ["a0.zip", "a/x.zip", "a.zip", "a-b/y.zip", "a/b/z.zip", "b.zip", "a/.tmp-upload", "A.zip"]

@@ -59,3 +59,24 @@ def test_every_real_taskdata_document(tmp_path):
         slow = validate_document_slow(registry, TASKDATA_URL, document)
         assert validate_document(registry, TASKDATA_URL, document) == slow, path.name
         assert fast(document) == (slow == []), path.name
+
+
+def test_compiled_validators_do_not_keep_their_registry_alive(tmp_path):
+    # They are cached per registry, weakly: a process that loads a new
+    # registry version must not keep every old one and its validators.
+    import gc
+    import weakref
+
+    from bridge_downstream import validation
+
+    registry = build_sample_registry(tmp_path / "reg")
+    gc.collect()  # registries other tests left behind go now, not during this test
+    cached_before = len(validation._FAST_VALIDATORS)
+    assert validation.compile_validators(registry) == 4
+    assert fast_validator(registry, f"{SAMPLE_BASE}/v1/MotionRecord.json")([{"stepPath": "a", "timestamp": 1}]) is True
+    assert len(validation._FAST_VALIDATORS) == cached_before + 1
+    alive = weakref.ref(registry)
+    del registry
+    gc.collect()
+    assert alive() is None
+    assert len(validation._FAST_VALIDATORS) == cached_before

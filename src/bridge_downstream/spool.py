@@ -19,10 +19,11 @@ from . import jsoncodec
 _BLOCK = 1 << 16
 
 
-def read_lines(fd: int, block: int = _BLOCK) -> Iterator[bytes]:
-    """Every newline-terminated line of the file ``fd``, from its start, without
-    the newline; reads at positions, so the descriptor's offset is untouched."""
-    offset, rest = 0, b""
+def read_lines(fd: int, block: int = _BLOCK, start: int = 0) -> Iterator[bytes]:
+    """Every newline-terminated line of the file ``fd`` from byte ``start`` (a
+    line's start), without the newline; reads at positions, so the
+    descriptor's offset is untouched."""
+    offset, rest = start, b""
     while chunk := os.pread(fd, block, offset):
         offset += len(chunk)
         lines = (rest + chunk).split(b"\n")

@@ -62,8 +62,14 @@ def _compile_fast(registry: SchemaRegistry, schema_id: str) -> Callable[[Any], b
     except ImportError:  # pragma: no cover - a declared dependency; without it every file takes the slow path
         return None
 
+    # Every schema by $id and by alias. The retriever holds this, not the
+    # registry: the compiled validators are cached per registry (weakly), and
+    # must not keep it alive.
+    known = dict(registry.schemas)
+    known.update((alias, registry.schemas[target]) for alias, target in registry.aliases.items() if target in registry.schemas)
+
     def retrieve(uri: str):
-        schema = registry.schema(uri.split("#", 1)[0])
+        schema = known.get(uri.split("#", 1)[0])
         if schema is None:
             raise LookupError(f"{uri} is not in the registry")
         return schema

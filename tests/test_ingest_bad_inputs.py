@@ -199,6 +199,7 @@ def test_incomplete_sidecar(registry, tmp_path):
     [
         (b'{"recordid": "bad-1",', "unreadable Bridge metadata: bad.zip.metadata.json is not JSON"),
         (b'["recordid", "bad-1"]', "unreadable Bridge metadata: bad.zip.metadata.json is not a JSON object"),
+        (b'{"recordid": "bad-\\ud800"}', "unreadable Bridge metadata: bad.zip.metadata.json is not JSON (no low surrogate in string"),
     ],
 )
 def test_damaged_sidecar(registry, tmp_path, sidecar, reason):

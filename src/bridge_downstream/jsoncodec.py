@@ -1,12 +1,12 @@
 """JSON documents in, JSON lines out: the one codec of the ingest stage.
 
 Parsing is strict RFC 8259 JSON (orjson): ``NaN`` and ``Infinity``, numbers
-too large for a double and unpaired UTF-16 surrogate escapes are refused, so
-a file that Python's ``json`` would accept but Spark, Arrow and Athena could
-not read (or would read differently) fails ingest with its reason instead of
-failing a publish later. Integers outside the 64-bit range are read as
-doubles, as Spark and Arrow would read them. Lines are compact UTF-8 JSON
-with a newline. orjson does both several times faster than ``json``, which
+too large for a double and unpaired UTF-16 surrogate escapes are refused.
+Python's ``json`` takes them, but they are not JSON, and the rows' readers
+(the publish engines, Athena) need not read them, or not the same way: the
+file fails ingest with its reason instead of a publish failing later.
+Integers outside the 64-bit range, which no table column holds as integers,
+are read as doubles. Lines are compact UTF-8 JSON with a newline. orjson does both several times faster than ``json``, which
 for small uploads is a large share of ingest's CPU (docs/benchmarks.md).
 """
 

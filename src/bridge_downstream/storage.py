@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 
+from . import jsoncodec
+
 
 class UnreadableMetadata(ValueError):
     """An object's metadata that cannot be read (locally: a damaged sidecar file)."""
@@ -187,8 +189,6 @@ class LocalStorage:
         self.upload_file(str(self.path(source_key)), dest_key)
 
     def metadata(self, key: str) -> dict[str, str]:
-        import json
-
         sidecar = self._checked(key + self.METADATA_SUFFIX)
         try:
             with open(sidecar, "rb") as stream:
@@ -197,7 +197,7 @@ class LocalStorage:
             return {}
         name = os.path.basename(sidecar)
         try:
-            values = json.loads(text)
+            values = jsoncodec.parse(text)  # strict: an unpaired surrogate could not be written out again
         except ValueError as error:  # not UTF-8, or not JSON
             raise UnreadableMetadata(f"{name} is not JSON ({error})") from error
         if not isinstance(values, dict):

@@ -44,7 +44,7 @@ from bridge_downstream.profiles import Profile
 from bridge_downstream.registry import SchemaRegistry
 from bridge_downstream.resolution import resolve_file, self_referenced_schemas
 from bridge_downstream.storage import Storage
-from bridge_downstream.validation import drop_accepted_deviations, validate_document_slow
+from bridge_downstream.validation import accepted_messages, drop_accepted_deviations, validate_document_slow
 
 
 def _open_member(inp: ArchiveInput, member: str):
@@ -79,15 +79,17 @@ def _ingest_one(inp: ArchiveInput, registry: SchemaRegistry, profile: Profile, o
     errors: dict[str, list[str]] = {}
     for member, resolution in resolved.items():
         if validate and resolution.schema_url and registry.schema(resolution.schema_url) is not None:
-            remaining = drop_accepted_deviations(
-                {member: validate_document_slow(registry, resolution.schema_url, _open_member(inp, member))},
+            accepted = accepted_messages(
                 registry.rules.accepted_deviations,
+                member,
                 app_id=app_id,
                 client_info=metadata.get("clientinfo", ""),
                 assessment_id=assessment_id,
                 file_aliases=registry.rules.file_aliases,
             )
-            errors.update(remaining)
+            messages = validate_document_slow(registry, resolution.schema_url, _open_member(inp, member), accepted)
+            if messages:
+                errors[member] = messages
     if errors:
         raise InvalidArchive(f"failed validation: {', '.join(sorted(errors))}", errors)
     # 3. write: opens the archive again for every file; one object per record and file

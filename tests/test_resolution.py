@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from bridge_downstream.resolution import resolve_file
@@ -54,3 +56,35 @@ def test_unmapped_file_is_skipped_with_a_reason(registry):
     assert info.reason == (
         "no schema for 'info.json' in the archive map (assessment number-match revision 1, app sample-app) and no legacy dataset mapping"
     )
+
+
+def test_answers_are_kept_per_registry_and_bounded(registry, tmp_path, monkeypatch):
+    # Answers are remembered (a batch asks the same questions of every
+    # archive), but per registry: another registry version answers for itself.
+    from bridge_downstream import resolution
+    from bridge_downstream.registry import SchemaRegistry, build_registry
+    from support import SAMPLE_REGISTRY_SOURCE
+
+    assert resolve(registry, "taskData.json", revision=1).dataset_id == "TaskData_v1"
+    self_referenced = resolve(registry, "taskData.json", revision=1, self_refs={"taskData.json": f"{BASE}/v2/TaskData.json"})
+    assert self_referenced.dataset_id == "TaskData_v2"  # not the answer kept for the same name without it
+    mapping = json.loads((SAMPLE_REGISTRY_SOURCE / "schema-mapping.json").read_text())
+    mapping = {url: f"{dataset}_renamed" for url, dataset in mapping.items()}
+    (tmp_path / "schema-mapping.json").write_text(json.dumps(mapping))
+    build_registry(
+        archive_map=SAMPLE_REGISTRY_SOURCE / "archive-map.json",
+        schema_dirs=[SAMPLE_REGISTRY_SOURCE / "schemas"],
+        schema_mapping=tmp_path / "schema-mapping.json",
+        dataset_mapping=SAMPLE_REGISTRY_SOURCE / "dataset-mapping.json",
+        pipeline_rules=SAMPLE_REGISTRY_SOURCE / "pipeline-rules.json",
+        out=tmp_path / "renamed",
+    )
+    renamed = SchemaRegistry.load(tmp_path / "renamed")
+    assert resolve(renamed, "taskData.json", revision=1).dataset_id == "TaskData_v1_renamed"
+    assert resolve(registry, "taskData.json", revision=1).dataset_id == "TaskData_v1"
+    # Member names come from uploads: what is kept stays bounded.
+    monkeypatch.setattr(resolution, "RESOLUTIONS_KEPT", 10)
+    for number in range(25):
+        assert resolve(registry, f"unknown-{number}.json").skipped
+    assert len(resolution._RESOLUTIONS[registry]) <= 10
+    assert resolve(registry, "taskData.json", revision=1).dataset_id == "TaskData_v1"

@@ -8,6 +8,7 @@ import zipfile
 
 import pytest
 
+from bridge_downstream import validation
 from bridge_downstream.validation import fast_validator, validate_document, validate_document_slow
 from conftest import shared_path
 from support import SAMPLES, TASKDATA_URL, build_real_registry, build_sample_registry
@@ -44,7 +45,7 @@ def test_validators_compiled_up_front_are_the_ones_used(tmp_path, monkeypatch):
     compiled = dict(validation._FAST_VALIDATORS[registry])
     monkeypatch.setattr(validation, "_compile_fast", lambda *a: pytest.fail("compiled again"))
     url = f"{SAMPLE_BASE}/v1/TaskData.json"
-    assert fast_validator(registry, url) is compiled[registry.schema_id_for(url)]
+    assert fast_validator(registry, url) == compiled[registry.schema_id_for(url)].is_valid
 
 
 @pytest.mark.shared_data
@@ -80,3 +81,97 @@ def test_compiled_validators_do_not_keep_their_registry_alive(tmp_path):
     gc.collect()
     assert alive() is None
     assert len(validation._FAST_VALIDATORS) == cached_before
+
+
+MOTION_URL = f"{SAMPLE_BASE}/v1/MotionRecord.json"
+TASK_V1_URL = f"{SAMPLE_BASE}/v1/TaskData.json"
+NO_STEP_PATH = "'stepPath' is a required property"
+
+
+def _motion(samples: int) -> list[dict]:
+    return [{"timestamp": float(i), "sensorType": "gyro", "x": 0.1, "y": 0.2, "z": 0.3} for i in range(samples)]
+
+
+def test_accepted_deviations_never_hide_an_error(tmp_path):
+    # An old client leaves stepPath out of every sample: accepted. More errors
+    # than the per-file cap are accepted ones, and the one that is not comes
+    # after them: it must still fail the file.
+    registry = build_sample_registry(tmp_path / "reg")
+    document = _motion(12)
+    assert validate_document(registry, MOTION_URL, document, lambda: (NO_STEP_PATH,)) == []
+    assert validate_document_slow(registry, MOTION_URL, document, (NO_STEP_PATH,)) == []
+    document[11]["timestamp"] = "late"
+    expected = ["'late' is not of type 'number' (at /11/timestamp)"]
+    assert validate_document(registry, MOTION_URL, document, lambda: (NO_STEP_PATH,)) == expected
+    assert validate_document_slow(registry, MOTION_URL, document, (NO_STEP_PATH,)) == expected
+    # Nothing accepted: the first MAX_ERRORS_PER_FILE errors, all about stepPath.
+    unaccepted = validate_document(registry, MOTION_URL, document)
+    assert len(unaccepted) == validation.MAX_ERRORS_PER_FILE and unaccepted[0] == f"{NO_STEP_PATH} (at /0)"
+
+
+def _faulty_task(rng) -> dict:
+    steps = []
+    for number in range(rng.randint(1, 6)):
+        step = {"identifier": f"s{number}", "responseTime": rng.choice([0.5, 2, -1, "fast"]), "interactions": []}
+        for _ in range(rng.randint(0, 3)):
+            step["interactions"].append(rng.choice([{"controlEvent": "tap", "timestamp": "t"}, {"timestamp": "t"}, {"controlEvent": 3}]))
+        if rng.random() < 0.3:
+            del step["identifier"]
+        steps.append(step)
+    task = {"taskIdentifier": rng.choice(["dccs", 7]), "steps": steps}
+    if rng.random() < 0.1:
+        del task["taskIdentifier"]
+    return task
+
+
+def _faulty_motion(rng) -> list:
+    samples = _motion(rng.randint(1, 30))
+    for sample in samples:
+        if rng.random() < 0.8:
+            sample["stepPath"] = "a/b"
+        if rng.random() < 0.05:
+            sample["sensorType"] = "barometer"
+        if rng.random() < 0.05:
+            sample["timestamp"] = "late"
+    if rng.random() < 0.05:
+        samples.append("not a sample")
+    return samples
+
+
+ACCEPTABLE = {
+    MOTION_URL: [NO_STEP_PATH, "'late' is not of type 'number'", "'barometer' is not one of ['accelerometer', 'gyro', 'magnetometer']"],
+    TASK_V1_URL: [
+        "'identifier' is a required property",
+        "-1 is less than the minimum of 0",
+        "'fast' is not of type 'number'",
+        "'controlEvent' is a required property",
+        "3 is not of type 'string'",
+    ],
+}
+
+
+def test_accepted_deviations_are_decided_as_jsonschema_decides(tmp_path, monkeypatch):
+    # Documents with random faults (through $refs, in arrays, at the top) and
+    # random sets of accepted messages: the verdict and the messages are
+    # jsonschema's whether or not the jsonschema-rs shortcut decided.
+    import random
+
+    registry = build_sample_registry(tmp_path / "reg")
+    decided = []
+    shortcut = validation._only_accepted_errors
+    monkeypatch.setattr(validation, "_only_accepted_errors", lambda *args: decided.append(shortcut(*args)) or decided[-1])
+    rng = random.Random(20261124)
+    for _ in range(400):
+        url = rng.choice(sorted(ACCEPTABLE))
+        document = _faulty_motion(rng) if url == MOTION_URL else _faulty_task(rng)
+        accepted = tuple(rng.sample(ACCEPTABLE[url], rng.randint(1, len(ACCEPTABLE[url]))))
+        expected = validate_document_slow(registry, url, document, accepted)
+        assert validate_document(registry, url, document, lambda accepted=accepted: accepted) == expected, (document, accepted)
+        everything = [m for m in (_all_messages(registry, url, document)) if not validation.is_accepted(m, accepted)]
+        assert expected == everything[: validation.MAX_ERRORS_PER_FILE]
+    # Both answers came up, so both were compared.
+    assert decided.count(True) > 50 and decided.count(False) > 50
+
+
+def _all_messages(registry, url, document) -> list[str]:
+    return [validation._error_text(e.message, e.absolute_path) for e in registry.validator(url).iter_errors(document)]

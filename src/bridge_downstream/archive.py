@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import posixpath
+import struct
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -33,6 +34,19 @@ class ArchiveLimits:
 # CRC, damaged deflate data (zlib.error, not an OSError), encryption, an
 # unsupported method, data that ends early.
 _INFLATE_ERRORS = (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, OSError, EOFError, ValueError)
+
+
+def _inflate(compressed: bytes, size: int) -> bytes | None:
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate, as in ZIP
+    member = inflater.decompress(compressed, size + 1)  # never more than declared (+1 to tell)
+    return member if inflater.eof else None
+
+
+_INFLATERS = {zipfile.ZIP_STORED: lambda compressed, size: compressed, zipfile.ZIP_DEFLATED: _inflate}
+_LOCAL_HEADER = struct.Struct(zipfile.structFileHeader)
+_FLAG_UTF8_NAME = 0x800
+# Encrypted, compressed patched data, strong encryption: zipfile refuses these, with its reason.
+_FLAGS_ZIPFILE_DECIDES = 0x1 | 0x20 | 0x40
 
 
 class ArchiveError(Exception):
@@ -81,6 +95,9 @@ class SafeArchive:
             infos = self.zip.infolist()
         except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as error:
             raise ArchiveError("corrupt-archive", f"not a readable ZIP archive ({error})") from error
+        # An archive in memory (most uploads) has its members read from these
+        # bytes directly (:meth:`_read_verified`); BytesIO shares them, no copy.
+        self._bytes = stream.getvalue() if isinstance(stream, io.BytesIO) else None
         self.members = [info for info in infos if not info.is_dir()]
         if not self.members:
             raise ArchiveError("empty-archive", "the archive holds no files")
@@ -138,11 +155,52 @@ class SafeArchive:
         past its declared size fails here as corrupt, having inflated no more
         than the limits allow. (:meth:`open` streams a member of any size.)"""
         info = self.zip.getinfo(name)
+        verified = self._read_verified(info)
+        if verified is not None:
+            return verified
         try:
             with self.zip.open(info) as member:
                 return member.read(info.file_size + 1)
         except _INFLATE_ERRORS as error:
             raise ArchiveError("corrupt-archive", f"member {name!r} cannot be read ({error})", name) from error
+
+    def _read_verified(self, info: zipfile.ZipInfo) -> bytes | None:
+        """The member's bytes straight from an archive in memory, or None to
+        let zipfile read it.
+
+        For a small upload, zipfile's per-member set-up (a shared file
+        handle, a local header read, a decompressing stream) costs more than
+        inflating the member. Here the member's compressed bytes are
+        inflated in one call, with the sizes, offsets and CRC zipfile read
+        from the central directory. Bytes are returned only when everything
+        zipfile checks holds -- the local header's signature and name, no
+        encryption, a stored or deflated member, the declared size and the
+        CRC -- so they are the bytes zipfile would return. Anything else
+        (None) goes to zipfile, which reads it or says why it cannot."""
+        data = self._bytes
+        if data is None or info.flag_bits & _FLAGS_ZIPFILE_DECIDES or info.compress_type not in _INFLATERS:
+            return None
+        offset = info.header_offset
+        try:
+            header = _LOCAL_HEADER.unpack_from(data, offset)
+        except struct.error:
+            return None
+        signature, flags, name_length, extra_length = header[0], header[3], header[10], header[11]
+        start = offset + _LOCAL_HEADER.size
+        name = data[start : start + name_length].decode("utf-8" if flags & _FLAG_UTF8_NAME else "cp437", "replace")
+        if signature != zipfile.stringFileHeader or name != info.orig_filename:
+            return None
+        start += name_length + extra_length
+        compressed = data[start : start + info.compress_size]
+        if len(compressed) != info.compress_size:
+            return None
+        try:
+            member = _INFLATERS[info.compress_type](compressed, info.file_size)
+        except zlib.error:
+            return None
+        if member is None or len(member) != info.file_size or zlib.crc32(member) != info.CRC:
+            return None
+        return member
 
     def read_json(self, name: str):
         return parse_json_document(self.read_bytes(name), name)

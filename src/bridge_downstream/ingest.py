@@ -14,6 +14,7 @@ from __future__ import annotations
 import array
 import copy
 import csv
+import functools
 import gc
 import hashlib
 import io
@@ -54,8 +55,8 @@ from .spool import read_lines
 from .storage import Storage, UnreadableMetadata
 from .validation import (
     ValidationResult,
+    accepted_messages,
     compile_validators,
-    drop_accepted_deviations,
     validate_document,
 )
 from .writer import PartWriter, StagedParts
@@ -270,28 +271,29 @@ def _ingest_bridge_archive(archive: SafeArchive, metadata: dict[str, str], ctx: 
             continue
         document = metadata_document if member == "metadata.json" else archive.read_json(member)
         if validate and resolution.schema_url and registry.schema(resolution.schema_url) is not None:
-            remaining = drop_accepted_deviations(
-                {member: validate_document(registry, resolution.schema_url, document)},
+            accepted = functools.partial(
+                accepted_messages,
                 registry.rules.accepted_deviations,
+                member,
                 app_id=app_id,
                 client_info=metadata.get("clientinfo", ""),
                 assessment_id=assessment_id,
                 file_aliases=registry.rules.file_aliases,
             )
-            if remaining:
-                errors.update(remaining)
+            messages = validate_document(registry, resolution.schema_url, document, accepted)
+            if messages:
+                errors[member] = messages
                 continue
         extra = dict(enrichment)
         if resolution.dataset_id in profile.record_metadata_datasets:
             extra.update(metadata)
         extra["sourcefile"] = member
         elements = document if isinstance(document, list) else [document]
-        lines = []
-        for index, element in enumerate(elements):
-            row = dict(element) if isinstance(element, dict) else {"value": element}
-            row.update(extra)
-            row["sourceindex"] = index
-            lines.append(jsoncodec.line(row))
+        encode = jsoncodec.line
+        lines = [
+            encode({**(element if isinstance(element, dict) else {"value": element}), **extra, "sourceindex": index})
+            for index, element in enumerate(elements)
+        ]
         writer.write_many(resolution.dataset_id, partition, lines)  # one write per file, not per row
         outcome.rows[resolution.dataset_id] = outcome.rows.get(resolution.dataset_id, 0) + len(elements)
     if errors:

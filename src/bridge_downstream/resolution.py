@@ -18,6 +18,7 @@ other: every row carries ``sourcefile``).
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -82,6 +83,13 @@ def self_referenced_schemas(archive_metadata: object) -> dict[str, str]:
     return found
 
 
+# Resolutions already made, per registry (a registry does not change once
+# loaded): a batch asks the same few questions for every archive. Bounded,
+# because member names come from the uploads.
+_RESOLUTIONS: weakref.WeakKeyDictionary[SchemaRegistry, dict[tuple, Resolution]] = weakref.WeakKeyDictionary()
+RESOLUTIONS_KEPT = 4096
+
+
 def resolve_file(
     registry: SchemaRegistry,
     *,
@@ -91,9 +99,24 @@ def resolve_file(
     revision: int,
     self_references: Mapping[str, str],
 ) -> Resolution:
+    """The schema and dataset of one archive file (see the module's precedence)."""
+    self_reference = self_references.get(file_name)
+    question = (file_name, app_id, assessment_id, revision, self_reference)
+    known = _RESOLUTIONS.get(registry)
+    if known is None:
+        known = _RESOLUTIONS[registry] = {}
+    resolution = known.get(question)
+    if resolution is None:
+        if len(known) >= RESOLUTIONS_KEPT:
+            known.clear()
+        resolution = known[question] = _resolve(registry, file_name, app_id, assessment_id, revision, self_reference)
+    return resolution
+
+
+def _resolve(registry: SchemaRegistry, file_name: str, app_id: str, assessment_id: str, revision: int, self_reference: str | None) -> Resolution:
     url, source = None, "none"
-    if file_name in self_references:
-        url, source = self_references[file_name], "self-reference"
+    if self_reference is not None:
+        url, source = self_reference, "self-reference"
     else:
         lookup_name = registry.rules.file_aliases.get(file_name, file_name)
         url, source = archive_map_schema(

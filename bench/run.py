@@ -122,16 +122,64 @@ def measure(arguments: list[str], label: str, extra_env: dict[str, str] | None =
         return {"label": label, "failed": True, "error": err[-3000:], "wall_seconds": wall, "peak_rss_bytes": peak}
     result = json.loads(lines[-1][len("BENCH-RESULT ") :])
     result.update(label=label, wall_seconds=wall, peak_rss_bytes=peak)
+    _print_result(_with_rates(result))
+    return result
+
+
+def _with_rates(result: dict) -> dict:
     seconds = max(result["seconds"], 1e-9)
     result["records_per_s"] = result["records"] / seconds
     result["mb_per_s"] = result["in_bytes"] / seconds / 1e6
     result["out_rows_per_s"] = result["out_rows"] / seconds
+    return result
+
+
+def _print_result(result: dict) -> None:
     print(
-        f"  {label:<44} {result['seconds']:8.2f} s  {result['records_per_s']:10.0f} rec/s  {result['mb_per_s']:7.2f} MB/s  "
-        f"{result['out_rows_per_s']:10.0f} rows/s  peak {peak / 2**20:7.0f} MiB",
+        f"  {result['label']:<44} {result['seconds']:8.2f} s  {result['records_per_s']:10.0f} rec/s  {result['mb_per_s']:7.2f} MB/s  "
+        f"{result['out_rows_per_s']:10.0f} rows/s  peak {result['peak_rss_bytes'] / 2**20:7.0f} MiB",
         flush=True,
     )
-    return result
+
+
+def paired_ingest(arguments: list[str], output: Path, label: str, rounds: int) -> tuple[dict, dict]:
+    """Ours on all the archives and the original design on one share of them,
+    in turn, ``rounds`` times: ours, share 0/R, ours, share 1/R, ...
+
+    This machine's speed drifts (a shared host: the same loop takes from 1x to
+    2x its time within a minute). Ours takes seconds and the original a minute,
+    so one run of each would compare two moments. Paired, both are sampled
+    over the same minute: ours' time is the mean of its rounds, the original's
+    the sum of its shares (its cost is per archive; the shares are every R-th
+    archive, so every day and assessment). Returns (ours, original), each
+    with its rounds; ours also with each round's ratio."""
+    ours_runs, original_runs = [], []
+    for index in range(rounds):
+        tag = f"round {index + 1}/{rounds}"
+        ours_runs.append(measure(["ingest", "--impl", "ours", *arguments, "--output", str(output / "ours")], f"{label} ours, {tag}"))
+        original_runs.append(
+            measure(["ingest", "--impl", "original", *arguments, "--output", str(output / "original"), "--share", f"{index}/{rounds}"],
+                    f"{label} original, share {index}/{rounds}")
+        )
+    if any(r.get("failed") for r in ours_runs + original_runs):
+        failed = next(r for r in ours_runs + original_runs if r.get("failed"))
+        return failed, failed
+    ours = dict(ours_runs[-1], label=f"{label} ours, mean of {rounds} rounds", rounds=[r["seconds"] for r in ours_runs])
+    ours["seconds"] = sum(ours["rounds"]) / rounds
+    ours["wall_seconds"] = sum(r["wall_seconds"] for r in ours_runs) / rounds
+    ours["peak_rss_bytes"] = max(r["peak_rss_bytes"] for r in ours_runs)
+    ours["round_ratios"] = [
+        (mine["records"] / mine["seconds"]) / (theirs["records"] / theirs["seconds"]) for mine, theirs in zip(ours_runs, original_runs, strict=True)
+    ]
+    original = {"label": f"{label} original, {rounds} shares", "rounds": [r["seconds"] for r in original_runs], "detail": original_runs[-1]["detail"]}
+    for field in ("seconds", "wall_seconds", "records", "in_bytes", "out_rows"):
+        original[field] = sum(r[field] for r in original_runs)
+    original["peak_rss_bytes"] = max(r["peak_rss_bytes"] for r in original_runs)
+    for result in (_with_rates(ours), _with_rates(original)):
+        _print_result(result)
+    low, high = min(ours["round_ratios"]), max(ours["round_ratios"])
+    print(f"  {'':<44} ratio {original['seconds'] / ours['seconds'] * ours['records'] / original['records']:.2f}x (rounds {low:.2f}x-{high:.2f}x)", flush=True)
+    return ours, original
 
 
 def ensure_data(data_root: Path, records: int, export_rows: int, args, flavor: str = "sample") -> Path:
@@ -300,12 +348,22 @@ def render(results: dict) -> str:
         )
 
     fmt = lambda x, suffix="": "n/a" if x is None else f"{x:.2f}{suffix}"
+    def rounds(key: str) -> str:
+        ratios = (c.get(key) or {}).get("round_ratios")
+        return f" (rounds {min(ratios):.1f}x-{max(ratios):.1f}x)" if ratios else ""
+
+    def paired(key: str) -> str:
+        runs = (c.get(key) or {}).get("rounds")
+        return f"; {len(runs)} paired rounds" if runs else ""
+
     speedup = ratio(c.get("ingest_original"), c.get("ingest"))
-    row("ingest", "ingest (MTB archives)", "ours: parallel, compiled validation, batched part files", f"**{fmt(speedup, 'x')} the original's records/s**")
-    row("ingest_original", "ingest (MTB archives)", "original design: serial, ZIP opened per file and step, one object per record and file", "baseline")
+    row("ingest", "ingest (MTB archives)", f"ours: parallel, compiled validation, batched part files{paired('ingest')}",
+        f"**{fmt(speedup, 'x')} the original's records/s**{rounds('ingest')}")
+    row("ingest_original", "ingest (MTB archives)",
+        f"original design: serial, ZIP opened per file and step, one object per record and file{paired('ingest_original')}", "baseline")
     real_speedup = ratio(c.get("ingest_real_original"), c.get("ingest_real"))
-    row("ingest_real", "ingest (real-schema MTB uploads)", "ours", f"**{fmt(real_speedup, 'x')} the original's records/s**")
-    row("ingest_real_original", "ingest (real-schema MTB uploads)", "original design", "baseline")
+    row("ingest_real", "ingest (real-schema MTB uploads)", f"ours{paired('ingest_real')}", f"**{fmt(real_speedup, 'x')} the original's records/s**{rounds('ingest_real')}")
+    row("ingest_real_original", "ingest (real-schema MTB uploads)", f"original design{paired('ingest_real_original')}", "baseline")
     s3 = results.get("s3_emulation") or {}
     latency = (s3.get("latency_ms") or {}).get("ingest_s3_latency") or 0
     for key, step, what in (
@@ -394,13 +452,12 @@ def local_benchmark(args, data: Path, work: Path, registry: str, real_registry: 
     c = results["compare"]
     print(f"comparison at {n} records:", flush=True)
     common = ["--registry", registry]
-    c["ingest"] = measure(["ingest", "--impl", "ours", "--input", str(folder / "archives"), "--output", str(w / "ours"), *common], f"ingest ours {n}")
-    c["ingest_original"] = measure(["ingest", "--impl", "original", "--input", str(folder / "archives"), "--output", str(w / "original"), *common], f"ingest original design {n}")
+    c["ingest"], c["ingest_original"] = paired_ingest(["--input", str(folder / "archives"), *common], w, f"ingest {n}", args.rounds)
     if real_registry:
         real = ensure_data(data, args.real, 0, args, flavor="real")
-        real_common = ["--registry", real_registry]
-        c["ingest_real"] = measure(["ingest", "--impl", "ours", "--input", str(real / "archives"), "--output", str(w / "real-ours"), *real_common], f"ingest ours, real-schema uploads {args.real}")
-        c["ingest_real_original"] = measure(["ingest", "--impl", "original", "--input", str(real / "archives"), "--output", str(w / "real-original"), *real_common], f"ingest original design, real-schema uploads {args.real}")
+        c["ingest_real"], c["ingest_real_original"] = paired_ingest(
+            ["--input", str(real / "archives"), "--registry", real_registry], w / "real", f"ingest real-schema {args.real}", args.rounds
+        )
     if not args.no_s3:
         s3_comparison(args, data, work, registry, real_registry, results)
     c["ingest_recover"] = measure(["ingest", "--impl", "ours", "--profile", "recover", "--input", str(folder / "exports"), "--output", str(w / "recover"), *common], f"ingest recover exports {n * args.export_factor} rows")
@@ -436,6 +493,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--export-factor", type=int, default=10, help="recover export rows per record at the comparison size")
     parser.add_argument("--real", type=int, default=500, help="real-schema uploads for the second ingest comparison (default 500)")
     parser.add_argument("--no-real", action="store_true", help="skip the real-schema ingest comparison")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of the paired local ingest comparisons (default 5; see paired_ingest)")
     parser.add_argument("--s3-records", type=int, default=S3_RECORDS, help=f"uploads for the emulated-S3 ingest comparison (default {S3_RECORDS})")
     parser.add_argument("--s3-real", type=int, default=S3_REAL, help=f"real-schema uploads for the emulated-S3 ingest comparison (default {S3_REAL}; 0 skips)")
     parser.add_argument("--s3-verify", action="store_true", help="read each side's S3 output back and check its rows per dataset (untimed)")
@@ -453,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: 1k records, comparison at 1k")
     args = parser.parse_args(argv)
     if args.quick:
-        args.sizes, args.compare, args.spark_max, args.real = "1000", 1000, 1000, 100
+        args.sizes, args.compare, args.spark_max, args.real, args.rounds = "1000", 1000, 1000, 100, 2
         args.s3_records, args.s3_real = min(args.s3_records, 100), min(args.s3_real, 20)
     sizes = sorted({int(s) for s in args.sizes.split(",") if s} | (set() if args.only_scale else {args.compare}))
     work, data = Path(args.work), Path(args.data)

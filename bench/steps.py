@@ -32,6 +32,16 @@ def _inputs(folder: Path):
     return listing, listing.total_bytes
 
 
+def _share(listing, share: str):
+    """Share ``K/R`` of a listing: archives K, K+R, K+2R, ... in key order (every
+    day and assessment, as the whole), and their bytes."""
+    index, count = (int(part) for part in share.split("/"))
+    if not 0 <= index < count:
+        raise SystemExit(f"--share {share}: expected K/R with 0 <= K < R")
+    view = listing[index::count]
+    return view, sum(os.path.getsize(view.storage.path(inp.key)) for inp in view)
+
+
 def _ndjson(work: Path, dataset_id: str) -> list[str]:
     return sorted(str(p) for p in (work / "json" / f"dataset={dataset_id}").rglob("*.ndjson"))
 
@@ -55,6 +65,8 @@ def step_ingest(args) -> dict:
     registry = SchemaRegistry.load(args.registry)
     profile = load_profile(args.profile)
     inputs, in_bytes = _inputs(Path(args.input))
+    if args.share:
+        inputs, in_bytes = _share(inputs, args.share)
     shutil.rmtree(args.output, ignore_errors=True)
     output = LocalStorage(args.output)
     started = time.perf_counter()
@@ -320,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     ingest.add_argument("--registry", required=True)
     ingest.add_argument("--profile", default="mtb")
     ingest.add_argument("--workers", type=int, default=None)
+    ingest.add_argument("--share", help="K/R: only archives K, K+R, K+2R, ... of the listing (a round of bench/run.py's paired comparison)")
     ingest_s3 = sub.add_parser("ingest-s3", help="ingest from and to emulated S3 (needs AWS_ENDPOINT_URL)")
     ingest_s3.add_argument("--impl", choices=["ours", "original"], default="ours")
     ingest_s3.add_argument("--input", required=True, help="s3://bucket/prefix of the archives")

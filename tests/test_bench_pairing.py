@@ -1,0 +1,65 @@
+"""The benchmark's paired ingest comparison: its shares cover every archive
+once, and the ratio it reports is the original's whole time over ours."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from conftest import PROJECT_ROOT
+
+sys.path.insert(0, str(PROJECT_ROOT / "bench"))  # bench/ is scripts, not a package
+
+import run
+import steps
+
+
+def test_shares_cover_every_archive_once_with_their_bytes(tmp_path):
+    for day in range(3):
+        folder = tmp_path / f"{day:04d}"
+        folder.mkdir()
+        for n in range(3):
+            (folder / f"{day}-{n}.zip").write_bytes(b"x" * (10 * day + n + 1))
+    (tmp_path / "0000" / "notes.txt").write_text("not an archive")
+    listing, total = steps._inputs(tmp_path)
+    shares = [steps._share(listing, f"{k}/4") for k in range(4)]
+    keys = [[inp.key for inp in view] for view, _ in shares]
+    assert [len(k) for k in keys] == [3, 2, 2, 2]
+    assert sorted(key for share in keys for key in share) == [inp.key for inp in listing]
+    assert keys[1] == ["0000/0-1.zip", "0001/1-2.zip"]  # archives 1 and 5: every 4th, in key order
+    assert sum(size for _, size in shares) == total == sum(10 * day + n + 1 for day in range(3) for n in range(3))
+    with pytest.raises(SystemExit, match="K/R"):
+        steps._share(listing, "4/4")
+
+
+def test_paired_rounds_compare_the_original_sum_with_ours_mean(monkeypatch, tmp_path):
+    calls = []
+
+    def fake_measure(arguments, label, extra_env=None):
+        calls.append(arguments)
+        share = arguments[arguments.index("--share") + 1] if "--share" in arguments else None
+        if share is None:  # ours: all 100 archives, slower in the second round (the host drifted)
+            seconds = [1.0, 2.0][sum(1 for a in calls if "--share" not in a) - 1]
+            return {"label": label, "seconds": seconds, "wall_seconds": seconds + 0.5, "records": 100, "in_bytes": 1000, "out_rows": 400,
+                    "peak_rss_bytes": 10, "detail": {}}
+        seconds = {"0/2": 10.0, "1/2": 30.0}[share]
+        return {"label": label, "seconds": seconds, "wall_seconds": seconds, "records": 50, "in_bytes": 500, "out_rows": 200,
+                "peak_rss_bytes": 5, "detail": {}}
+
+    monkeypatch.setattr(run, "measure", fake_measure)
+    ours, original = run.paired_ingest(["--input", "in", "--registry", "reg"], tmp_path, "ingest", 2)
+    assert [a[a.index("--impl") + 1] for a in calls] == ["ours", "original", "ours", "original"]
+    assert ours["seconds"] == 1.5 and ours["records"] == 100 and ours["rounds"] == [1.0, 2.0]
+    assert original["seconds"] == 40.0 and original["records"] == 100 and original["in_bytes"] == 1000
+    assert run.ratio(original, ours) == pytest.approx(40 / 1.5)
+    # Each round: ours' records/s over the original's on its share.
+    assert ours["round_ratios"] == pytest.approx([(100 / 1.0) / (50 / 10.0), (100 / 2.0) / (50 / 30.0)])
+    assert ours["records_per_s"] == pytest.approx(100 / 1.5)
+
+
+def test_a_failed_round_fails_the_comparison(monkeypatch, tmp_path):
+    monkeypatch.setattr(run, "measure", lambda arguments, label, extra_env=None: {"label": label, "failed": True, "error": "boom"})
+    ours, original = run.paired_ingest(["--input", "in"], tmp_path, "ingest", 3)
+    assert ours["failed"] and original["failed"]
+    assert run.ratio(original, ours) is None

@@ -44,7 +44,11 @@ from bridge_downstream.profiles import Profile
 from bridge_downstream.registry import SchemaRegistry
 from bridge_downstream.resolution import resolve_file, self_referenced_schemas
 from bridge_downstream.storage import Storage
-from bridge_downstream.validation import accepted_messages, drop_accepted_deviations, validate_document_slow
+from bridge_downstream.validation import (
+    accepted_messages,
+    drop_accepted_deviations,
+    validate_document_slow,
+)
 
 
 def _open_member(inp: ArchiveInput, member: str):

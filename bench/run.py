@@ -92,10 +92,23 @@ def _shares_jvm_memory(child, executables: dict[int, str]) -> bool:
     return executable is not None and executable == parent and os.path.basename(executable) == "java"
 
 
+def host_probe() -> float:
+    """Seconds this process takes for a fixed loop of Python arithmetic (~0.15
+    s when the shared host is quiet): timed before every step, so drift in the
+    host's speed shows next to the figures it affects."""
+    started = time.perf_counter()
+    total = 0
+    for number in range(3_000_000):
+        total += number * number
+    return time.perf_counter() - started
+
+
 def measure(arguments: list[str], label: str, extra_env: dict[str, str] | None = None) -> dict:
-    """Run ``bench/steps.py ARGUMENTS``; its result plus wall time and peak RSS of its process tree."""
+    """Run ``bench/steps.py ARGUMENTS``; its result plus wall time and peak RSS
+    of its process tree, and the host probe taken just before."""
     import psutil
 
+    probe = host_probe()
     command = [sys.executable, str(HERE / "steps.py"), *arguments]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]), **(extra_env or {}))
     started = time.perf_counter()
@@ -119,9 +132,9 @@ def measure(arguments: list[str], label: str, extra_env: dict[str, str] | None =
     lines = [line for line in out.splitlines() if line.startswith("BENCH-RESULT ")]
     if child.returncode != 0 or not lines:
         print(f"  {label}: FAILED (exit {child.returncode})\n{err[-3000:]}", file=sys.stderr)
-        return {"label": label, "failed": True, "error": err[-3000:], "wall_seconds": wall, "peak_rss_bytes": peak}
+        return {"label": label, "failed": True, "error": err[-3000:], "wall_seconds": wall, "peak_rss_bytes": peak, "host_probe_s": probe}
     result = json.loads(lines[-1][len("BENCH-RESULT ") :])
-    result.update(label=label, wall_seconds=wall, peak_rss_bytes=peak)
+    result.update(label=label, wall_seconds=wall, peak_rss_bytes=peak, host_probe_s=probe)
     _print_result(_with_rates(result))
     return result
 
@@ -137,7 +150,7 @@ def _with_rates(result: dict) -> dict:
 def _print_result(result: dict) -> None:
     print(
         f"  {result['label']:<44} {result['seconds']:8.2f} s  {result['records_per_s']:10.0f} rec/s  {result['mb_per_s']:7.2f} MB/s  "
-        f"{result['out_rows_per_s']:10.0f} rows/s  peak {result['peak_rss_bytes'] / 2**20:7.0f} MiB",
+        f"{result['out_rows_per_s']:10.0f} rows/s  peak {result['peak_rss_bytes'] / 2**20:7.0f} MiB  probe {result['host_probe_s']:.3f} s",
         flush=True,
     )
 
@@ -168,6 +181,7 @@ def paired_ingest(arguments: list[str], output: Path, label: str, rounds: int) -
     ours["seconds"] = sum(ours["rounds"]) / rounds
     ours["wall_seconds"] = sum(r["wall_seconds"] for r in ours_runs) / rounds
     ours["peak_rss_bytes"] = max(r["peak_rss_bytes"] for r in ours_runs)
+    ours["host_probe_s"] = max(r["host_probe_s"] for r in ours_runs)
     ours["round_ratios"] = [
         (mine["records"] / mine["seconds"]) / (theirs["records"] / theirs["seconds"]) for mine, theirs in zip(ours_runs, original_runs, strict=True)
     ]
@@ -175,6 +189,7 @@ def paired_ingest(arguments: list[str], output: Path, label: str, rounds: int) -
     for field in ("seconds", "wall_seconds", "records", "in_bytes", "out_rows"):
         original[field] = sum(r[field] for r in original_runs)
     original["peak_rss_bytes"] = max(r["peak_rss_bytes"] for r in original_runs)
+    original["host_probe_s"] = max(r["host_probe_s"] for r in original_runs)
     for result in (_with_rates(ours), _with_rates(original)):
         _print_result(result)
     low, high = min(ours["round_ratios"]), max(ours["round_ratios"])
@@ -416,6 +431,13 @@ def render(results: dict) -> str:
             f"{results['machine']['nproc']} cores; its memory (peak {s3.get('server_peak_rss_bytes', 0) / 2**20:,.0f} MiB) is in neither side's peak RSS. "
             + "; ".join(parts)
             + "."
+        )
+    probes = [r["host_probe_s"] for r in [*c.values(), *(x for size in results["scale"].values() for x in size.values())] if r.get("host_probe_s")]
+    if probes:
+        out.append("")
+        out.append(
+            f"Host probe (bench/run.py `host_probe`, a fixed Python loop timed before each step; ~0.15 s when the shared host is quiet): "
+            f"{min(probes):.3f}-{max(probes):.3f} s over this run's steps."
         )
     if not results["scale"]:
         return "\n".join(out) + "\n"

@@ -42,10 +42,10 @@ def test_paired_rounds_compare_the_original_sum_with_ours_mean(monkeypatch, tmp_
         if share is None:  # ours: all 100 archives, slower in the second round (the host drifted)
             seconds = [1.0, 2.0][sum(1 for a in calls if "--share" not in a) - 1]
             return {"label": label, "seconds": seconds, "wall_seconds": seconds + 0.5, "records": 100, "in_bytes": 1000, "out_rows": 400,
-                    "peak_rss_bytes": 10, "detail": {}}
+                    "peak_rss_bytes": 10, "detail": {}, "host_probe_s": 0.15}
         seconds = {"0/2": 10.0, "1/2": 30.0}[share]
         return {"label": label, "seconds": seconds, "wall_seconds": seconds, "records": 50, "in_bytes": 500, "out_rows": 200,
-                "peak_rss_bytes": 5, "detail": {}}
+                "peak_rss_bytes": 5, "detail": {}, "host_probe_s": 0.3}
 
     monkeypatch.setattr(run, "measure", fake_measure)
     ours, original = run.paired_ingest(["--input", "in", "--registry", "reg"], tmp_path, "ingest", 2)
@@ -56,6 +56,7 @@ def test_paired_rounds_compare_the_original_sum_with_ours_mean(monkeypatch, tmp_
     # Each round: ours' records/s over the original's on its share.
     assert ours["round_ratios"] == pytest.approx([(100 / 1.0) / (50 / 10.0), (100 / 2.0) / (50 / 30.0)])
     assert ours["records_per_s"] == pytest.approx(100 / 1.5)
+    assert (ours["host_probe_s"], original["host_probe_s"]) == (0.15, 0.3)  # the slowest host each side saw
 
 
 def test_a_failed_round_fails_the_comparison(monkeypatch, tmp_path):

@@ -92,6 +92,31 @@ def _shares_jvm_memory(child, executables: dict[int, str]) -> bool:
     return executable is not None and executable == parent and os.path.basename(executable) == "java"
 
 
+def fresh_work(work: Path) -> Path | None:
+    """Give this invocation an empty work folder without deleting anything yet:
+    an earlier invocation's outputs are moved aside (a rename) and removed by
+    :func:`remove_stale` once everything is measured. Removing tens of
+    thousands of files is work for the file system (ext4 here, mounted with
+    ``discard``) that would land in whichever step came next, so no measured
+    step follows a removal: every step writes a folder of its own."""
+    if not work.exists():
+        work.mkdir(parents=True)
+        return None
+    stale = work.with_name(f"{work.name}.stale-{datetime.now(UTC):%Y%m%dT%H%M%S}")
+    work.rename(stale)
+    work.mkdir(parents=True)
+    for kept in stale.glob("results*.json"):  # each kind of run keeps the others' results
+        kept.rename(work / kept.name)
+    return stale
+
+
+def remove_stale(stale: Path | None) -> None:
+    import shutil
+
+    if stale is not None:
+        shutil.rmtree(stale, ignore_errors=True)
+
+
 def host_probe() -> float:
     """Seconds this process takes for a fixed loop of Python arithmetic (~0.15
     s when the shared host is quiet): timed before every step, so drift in the
@@ -169,9 +194,12 @@ def paired_ingest(arguments: list[str], output: Path, label: str, rounds: int) -
     ours_runs, original_runs = [], []
     for index in range(rounds):
         tag = f"round {index + 1}/{rounds}"
-        ours_runs.append(measure(["ingest", "--impl", "ours", *arguments, "--output", str(output / "ours")], f"{label} ours, {tag}"))
+        # Each run writes a folder of its own (see fresh_work): the last round's
+        # "ours" is what the later steps read.
+        ours_output = output / ("ours" if index == rounds - 1 else f"ours-round-{index}")
+        ours_runs.append(measure(["ingest", "--impl", "ours", *arguments, "--output", str(ours_output)], f"{label} ours, {tag}"))
         original_runs.append(
-            measure(["ingest", "--impl", "original", *arguments, "--output", str(output / "original"), "--share", f"{index}/{rounds}"],
+            measure(["ingest", "--impl", "original", *arguments, "--output", str(output / f"original-share-{index}"), "--share", f"{index}/{rounds}"],
                     f"{label} original, share {index}/{rounds}")
         )
     if any(r.get("failed") for r in ours_runs + original_runs):
@@ -537,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
         args.s3_records, args.s3_real = min(args.s3_records, 100), min(args.s3_real, 20)
     sizes = sorted({int(s) for s in args.sizes.split(",") if s} | (set() if args.only_scale else {args.compare}))
     work, data = Path(args.work), Path(args.data)
-    work.mkdir(parents=True, exist_ok=True)
+    stale = fresh_work(work)
     began = time.perf_counter()
     results = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -577,6 +605,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table)
     print(f"results: {path}   ({results['total_seconds'] / 60:.1f} min)")
+    remove_stale(stale)  # after every measurement (see fresh_work)
     return 0
 
 

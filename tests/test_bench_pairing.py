@@ -64,3 +64,17 @@ def test_a_failed_round_fails_the_comparison(monkeypatch, tmp_path):
     ours, original = run.paired_ingest(["--input", "in"], tmp_path, "ingest", 3)
     assert ours["failed"] and original["failed"]
     assert run.ratio(original, ours) is None
+
+
+def test_a_new_invocation_deletes_nothing_until_it_is_done(tmp_path):
+    work = tmp_path / "work"
+    (work / "10000" / "original").mkdir(parents=True)
+    (work / "10000" / "original" / "row.ndjson").write_text("{}\n")
+    (work / "results.json").write_text('{"kind": "full"}')
+    (work / "results-s3.json").write_text('{"kind": "s3"}')
+    stale = run.fresh_work(work)
+    assert sorted(p.name for p in work.iterdir()) == ["results-s3.json", "results.json"]  # earlier results stay
+    assert (stale / "10000" / "original" / "row.ndjson").is_file()  # moved aside, not yet deleted
+    run.remove_stale(stale)
+    assert not stale.exists()
+    assert run.fresh_work(tmp_path / "new") is None and (tmp_path / "new").is_dir()

@@ -36,12 +36,13 @@ GRADUAL_ONSET_URL = (
 )
 
 
-def build_sample_registry(out: Path) -> SchemaRegistry:
+def build_sample_registry(out: Path, schema_mapping: Path | None = None) -> SchemaRegistry:
+    """The bundled samples' registry (with another schema mapping, if given)."""
     source = SAMPLE_REGISTRY_SOURCE
     build_registry(
         archive_map=source / "archive-map.json",
         schema_dirs=[source / "schemas"],
-        schema_mapping=source / "schema-mapping.json",
+        schema_mapping=schema_mapping or source / "schema-mapping.json",
         dataset_mapping=source / "dataset-mapping.json",
         pipeline_rules=source / "pipeline-rules.json",
         out=out,

@@ -62,8 +62,7 @@ def test_answers_are_kept_per_registry_and_bounded(registry, tmp_path, monkeypat
     # Answers are remembered (a batch asks the same questions of every
     # archive), but per registry: another registry version answers for itself.
     from bridge_downstream import resolution
-    from bridge_downstream.registry import SchemaRegistry, build_registry
-    from support import SAMPLE_REGISTRY_SOURCE
+    from support import SAMPLE_REGISTRY_SOURCE, build_sample_registry
 
     assert resolve(registry, "taskData.json", revision=1).dataset_id == "TaskData_v1"
     self_referenced = resolve(registry, "taskData.json", revision=1, self_refs={"taskData.json": f"{BASE}/v2/TaskData.json"})
@@ -71,15 +70,7 @@ def test_answers_are_kept_per_registry_and_bounded(registry, tmp_path, monkeypat
     mapping = json.loads((SAMPLE_REGISTRY_SOURCE / "schema-mapping.json").read_text())
     mapping = {url: f"{dataset}_renamed" for url, dataset in mapping.items()}
     (tmp_path / "schema-mapping.json").write_text(json.dumps(mapping))
-    build_registry(
-        archive_map=SAMPLE_REGISTRY_SOURCE / "archive-map.json",
-        schema_dirs=[SAMPLE_REGISTRY_SOURCE / "schemas"],
-        schema_mapping=tmp_path / "schema-mapping.json",
-        dataset_mapping=SAMPLE_REGISTRY_SOURCE / "dataset-mapping.json",
-        pipeline_rules=SAMPLE_REGISTRY_SOURCE / "pipeline-rules.json",
-        out=tmp_path / "renamed",
-    )
-    renamed = SchemaRegistry.load(tmp_path / "renamed")
+    renamed = build_sample_registry(tmp_path / "renamed", schema_mapping=tmp_path / "schema-mapping.json")
     assert resolve(renamed, "taskData.json", revision=1).dataset_id == "TaskData_v1_renamed"
     assert resolve(registry, "taskData.json", revision=1).dataset_id == "TaskData_v1"
     # Member names come from uploads: what is kept stays bounded.

@@ -202,8 +202,8 @@ def paired_ingest(arguments: list[str], output: Path, label: str, rounds: int) -
             measure(["ingest", "--impl", "original", *arguments, "--output", str(output / f"original-share-{index}"), "--share", f"{index}/{rounds}"],
                     f"{label} original, share {index}/{rounds}")
         )
-    if any(r.get("failed") for r in ours_runs + original_runs):
-        failed = next(r for r in ours_runs + original_runs if r.get("failed"))
+    failed = next((r for r in ours_runs + original_runs if r.get("failed")), None)
+    if failed:
         return failed, failed
     ours = dict(ours_runs[-1], label=f"{label} ours, mean of {rounds} rounds", rounds=[r["seconds"] for r in ours_runs])
     ours["seconds"] = sum(ours["rounds"]) / rounds
@@ -221,7 +221,7 @@ def paired_ingest(arguments: list[str], output: Path, label: str, rounds: int) -
     for result in (_with_rates(ours), _with_rates(original)):
         _print_result(result)
     low, high = min(ours["round_ratios"]), max(ours["round_ratios"])
-    print(f"  {'':<44} ratio {original['seconds'] / ours['seconds'] * ours['records'] / original['records']:.2f}x (rounds {low:.2f}x-{high:.2f}x)", flush=True)
+    print(f"  {'':<44} ratio {ratio(original, ours):.2f}x (rounds {low:.2f}x-{high:.2f}x)", flush=True)
     return ours, original
 
 

@@ -78,3 +78,33 @@ def test_a_new_invocation_deletes_nothing_until_it_is_done(tmp_path):
     run.remove_stale(stale)
     assert not stale.exists()
     assert run.fresh_work(tmp_path / "new") is None and (tmp_path / "new").is_dir()
+
+
+def test_memory_sampler_counts_the_whole_process_tree(tmp_path):
+    import os
+    import subprocess
+    import time
+
+    import psutil
+
+    # A child holding ~64 MiB and a grandchild: both are part of the tree.
+    script = "import subprocess, time; block = bytearray(64 << 20); subprocess.Popen(['sleep', '5']); time.sleep(5)"
+    child = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        root = psutil.Process(child.pid)
+        deadline = time.monotonic() + 10
+        while not root.children() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sampler = run.TreeMemory(child.pid)
+        pids = [pid for pid, _ in sampler._tree()]
+        assert pids[0] == child.pid and len(pids) == 2
+        assert {pid for pid, _ in sampler._tree()} == {child.pid, *(p.pid for p in root.children(recursive=True))}
+        expected = sum(p.memory_info().rss for p in (root, *root.children(recursive=True)))
+        assert sampler.rss() >= 64 << 20
+        assert abs(sampler.rss() - expected) < 8 << 20
+        assert run.TreeMemory(os.getpid()).rss() > 0
+    finally:
+        for process in psutil.Process(child.pid).children(recursive=True):
+            process.kill()
+        child.kill()
+        child.wait()

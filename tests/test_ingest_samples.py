@@ -145,3 +145,18 @@ def test_recover_sample_export(registry, tmp_path):
     row = read_dataset(tmp_path, "FitbitSleepLogs")[0]
     assert (row["cohort"], row["exportstartdate"], row["exportenddate"]) == ("adults_v1", "2024-01-01T00:00:00+00:00", "2024-01-05T00:00:00+00:00")
     assert (tmp_path / "json" / "dataset=FitbitSleepLogs" / "cohort=adults_v1").is_dir()
+
+
+def test_progress_counts_every_archive_once_across_workers_and_segments(registry, tmp_path):
+    from bridge_downstream.ingest import ArchiveInput, run_ingest
+    from bridge_downstream.profiles import load_profile
+    from bridge_downstream.sinks import StorageInvalidSink
+    from bridge_downstream.storage import LocalStorage
+
+    source, output = LocalStorage(SAMPLES / "archives"), LocalStorage(tmp_path)
+    inputs = [ArchiveInput(source, p.name) for p in sorted((SAMPLES / "archives").glob("*.zip"))]
+    reported: list[int] = []
+    report = run_ingest(inputs, registry=registry, profile=load_profile("mtb"), output=output, sink=StorageInvalidSink(output),
+                        workers=2, archives_per_process=2, progress=reported.append)
+    assert sum(reported) == report["archives"]["total"] == 8
+    assert all(count > 0 for count in reported)

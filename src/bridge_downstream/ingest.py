@@ -566,14 +566,16 @@ PROGRESS_EVERY = 16  # archives per progress message from a worker
 ARCHIVES_PER_PROCESS = 4096
 
 
-def _run_worker(task: int, inputs, run_id: str, messages, scratch: str, resume: TaskState | None, last: bool) -> None:
+def _run_worker(task: int, inputs, run_id: str, messages, scratch: str, resume: TaskState | None, last: bool, report_progress: bool) -> None:
     """One worker process: one segment of a task's archives, into the task's
-    part files and outcome spool; the parent hears only progress and, at the
-    end, the task's tally or the state the next segment's process goes on
-    from."""
+    part files and outcome spool; the parent hears only progress (when it
+    shows it) and, at the end, the task's tally or the state the next
+    segment's process goes on from."""
     try:
         ctx, output = _WORKER_CONTEXT["ctx"], _WORKER_CONTEXT["output"]
-        report = lambda done: messages.put(("progress", task, done))
+        # A message wakes the queue's feeder thread, which then competes with
+        # the worker for the interpreter: none is sent when nobody listens.
+        report = (lambda done: messages.put(("progress", task, done))) if report_progress else None
         outcome = process_batch(task, inputs, ctx, output, run_id, on_archive=report, progress_every=PROGRESS_EVERY,
                                 scratch=scratch, resume=resume, last=last)
         messages.put(("result" if last else "handover", task, outcome))
@@ -615,7 +617,7 @@ def _run_parallel(tasks: list[list[ArchiveInput]], ctx: IngestContext, output: S
         inputs = segments[task].popleft()
         process = fork.Process(target=_run_worker, name=f"ingest-task-{task}", daemon=True,
                                args=(task, inputs, run_id, messages, os.path.join(scratch, f"task-{task:05d}"),
-                                     resume, not segments[task]))
+                                     resume, not segments[task], progress is not None))
         process.start()
         running[task] = process
 

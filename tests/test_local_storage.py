@@ -51,3 +51,36 @@ def test_move_in_copies_across_file_systems(tmp_path, monkeypatch):
     assert storage.read_bytes("json/dataset=X/part-1.ndjson") == b'{"a":2}\n'
     assert not staged.exists()
     assert renamed[0] == str(staged) and len(renamed) == 2
+
+
+def test_open_read_gives_a_small_file_whole_and_streams_a_large_one(tmp_path, monkeypatch):
+    import io
+
+    import bridge_downstream.storage as storage_module
+
+    monkeypatch.setattr(storage_module, "SMALL_FILE_BYTES", 64)
+    storage = LocalStorage(tmp_path)
+    storage.write_bytes("small.zip", b"s" * 64)
+    storage.write_bytes("large.zip", bytes(range(256)) * 4)
+    small = storage.open_read("small.zip")
+    assert isinstance(small, io.BytesIO) and small.read() == b"s" * 64
+    with storage.open_read("large.zip") as large:
+        assert not isinstance(large, io.BytesIO)
+        assert large.read(10) == bytes(range(10))
+        large.seek(1000)
+        assert large.read() == (bytes(range(256)) * 4)[1000:]
+    assert storage.read_bytes("large.zip") == bytes(range(256)) * 4
+
+
+def test_open_read_and_metadata_of_missing_files_and_folders(tmp_path):
+    storage = LocalStorage(tmp_path)
+    (tmp_path / "folder.zip").mkdir()
+    (tmp_path / "folder.zip.metadata.json").mkdir()
+    with pytest.raises(FileNotFoundError):
+        storage.open_read("missing.zip")
+    with pytest.raises(IsADirectoryError, match="folder.zip"):
+        storage.open_read("folder.zip")
+    with pytest.raises(IsADirectoryError):
+        storage.read_bytes("folder.zip")
+    assert storage.metadata("folder.zip") == {}  # no sidecar file: no metadata
+    assert storage.metadata("missing.zip") == {}

@@ -72,6 +72,22 @@ def test_open_read_gives_a_small_file_whole_and_streams_a_large_one(tmp_path, mo
     assert storage.read_bytes("large.zip") == bytes(range(256)) * 4
 
 
+def test_reading_leaves_no_file_open(tmp_path):
+    import os
+
+    storage = LocalStorage(tmp_path)
+    storage.write_bytes("a.zip", b"archive", metadata={"recordid": "r1"})
+    (tmp_path / "folder.zip").mkdir()
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(50):
+        storage.open_read("a.zip").close()
+        storage.read_bytes("a.zip")
+        storage.metadata("a.zip")
+        with pytest.raises(IsADirectoryError):
+            storage.open_read("folder.zip")
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
 def test_open_read_and_metadata_of_missing_files_and_folders(tmp_path):
     storage = LocalStorage(tmp_path)
     (tmp_path / "folder.zip").mkdir()

@@ -143,13 +143,14 @@ class LocalStorage:
             status = os.fstat(fd)
             if stat.S_ISDIR(status.st_mode):
                 raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
-            if stat.S_ISREG(status.st_mode) and status.st_size <= SMALL_FILE_BYTES:
-                return io.BytesIO(_read_to_end(fd, status.st_size))
-            stream = open(fd, "rb")  # noqa: SIM115 - the caller's to close
+            if not stat.S_ISREG(status.st_mode) or status.st_size > SMALL_FILE_BYTES:
+                return open(fd, "rb")  # the descriptor is the file object's now
+            data = _read_to_end(fd, status.st_size)
         except BaseException:
             os.close(fd)
             raise
-        return stream
+        os.close(fd)
+        return io.BytesIO(data)
 
     def write_bytes(self, key: str, data: bytes, metadata: dict[str, str] | None = None) -> None:
         self._atomic_write(self.path(key), data)

@@ -66,6 +66,22 @@ def test_both_methods_are_read_from_memory(compression):
     assert _read_in_memory(data, "empty.json") == b""
 
 
+def test_non_ascii_names_are_read_from_memory_in_either_encoding():
+    utf8 = _zip({"tâche.json": CONTENT})  # zipfile flags a non-ASCII name as UTF-8
+    # The same bytes without the flag, as an old client writes names: cp437,
+    # in which the UTF-8 bytes of "â" read as two other characters.
+    legacy = bytearray(utf8)
+    central = legacy.index(b"PK\x01\x02")
+    for flags in (6, central + 8):  # the local header's and the central directory's
+        legacy[flags + 1] &= ~0x08
+    for data, name in ((utf8, "tâche.json"), (bytes(legacy), "tâche.json".encode().decode("cp437"))):
+        with SafeArchive(io.BytesIO(data)) as archive:
+            [info] = archive.members
+            assert info.filename == name
+            assert archive._read_verified(info) == CONTENT
+            assert archive.read_bytes(name) == zipfile.ZipFile(io.BytesIO(data)).read(name) == CONTENT
+
+
 def _damage_local_signature(data: bytearray) -> None:
     data[0:4] = b"PK\x09\x09"
 

@@ -160,3 +160,21 @@ def test_progress_counts_every_archive_once_across_workers_and_segments(registry
                         workers=2, archives_per_process=2, progress=reported.append)
     assert sum(reported) == report["archives"]["total"] == 8
     assert all(count > 0 for count in reported)
+
+
+def test_metadata_given_with_the_input_is_read_as_the_storage_gives_it(registry, tmp_path):
+    """Names in any case and values of any type, as an event or a replayed entry may carry them."""
+    from bridge_downstream.ingest import ArchiveInput, run_ingest
+    from bridge_downstream.profiles import load_profile
+    from bridge_downstream.sinks import StorageInvalidSink
+    from bridge_downstream.storage import LocalStorage
+
+    source, output = LocalStorage(SAMPLES / "archives"), LocalStorage(tmp_path)
+    given = {"RecordId": "rec-given", "AssessmentId": "number-match", "AssessmentRevision": 1,
+             "UploadedOn": "2024-03-01T17:10:00.000Z", "appId": "sample-app"}
+    report = run_ingest([ArchiveInput(source, "rec-0001-number-match.zip", metadata=given)], registry=registry,
+                        profile=load_profile("mtb"), output=output, sink=StorageInvalidSink(output), workers=1)
+    assert report["archives"]["processed"] == 1
+    rows = read_dataset(tmp_path, "ArchiveMetadata_v1")
+    assert {row["recordid"] for row in rows} == {"rec-given"}
+    assert rows[0]["assessmentrevision"] == "1" and rows[0]["assessmentid"] == "number-match"

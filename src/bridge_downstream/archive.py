@@ -187,7 +187,9 @@ class SafeArchive:
             return None
         signature, flags, name_length, extra_length = header[0], header[3], header[10], header[11]
         start = offset + _LOCAL_HEADER.size
-        name = data[start : start + name_length].decode("utf-8" if flags & _FLAG_UTF8_NAME else "cp437", "replace")
+        raw_name = data[start : start + name_length]
+        # ASCII reads the same in both encodings, without cp437's codec (Python code).
+        name = raw_name.decode("ascii") if raw_name.isascii() else raw_name.decode("utf-8" if flags & _FLAG_UTF8_NAME else "cp437", "replace")
         if signature != zipfile.stringFileHeader or name != info.orig_filename:
             return None
         start += name_length + extra_length

@@ -210,8 +210,12 @@ def archive_identity(stream: BinaryIO, metadata: dict[str, str]) -> str:
             digest.update(chunk)
         stream.seek(0)
     # The ledger holds these digests: the metadata's encoding must never change.
-    digest.update(b"\0" + json.dumps(metadata, sort_keys=True).encode())
+    digest.update(b"\0" + _METADATA_JSON(metadata).encode())
     return digest.hexdigest()
+
+
+# json.dumps(metadata, sort_keys=True), without making an encoder per archive.
+_METADATA_JSON = json.JSONEncoder(sort_keys=True).encode
 
 
 def parse_uploaded_on(value: str) -> datetime:
@@ -260,6 +264,17 @@ def _ingest_bridge_archive(archive: SafeArchive, metadata: dict[str, str], ctx: 
     if metadata.get("exportedon"):
         enrichment["exportedon"] = metadata["exportedon"]
     errors: dict[str, list[str]] = {}
+
+    def accepted(member: str) -> tuple[str, ...]:  # asked for only when a file is not plainly valid
+        return accepted_messages(
+            registry.rules.accepted_deviations,
+            member,
+            app_id=app_id,
+            client_info=metadata.get("clientinfo", ""),
+            assessment_id=assessment_id,
+            file_aliases=registry.rules.file_aliases,
+        )
+
     for member in sorted(archive.names):
         file_name = posixpath.basename(member)
         resolution = resolve_file(
@@ -271,23 +286,14 @@ def _ingest_bridge_archive(archive: SafeArchive, metadata: dict[str, str], ctx: 
             continue
         document = metadata_document if member == "metadata.json" else archive.read_json(member)
         if validate and resolution.schema_url and registry.schema(resolution.schema_url) is not None:
-            accepted = functools.partial(
-                accepted_messages,
-                registry.rules.accepted_deviations,
-                member,
-                app_id=app_id,
-                client_info=metadata.get("clientinfo", ""),
-                assessment_id=assessment_id,
-                file_aliases=registry.rules.file_aliases,
-            )
-            messages = validate_document(registry, resolution.schema_url, document, accepted)
+            messages = validate_document(registry, resolution.schema_url, document, functools.partial(accepted, member))
             if messages:
                 errors[member] = messages
                 continue
-        extra = dict(enrichment)
         if resolution.dataset_id in profile.record_metadata_datasets:
-            extra.update(metadata)
-        extra["sourcefile"] = member
+            extra = {**enrichment, **metadata, "sourcefile": member}
+        else:
+            extra = {**enrichment, "sourcefile": member}
         elements = document if isinstance(document, list) else [document]
         encode = jsoncodec.line
         lines = [
@@ -406,10 +412,11 @@ def _invalid_entry(inp: ArchiveInput, metadata: dict[str, str], ctx: IngestConte
 
 
 def open_archive(inp: ArchiveInput) -> tuple[Any, dict[str, str]]:
-    """The archive's stream and its Bridge metadata (from the input, or the object's)."""
+    """The archive's stream and its Bridge metadata (from the input, or the
+    object's), with lower-case names and string values."""
     if inp.metadata is None:
-        return inp.storage.open_read_with_metadata(inp.key)
-    return inp.storage.open_read(inp.key), inp.metadata
+        return inp.storage.open_read_with_metadata(inp.key)  # the storage's are
+    return inp.storage.open_read(inp.key), {str(k).lower(): str(v) for k, v in inp.metadata.items()}
 
 
 def prefetched(inputs: Iterable[ArchiveInput], depth: int) -> Iterator[tuple[ArchiveInput, Future | None]]:
@@ -440,18 +447,19 @@ def ingest_archive(inp: ArchiveInput, ctx: IngestContext, writer: PartWriter, op
     source = inp.source  # a path computation: once per archive
     outcome = ArchiveOutcome(source=source, status=PROCESSED)
     metadata: dict[str, str] = {}
-    identity = hashlib.sha256(source.encode()).hexdigest()
+    identity = None
     token = writer.checkpoint()
 
     def invalid(reason: str, errors: dict | None = None) -> ArchiveOutcome:
         writer.rollback(token)
         outcome.status, outcome.reason, outcome.rows = INVALID, reason, {}
-        outcome.invalid_entry = _invalid_entry(inp, metadata, ctx, reason, errors or {"archive": [reason]}, identity)
+        # An archive that could not be read is known by its source.
+        known_as = identity or hashlib.sha256(source.encode()).hexdigest()
+        outcome.invalid_entry = _invalid_entry(inp, metadata, ctx, reason, errors or {"archive": [reason]}, known_as)
         return outcome
 
     try:
-        opened, raw_metadata = opening.result() if opening is not None else open_archive(inp)
-        metadata = {str(k).lower(): str(v) for k, v in raw_metadata.items()}
+        opened, metadata = opening.result() if opening is not None else open_archive(inp)
         outcome.record_id = metadata.get("recordid")
         with opened:
             stream = in_memory_if_small(opened)

@@ -37,6 +37,9 @@ from . import layout
 from .storage import Storage
 
 MAX_OPEN_FILES = 128
+# Per open part file: a write call per 64 KiB of rows rather than per 8 KiB
+# (up to 8 MiB in all, at MAX_OPEN_FILES).
+WRITE_BUFFER_BYTES = 64 << 10
 MAX_STAGED_PARTS = 1024
 PUBLISH_THREADS = 8
 _IDENTITY_MODULUS = 1 << 256
@@ -126,7 +129,7 @@ class PartWriter:
         if len(self._open) >= MAX_OPEN_FILES:
             _, oldest = self._open.popitem(last=False)
             oldest.close()
-        handle = self._open[slot] = open(part.path, "ab")  # noqa: SIM115 - closed on eviction or publish
+        handle = self._open[slot] = open(part.path, "ab", buffering=WRITE_BUFFER_BYTES)  # noqa: SIM115 - closed on eviction or publish
         return handle
 
     def write(self, dataset_id: str, partition: tuple[tuple[str, object], ...], line: bytes) -> None:

@@ -168,6 +168,10 @@ def host_probe() -> float:
 def measure(arguments: list[str], label: str, extra_env: dict[str, str] | None = None) -> dict:
     """Run ``bench/steps.py ARGUMENTS``; its result plus wall time and peak RSS
     of its process tree, and the host probe taken just before."""
+    # The previous step's files are written back now, not during this one:
+    # the kernel's flusher threads would take CPU from a step that keeps both
+    # cores busy (ours) and not from one that uses one (the original design).
+    os.sync()
     probe = host_probe()
     command = [sys.executable, str(HERE / "steps.py"), *arguments]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]), **(extra_env or {}))

@@ -261,10 +261,10 @@ class OutcomeSpool:
         outcomes_key = parts_key = None
         if self._written:
             outcomes_key = outcome_spool_key(self.run_id, self.task)
-            storage.upload_file(self._outcomes_path, outcomes_key)
+            storage.move_in(self._outcomes_path, outcomes_key)
         if self._parts_written:
             parts_key = parts_spool_key(self.run_id, self.task)
-            storage.upload_file(self._parts_path, parts_key)
+            storage.move_in(self._parts_path, parts_key)
         return TaskResult(self.task, self.tally, outcomes_key, parts_key, self._parts_written)
 
     def close(self) -> None:
@@ -314,7 +314,7 @@ class _LocalLines:
         self.stream.close()
         stored = self.count > 0 or self.keep_empty
         if stored:
-            self.storage.upload_file(self.path, self.key)
+            self.storage.move_in(self.path, self.key)
         return stored
 
     def discard(self) -> None:
@@ -364,9 +364,10 @@ def finish_run(run_id: str, ctx, results: Sequence[TaskResult], started: datetim
             if result.parts_key:
                 for part in iter_json_lines(output, result.parts_key):
                     parts.write(part)
+        ledger_size = ledger.stream.tell()
         if ledger.store():  # the digests after the lines: without them a run's lines are read
             ledger_digests.stream.seek(0)
-            ledger_digests.stream.write(_digests_header(os.path.getsize(ledger.path)))
+            ledger_digests.stream.write(_digests_header(ledger_size))
             ledger_digests.store()
         records.store()
         parts.store()

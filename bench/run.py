@@ -87,7 +87,7 @@ class TreeMemory:
         for pid, parent in self._tree():
             try:
                 process = self._handles[pid] = handles.get(pid) or psutil.Process(pid)
-                executables[pid] = executable = _executable(process)
+                executables[pid] = executable = _executable(pid)
                 if parent is not None and executable is not None and executable == executables.get(parent) and os.path.basename(executable) == "java":
                     continue
                 total += process.memory_info().rss
@@ -120,12 +120,14 @@ class TreeMemory:
         return children
 
 
-def _executable(process) -> str | None:
-    import psutil
-
+def _executable(pid: int) -> str | None:
+    """Read at every sample: psutil's ``exe()`` is remembered by its handle,
+    and a handle kept for a pid that a new process took since (the JVM's
+    helpers come and go by the thousand) would name the old program -- the
+    new one, still sharing the JVM's memory, would be counted."""
     try:
-        return process.exe()
-    except psutil.Error:
+        return os.readlink(f"/proc/{pid}/exe")
+    except OSError:
         return None
 
 

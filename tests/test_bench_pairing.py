@@ -103,6 +103,7 @@ def test_memory_sampler_counts_the_whole_process_tree(tmp_path):
         assert sampler.rss() >= 64 << 20
         assert abs(sampler.rss() - expected) < 8 << 20
         assert run.TreeMemory(os.getpid()).rss() > 0
+        assert run._executable(child.pid) == os.path.realpath(sys.executable)  # read afresh, not a handle's memory
     finally:
         for process in psutil.Process(child.pid).children(recursive=True):
             process.kill()

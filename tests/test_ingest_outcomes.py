@@ -160,6 +160,40 @@ def test_staged_part_files_are_bounded_and_every_row_is_published_once(tmp_path)
     assert not list((tmp_path / "staging-bounded").iterdir())  # published files leave the staging folder
 
 
+def test_rows_waiting_in_memory_are_bounded_and_roll_back_from_memory_or_file(tmp_path, monkeypatch):
+    from bridge_downstream import writer as writer_module
+
+    monkeypatch.setattr(writer_module, "BUFFERED_BYTES", 64)
+    store = LocalStorage(tmp_path / "out")
+    published: list = []
+    writer = _staged_writer(tmp_path, "waiting", store, published)
+    line = b'{"n": "kept"}\n'  # 14 bytes
+    writer.checkpoint()
+    writer.write_many("D", (("day", 1),), [line, line])
+    writer.write("D", (("day", 2),), line)
+    writer.commit(f"{1:064x}")
+    assert not list((tmp_path / "staging-waiting").iterdir())  # 42 bytes: all still in memory
+    # An invalid archive whose rows stayed in memory...
+    token = writer.checkpoint()
+    writer.write("D", (("day", 1),), b'{"n": "gone"}\n')
+    writer.rollback(token)
+    # ...and one whose rows reached the files when too many were waiting.
+    token = writer.checkpoint()
+    writer.write_many("D", (("day", 1),), [b'{"n": "gone too"}\n'] * 3)
+    writer.write("D", (("day", 3),), b'{"n": "gone too"}\n')
+    assert sorted(p.stat().st_size for p in (tmp_path / "staging-waiting").iterdir()) == [14, 28 + 3 * 18]  # day 3 still waits
+    writer.rollback(token)
+    writer.checkpoint()
+    writer.write("D", (("day", 1),), line)
+    writer.commit(f"{2:064x}")
+    assert writer.publish() == 2  # day 3 held only rolled-back rows
+    writer.close()
+    contents = {dict(part.partition)["day"]: (tmp_path / "out" / part.key).read_bytes() for part in published}
+    assert contents == {1: line * 3, 2: line}
+    assert [part.rows for part in published] == [3, 1] and [part.size for part in published] == [42, 14]
+    assert writer._waiting_bytes == 0
+
+
 def test_a_run_with_few_staged_parts_writes_the_same_rows(registry, sample_run, tmp_path, monkeypatch):
     from bridge_downstream import writer as writer_module
 

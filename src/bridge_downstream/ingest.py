@@ -295,12 +295,8 @@ def _ingest_bridge_archive(archive: SafeArchive, metadata: dict[str, str], ctx: 
         else:
             extra = {**enrichment, "sourcefile": member}
         elements = document if isinstance(document, list) else [document]
-        encode = jsoncodec.line
-        lines = [
-            encode({**(element if isinstance(element, dict) else {"value": element}), **extra, "sourceindex": index})
-            for index, element in enumerate(elements)
-        ]
-        writer.write_many(resolution.dataset_id, partition, lines)  # one write per file, not per row
+        # One write per file, not per row.
+        writer.write_block(resolution.dataset_id, partition, jsoncodec.Rows(extra).block(elements), len(elements))
         outcome.rows[resolution.dataset_id] = outcome.rows.get(resolution.dataset_id, 0) + len(elements)
     if errors:
         files = ", ".join(sorted(errors))
@@ -361,7 +357,7 @@ def _ingest_export(archive: SafeArchive, metadata: dict[str, str], ctx: IngestCo
                 {"file": member, "reason": "name does not follow {DataType}_[{SubType}_][Deleted_]{YYYYMMDD}[-{YYYYMMDD}].json"}
             )
             continue
-        extra = {"cohort": cohort, **dates, "sourcefile": member}
+        rows = jsoncodec.Rows({"cohort": cohort, **dates, "sourcefile": member})
         count = 0
         lines: list[bytes] = []
         for number, line in archive.iter_lines(member):
@@ -370,9 +366,7 @@ def _ingest_export(archive: SafeArchive, metadata: dict[str, str], ctx: IngestCo
             row = parse_json_document(line, f"{member} line {number + 1}")
             if not isinstance(row, dict):
                 raise InvalidArchive(f"{member} line {number + 1} is not a JSON object", {member: [f"line {number + 1} is not a JSON object"]})
-            row.update(extra)
-            row["sourceindex"] = number
-            lines.append(jsoncodec.line(row))
+            lines.append(rows.line(row, number))
             count += 1
             if len(lines) >= EXPORT_WRITE_BATCH:  # bounded memory for any file size
                 writer.write_many(dataset_id, partition, lines)

@@ -14,6 +14,7 @@ import weakref
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urldefrag, urljoin
 
 from referencing.exceptions import Unresolvable
 
@@ -51,23 +52,27 @@ def _error_text(message: str, path) -> str:
 
 
 _FAST_VALIDATORS: weakref.WeakKeyDictionary[SchemaRegistry, dict[str, Any]] = weakref.WeakKeyDictionary()
-_FAST_REGISTRIES: weakref.WeakKeyDictionary[SchemaRegistry, Any] = weakref.WeakKeyDictionary()
+# Per registry: jsonschema-rs's registry of its schemas, by the requirements waived in them.
+_FAST_REGISTRIES: weakref.WeakKeyDictionary[SchemaRegistry, dict[frozenset[str], Any]] = weakref.WeakKeyDictionary()
 
 
-def _compile_fast(registry: SchemaRegistry, schema_id: str):
+def _compile_fast(registry: SchemaRegistry, schema_id: str, waived: frozenset[str] = frozenset()):
     """A compiled validator (jsonschema-rs) whose $refs resolve in the registry
     only -- never over the network -- for the draft jsonschema chose, or None
-    when the schema cannot be compiled (jsonschema alone decides then)."""
+    when the schema cannot be compiled (jsonschema alone decides then).
+    ``waived``: property names left out of every ``required`` of every schema
+    (:func:`_valid_but_for_accepted_requirements`)."""
     try:
         import jsonschema_rs
     except ImportError:  # pragma: no cover - a declared dependency; without it every file takes the slow path
         return None
 
+    schemas = registry.schemas if not waived else {key: _without_requirements(schema, waived) for key, schema in registry.schemas.items()}
     # Every schema by $id and by alias. The retriever holds this, not the
     # registry: the compiled validators are cached per registry (weakly), and
     # must not keep it alive.
-    known = dict(registry.schemas)
-    known.update((alias, registry.schemas[target]) for alias, target in registry.aliases.items() if target in registry.schemas)
+    known = dict(schemas)
+    known.update((alias, schemas[target]) for alias, target in registry.aliases.items() if target in schemas)
 
     def retrieve(uri: str):
         schema = known.get(uri.split("#", 1)[0])
@@ -76,13 +81,14 @@ def _compile_fast(registry: SchemaRegistry, schema_id: str):
         return schema
 
     try:
-        if registry not in _FAST_REGISTRIES:
-            _FAST_REGISTRIES[registry] = jsonschema_rs.Registry(list(registry.schemas.items()), retriever=retrieve)
+        compiled_registries = _FAST_REGISTRIES.setdefault(registry, {})
+        if waived not in compiled_registries:
+            compiled_registries[waived] = jsonschema_rs.Registry(list(schemas.items()), retriever=retrieve)
         # The same draft as jsonschema's (registry.validator), whatever $schema says.
         draft_class = getattr(jsonschema_rs, type(registry.validator(schema_id)).__name__)
         return draft_class(
-            registry.schemas[schema_id],
-            registry=_FAST_REGISTRIES[registry],
+            schemas[schema_id],
+            registry=compiled_registries[waived],
             retriever=retrieve,
             validate_formats=False,  # jsonschema checks no formats either (no format checker)
         )
@@ -124,18 +130,28 @@ def validate_document(
     plainly valid.
 
     Messages -- and the accepted deviations matched against them -- are
-    always jsonschema's. Fast path: a compiled validator (jsonschema-rs)
-    accepts the document -> valid. When it does not, and deviations are
-    accepted, the document is valid if jsonschema's message for each error
-    jsonschema-rs reports is accepted (:func:`_only_accepted_errors`);
-    otherwise jsonschema validates the whole document.
+    always jsonschema's; jsonschema-rs (compiled) only finds out quickly
+    what jsonschema would say:
+
+    * the compiled validator accepts the document -> valid;
+    * the only errors are accepted missing properties, and the compiled
+      validator of the schema without those requirements accepts it -> valid
+      (:func:`_valid_but_for_accepted_requirements`);
+    * jsonschema's message for each error jsonschema-rs reports, when all
+      of them are accepted or one alone is not (:func:`_messages_of_compiled_errors`);
+    * otherwise jsonschema validates the whole document.
     """
     compiled = _compiled(registry, schema_url)
-    if compiled is not None and compiled.is_valid(document):
+    if compiled is None:
+        return validate_document_slow(registry, schema_url, document, accepted())
+    if compiled.is_valid(document):
         return []
     acceptable = accepted()
-    if compiled is not None and acceptable and _only_accepted_errors(registry, schema_url, compiled, document, acceptable):
+    if acceptable and _valid_but_for_accepted_requirements(registry, schema_url, document, acceptable):
         return []
+    messages = _messages_of_compiled_errors(registry, schema_url, compiled, document, acceptable)
+    if messages is not None:
+        return messages
     return validate_document_slow(registry, schema_url, document, acceptable)
 
 
@@ -185,33 +201,163 @@ def _subschema(registry: SchemaRegistry, location: str) -> dict | None:
     return known[location]
 
 
-def _only_accepted_errors(registry: SchemaRegistry, schema_url: str, compiled, document, accepted: Collection[str]) -> bool:
-    """True when every error of the document is an accepted deviation.
+def _messages_of_compiled_errors(registry: SchemaRegistry, schema_url: str, compiled, document, accepted: Collection[str]) -> list[str] | None:
+    """jsonschema's messages for the errors jsonschema-rs finds, when that
+    is certain to be what jsonschema would say: [] when every error is an
+    accepted deviation, [message] when exactly one is not; None otherwise
+    (jsonschema then validates the whole document).
 
     jsonschema-rs says where each error is (the instance, and the keyword's
     absolute location in the schema); jsonschema's own function for that
     keyword then writes its message there. That costs a few microseconds per
     error instead of jsonschema walking the whole document (an old client
     that leaves out a required field leaves it out of every sample of a
-    motion file). Anything else -- an error of a keyword with subschemas, a
-    location that does not resolve, a keyword jsonschema finds no error in --
-    answers False, and jsonschema validates the whole document."""
+    motion file; an invalid record is mostly one wrong value). Two errors
+    that are not accepted could be listed in another order than jsonschema
+    lists them, so they are jsonschema's to list. Anything else -- an error
+    of a keyword with subschemas, a location that does not resolve, a
+    keyword jsonschema finds no error in -- is jsonschema's to decide too."""
     validator = registry.validator(schema_url)
     keyword_functions = type(validator).VALIDATORS
+    unaccepted: list[str] = []
     for error in compiled.iter_errors(document):
         parent, _, keyword = (error.absolute_keyword_location or "").rpartition("/")
         function = keyword_functions.get(keyword) if keyword in _LEAF_KEYWORDS else None
         subschema = _subschema(registry, parent) if function is not None else None
         if subschema is None or keyword not in subschema:
-            return False
-        found = False
+            return None
+        found = 0
         for reference_error in function(validator, subschema[keyword], error.instance, subschema) or ():
-            found = True
-            if not is_accepted(_error_text(reference_error.message, error.instance_path), accepted):
-                return False
-        if not found:  # the two disagree: jsonschema decides
-            return False
-    return True
+            found += 1
+            text = _error_text(reference_error.message, error.instance_path)
+            if not is_accepted(text, accepted):
+                unaccepted.append(text)
+        # The two disagree, or one error of jsonschema-rs stands for several of jsonschema's.
+        if not found or (found > 1 and unaccepted) or len(unaccepted) > 1:
+            return None
+    return unaccepted
+
+
+# -- waiving accepted requirements ---------------------------------------------
+
+# Keywords whose subschemas must all hold for theirs to, and whose subschemas'
+# errors jsonschema reports as they are. A schema that evaluates only these
+# and leaf keywords holds exactly when every leaf check holds.
+_CONJUNCTIVE_APPLICATORS = frozenset({"properties", "patternProperties", "additionalProperties", "items", "additionalItems", "prefixItems", "allOf", "$ref"})
+_REQUIRED_MESSAGE = "{!r} is a required property"  # jsonschema's, for a name missing from an object
+
+
+class _NotConjunctive(Exception):
+    pass
+
+
+def _subschemas(keyword: str, value) -> list:
+    """The subschemas under one of the _CONJUNCTIVE_APPLICATORS (but $ref), or
+    under definitions."""
+    if keyword in ("properties", "patternProperties", "definitions", "$defs"):
+        return list(value.values()) if isinstance(value, dict) else []
+    if keyword in ("items", "prefixItems", "allOf"):
+        return list(value) if isinstance(value, list) else [value]
+    return [value]
+
+
+_REQUIRED_NAMES: weakref.WeakKeyDictionary[SchemaRegistry, dict[str, frozenset[str]]] = weakref.WeakKeyDictionary()
+
+
+def _waivable_requirements(registry: SchemaRegistry, schema_id: str) -> frozenset[str]:
+    """The names the schema's ``required`` keywords ask for, when leaving any
+    of them out of every ``required`` keeps the rest of the schema as it is:
+    everything the schema evaluates, following $refs, is a leaf keyword or
+    one of the _CONJUNCTIVE_APPLICATORS. Then a document is valid for the
+    schema without requirement X exactly when its only errors are X's
+    missing properties. Empty otherwise (anyOf, not, if, ... anywhere)."""
+    known = _REQUIRED_NAMES.setdefault(registry, {})
+    if schema_id in known:
+        return known[schema_id]
+    evaluated = type(registry.validator(schema_id)).VALIDATORS
+    resolve = registry.resolver()
+    names: set[str] = set()
+    seen: set[tuple[str, int]] = set()
+
+    def walk(schema, base: str) -> None:
+        if isinstance(schema, bool):
+            return
+        if not isinstance(schema, dict):
+            raise _NotConjunctive
+        if isinstance(schema.get("$id"), str) and not schema["$id"].startswith("#"):
+            base = urldefrag(urljoin(base, schema["$id"]))[0]
+        if (base, id(schema)) in seen:
+            return
+        seen.add((base, id(schema)))
+        for keyword, value in schema.items():
+            if keyword not in evaluated or keyword == "format":  # annotations; formats are not checked
+                continue
+            if keyword in _LEAF_KEYWORDS:
+                if keyword == "required":
+                    if not isinstance(value, list):
+                        raise _NotConjunctive
+                    names.update(name for name in value if isinstance(name, str))
+            elif keyword == "$ref":
+                try:
+                    target, target_base = resolve(value, base)
+                except Exception:  # noqa: BLE001 - unresolvable: jsonschema says so
+                    raise _NotConjunctive from None
+                walk(target, target_base)
+            elif keyword in _CONJUNCTIVE_APPLICATORS:
+                for subschema in _subschemas(keyword, value):
+                    walk(subschema, base)
+            else:
+                raise _NotConjunctive
+
+    try:
+        walk(registry.schemas[schema_id], schema_id)
+    except (_NotConjunctive, RecursionError):
+        names.clear()
+    known[schema_id] = frozenset(names)
+    return known[schema_id]
+
+
+def _without_requirements(schema, waived: frozenset[str]):
+    """A copy of the schema with the ``waived`` names left out of every
+    ``required`` under conjunctive applicators and definitions (elsewhere
+    they stay: a stricter copy only sends more documents to jsonschema)."""
+    if not isinstance(schema, dict):
+        return schema
+    copy = dict(schema)
+    if isinstance(schema.get("required"), list):
+        copy["required"] = [name for name in schema["required"] if name not in waived]
+    for keyword in ("properties", "patternProperties", "definitions", "$defs"):
+        if isinstance(schema.get(keyword), dict):
+            copy[keyword] = {name: _without_requirements(sub, waived) for name, sub in schema[keyword].items()}
+    for keyword in ("items", "prefixItems", "allOf", "additionalItems", "additionalProperties"):
+        value = schema.get(keyword)
+        if isinstance(value, list):
+            copy[keyword] = [_without_requirements(sub, waived) for sub in value]
+        elif isinstance(value, dict):
+            copy[keyword] = _without_requirements(value, waived)
+    return copy
+
+
+_WAIVING_VALIDATORS: weakref.WeakKeyDictionary[SchemaRegistry, dict[tuple[str, tuple], Any]] = weakref.WeakKeyDictionary()
+
+
+def _valid_but_for_accepted_requirements(registry: SchemaRegistry, schema_url: str, document, accepted: Collection[str]) -> bool:
+    """True when the document's only errors are missing properties whose
+    message is accepted (without a location: anywhere in the document). One
+    call of a compiled validator of the schema without those requirements
+    decides, where asking jsonschema for each error's message costs a few
+    microseconds per sample of a motion file. False is no verdict: the
+    other ways decide."""
+    schema_id = registry.schema_id_for(schema_url)
+    if schema_id is None:
+        return False
+    cache = _WAIVING_VALIDATORS.setdefault(registry, {})
+    key = (schema_id, tuple(accepted))
+    if key not in cache:
+        waived = frozenset(name for name in _waivable_requirements(registry, schema_id) if _REQUIRED_MESSAGE.format(name) in accepted)
+        cache[key] = _compile_fast(registry, schema_id, waived) if waived else None
+    compiled = cache[key]
+    return compiled is not None and compiled.is_valid(document)
 
 
 def _rule_applies(when: Mapping[str, str], *, app_id: str, client_info: str, assessment_id: str) -> bool:

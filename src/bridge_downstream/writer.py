@@ -1,9 +1,10 @@
 """Batched NDJSON part files: one per dataset, partition and task at a time.
 
-Rows are appended to files in a local staging folder, so memory stays flat
-whatever the input size. A checkpoint before each archive lets an archive
-that turns out invalid half-way be rolled back by truncation, so no row of
-an invalid record is ever written.
+Rows are gathered in memory per part file and appended to files in a local
+staging folder when ``BUFFERED_BYTES`` of them are waiting, so memory stays
+flat whatever the input size. A checkpoint before each archive lets an
+archive that turns out invalid half-way be rolled back (by truncation, where
+its rows reached the file), so no row of an invalid record is ever written.
 
 At most ``max_staged`` part files are staged at once: when an archive needs
 a new one beyond that, the part written to least recently (a finished day,
@@ -36,10 +37,12 @@ from dataclasses import dataclass
 from . import layout
 from .storage import Storage
 
-MAX_OPEN_FILES = 128
-# Per open part file: a write call per 64 KiB of rows rather than per 8 KiB
-# (up to 8 MiB in all, at MAX_OPEN_FILES).
-WRITE_BUFFER_BYTES = 64 << 10
+# Rows waiting in memory, for all of a writer's part files together. A small
+# upload adds a few KB to each of a few of hundreds of part files: kept open,
+# each file would need an open file object (an open, a close and a flush per
+# archive, as only so many can stay open); gathered, each gets one append
+# (open, write, close) per few archives.
+BUFFERED_BYTES = 8 << 20
 MAX_STAGED_PARTS = 1024
 PUBLISH_THREADS = 8
 _IDENTITY_MODULUS = 1 << 256
@@ -63,6 +66,8 @@ class StagedPart:
     size: int = 0  # bytes written, so a checkpoint needs no stat per file
     identity_sum: int = 0  # of the committed archives in it: a set digest in O(1) memory
     archives: int = 0
+    in_file: int = 0  # of ``size``, the bytes appended to the file; the rest are ``waiting``
+    waiting: bytearray | None = None
 
 
 @dataclass
@@ -95,7 +100,7 @@ class PartWriter:
         self._own_staging = staging_dir is None
         self.staging_dir = staging_dir or tempfile.mkdtemp(prefix="bridge-downstream-parts-")
         self._staged: OrderedDict[Slot, StagedPart] = OrderedDict()  # least recently written first
-        self._open: OrderedDict[Slot, object] = OrderedDict()
+        self._waiting_bytes = 0
         self._touched: dict[Slot, tuple[int, int]] = {}  # slot -> (size, rows) at the checkpoint
         self._generation = 0
         self._files_made = 0
@@ -121,33 +126,47 @@ class PartWriter:
         self._files_made += 1
         return part
 
-    def _handle(self, slot: Slot, part: StagedPart):
-        handle = self._open.get(slot)
-        if handle is not None:
-            self._open.move_to_end(slot)
-            return handle
-        if len(self._open) >= MAX_OPEN_FILES:
-            _, oldest = self._open.popitem(last=False)
-            oldest.close()
-        handle = self._open[slot] = open(part.path, "ab", buffering=WRITE_BUFFER_BYTES)  # noqa: SIM115 - closed on eviction or publish
-        return handle
-
     def write(self, dataset_id: str, partition: tuple[tuple[str, object], ...], line: bytes) -> None:
         self.write_many(dataset_id, partition, [line])
 
     def write_many(self, dataset_id: str, partition: tuple[tuple[str, object], ...], lines: list[bytes]) -> None:
         """Append NDJSON lines (each ending in a newline) in one buffered write."""
-        if not lines:
+        if lines:
+            self.write_block(dataset_id, partition, lines[0] if len(lines) == 1 else b"".join(lines), len(lines))
+
+    def write_block(self, dataset_id: str, partition: tuple[tuple[str, object], ...], data: bytes, rows: int) -> None:
+        """Append ``rows`` NDJSON lines, given as one block of bytes."""
+        if not rows:
             return
         slot = (dataset_id, partition)
         part = self._staged_part(slot)
-        handle = self._handle(slot, part)
         if slot not in self._touched:
             self._touched[slot] = (part.size, part.rows)
-        data = lines[0] if len(lines) == 1 else b"".join(lines)
-        handle.write(data)
-        part.rows += len(lines)
+        if part.waiting is None:
+            part.waiting = bytearray(data)
+        else:
+            part.waiting += data
+        part.rows += rows
         part.size += len(data)
+        self._waiting_bytes += len(data)
+        if self._waiting_bytes > BUFFERED_BYTES:
+            for waiting in self._staged.values():
+                self._append_waiting(waiting)
+
+    def _append_waiting(self, part: StagedPart) -> None:
+        """Append the part's waiting rows to its file."""
+        if not part.waiting:
+            return
+        fd = os.open(part.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        try:
+            with memoryview(part.waiting) as remaining:
+                while remaining:
+                    remaining = remaining[os.write(fd, remaining) :]
+        finally:
+            os.close(fd)
+        part.in_file += len(part.waiting)
+        self._waiting_bytes -= len(part.waiting)
+        part.waiting = None
 
     # -- one archive at a time ----------------------------------------------------
 
@@ -163,12 +182,16 @@ class PartWriter:
         if token != self._generation:
             raise ValueError("rollback to a checkpoint other than the latest")
         for slot, (size, rows) in self._touched.items():
-            handle = self._open.pop(slot, None)
-            if handle is not None:
-                handle.close()
             part = self._staged[slot]  # a touched part is never published before the commit
-            with open(part.path, "ab") as stream:
-                stream.truncate(size)
+            if size >= part.in_file:  # the archive's rows are all still waiting
+                if part.waiting is not None:
+                    self._waiting_bytes -= len(part.waiting) - (size - part.in_file)
+                    del part.waiting[size - part.in_file :]
+            else:
+                self._waiting_bytes -= len(part.waiting or b"")
+                part.waiting = None
+                os.truncate(part.path, size)
+                part.in_file = size
             part.rows, part.size = rows, size
         self._touched = {}
 
@@ -192,12 +215,12 @@ class PartWriter:
 
     def _publish(self, slot: Slot) -> None:
         part = self._staged.pop(slot)
-        handle = self._open.pop(slot, None)
-        if handle is not None:
-            handle.close()
         if part.rows == 0:  # only rolled-back rows
-            os.unlink(part.path)
+            self._waiting_bytes -= len(part.waiting or b"")
+            if part.in_file or os.path.exists(part.path):
+                os.unlink(part.path)
             return
+        self._append_waiting(part)
         dataset_id, partition = slot
         tag = hashlib.sha256(f"{part.identity_sum:064x}/{part.archives}".encode()).hexdigest()[:16]
         written = WrittenPart(dataset_id, partition, layout.json_part_key(dataset_id, dict(partition), tag, self.task), part.rows, part.size)
@@ -231,9 +254,8 @@ class PartWriter:
         partition. Waits for this writer's uploads."""
         if self._touched:
             raise ValueError("hand over between archives only: an archive is being written")
-        for handle in self._open.values():
-            handle.close()
-        self._open.clear()
+        for part in self._staged.values():
+            self._append_waiting(part)
         self._wait_for_uploads()
         state = StagedParts(self.staging_dir, list(self._staged.items()), self._files_made, self.published)
         self._staged = OrderedDict()
@@ -252,9 +274,6 @@ class PartWriter:
             self._uploads.popleft().result()
 
     def close(self) -> None:
-        for handle in self._open.values():
-            handle.close()
-        self._open.clear()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None

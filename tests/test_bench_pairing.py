@@ -109,3 +109,12 @@ def test_memory_sampler_counts_the_whole_process_tree(tmp_path):
             process.kill()
         child.kill()
         child.wait()
+
+
+def test_every_data_file_is_read_before_the_steps(tmp_path, capsys):
+    (tmp_path / "0000").mkdir()
+    (tmp_path / "0000" / "a.zip").write_bytes(b"x" * 3_000_000)
+    (tmp_path / "0000" / "a.zip.metadata.json").write_bytes(b"{}")
+    (tmp_path / "generated.json").write_bytes(b"{}")
+    assert run.read_into_page_cache(tmp_path) == (3, 3_000_004)
+    assert "read 3 files (3 MB)" in capsys.readouterr().out

@@ -252,9 +252,8 @@ class _NotConjunctive(Exception):
 
 
 def _subschemas(keyword: str, value) -> list:
-    """The subschemas under one of the _CONJUNCTIVE_APPLICATORS (but $ref), or
-    under definitions."""
-    if keyword in ("properties", "patternProperties", "definitions", "$defs"):
+    """The subschemas under one of the _CONJUNCTIVE_APPLICATORS but $ref."""
+    if keyword in ("properties", "patternProperties"):
         return list(value.values()) if isinstance(value, dict) else []
     if keyword in ("items", "prefixItems", "allOf"):
         return list(value) if isinstance(value, list) else [value]

@@ -217,7 +217,7 @@ class PartWriter:
         part = self._staged.pop(slot)
         if part.rows == 0:  # only rolled-back rows
             self._waiting_bytes -= len(part.waiting or b"")
-            if part.in_file or os.path.exists(part.path):
+            if os.path.exists(part.path):  # rows that reached the file before they were rolled back
                 os.unlink(part.path)
             return
         self._append_waiting(part)

@@ -18,9 +18,9 @@ import tempfile
 import time
 import tracemalloc
 
-from bridge_downstream import layout
-from bridge_downstream.ingest_outcomes import IngestLedger, _digests_header, load_ledger
-from bridge_downstream.storage import LocalStorage
+from bridge_downstream.common import layout
+from bridge_downstream.common.storage import LocalStorage
+from bridge_downstream.ingest.outcomes import IngestLedger, _digests_header, load_ledger
 
 PER_RUN = 10_000  # archives per ingest run: one ledger file pair each
 

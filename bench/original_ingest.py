@@ -38,13 +38,15 @@ import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from bridge_downstream import layout
-from bridge_downstream.ingest import ArchiveInput, InvalidArchive, parse_uploaded_on
-from bridge_downstream.profiles import Profile
-from bridge_downstream.registry import SchemaRegistry
-from bridge_downstream.resolution import resolve_file, self_referenced_schemas
-from bridge_downstream.storage import Storage
-from bridge_downstream.validation import (
+from bridge_downstream.common import layout
+from bridge_downstream.common.storage import Storage
+from bridge_downstream.config.profiles import Profile
+from bridge_downstream.config.registry import SchemaRegistry
+from bridge_downstream.ingest.bridge_upload import parse_uploaded_on
+from bridge_downstream.ingest.context import InvalidArchive
+from bridge_downstream.ingest.listing import ArchiveInput
+from bridge_downstream.ingest.resolution import resolve_file, self_referenced_schemas
+from bridge_downstream.ingest.validation import (
     accepted_messages,
     drop_accepted_deviations,
     validate_document_slow,

@@ -306,7 +306,7 @@ def read_into_page_cache(folder: Path) -> tuple[int, int]:
 
 
 def build_registry(work: Path) -> Path:
-    from bridge_downstream.registry import build_registry as build
+    from bridge_downstream.config.registry import build_registry as build
 
     source = ROOT / "samples" / "registry-src"
     out = work / "registry"
@@ -335,7 +335,7 @@ GRADUAL_ONSET_URL = (
 
 def build_real_registry(work: Path, shared: Path) -> Path:
     """The real registry (as tests/support.py builds it): mobile-client-json and the MTB task-data schemas."""
-    from bridge_downstream.registry import build_registry as build
+    from bridge_downstream.config.registry import build_registry as build
 
     rules = work / "real-rules.json"
     rules.write_text(json.dumps({"file_aliases": {"microphone.json": "microphone_levels.json"}}))

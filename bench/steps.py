@@ -24,8 +24,8 @@ sys.path.insert(0, str(HERE))
 
 
 def _inputs(folder: Path):
-    from bridge_downstream.ingest import ArchiveListing
-    from bridge_downstream.storage import LocalStorage
+    from bridge_downstream.common.storage import LocalStorage
+    from bridge_downstream.ingest.listing import ArchiveListing
 
     # As the command line lists them: spooled to a file, nothing per archive in memory.
     listing = ArchiveListing.of_storage(LocalStorage(folder), (".zip",))
@@ -57,10 +57,10 @@ def _lines_and_bytes(paths: list[str]) -> tuple[int, int]:
 
 
 def step_ingest(args) -> dict:
-    from bridge_downstream.profiles import load_profile
-    from bridge_downstream.registry import SchemaRegistry
-    from bridge_downstream.sinks import StorageInvalidSink
-    from bridge_downstream.storage import LocalStorage
+    from bridge_downstream.common.storage import LocalStorage
+    from bridge_downstream.config.profiles import load_profile
+    from bridge_downstream.config.registry import SchemaRegistry
+    from bridge_downstream.ingest.invalid_sink import StorageInvalidSink
 
     registry = SchemaRegistry.load(args.registry)
     profile = load_profile(args.profile)
@@ -75,7 +75,7 @@ def step_ingest(args) -> dict:
 
         report = run_original_ingest(inputs, registry=registry, profile=profile, output=output)
     else:
-        from bridge_downstream.ingest import run_ingest
+        from bridge_downstream.ingest.run import run_ingest
 
         report = run_ingest(inputs, registry=registry, profile=profile, output=output, sink=StorageInvalidSink(output), workers=args.workers)
     seconds = time.perf_counter() - started
@@ -106,8 +106,8 @@ def step_ingest_s3(args) -> dict:
     import boto3
     from s3_emulation import count_dataset_rows, list_objects, queue_length
 
-    from bridge_downstream.profiles import load_profile
-    from bridge_downstream.registry import SchemaRegistry
+    from bridge_downstream.config.profiles import load_profile
+    from bridge_downstream.config.registry import SchemaRegistry
     from bridge_downstream_adapters.s3 import parse_s3_uri
 
     endpoint = os.environ["AWS_ENDPOINT_URL"]
@@ -131,7 +131,9 @@ def step_ingest_s3(args) -> dict:
             messages, registry=registry, registry_dir=args.registry, profile=profile, json_bucket=out_bucket, json_prefix=out_prefix, invalid_queue_url=args.queue_url, credentials=credentials
         )
     else:
-        from bridge_downstream.ingest import ArchiveInput, default_prefetch, run_ingest
+        from bridge_downstream.ingest.context import default_prefetch
+        from bridge_downstream.ingest.listing import ArchiveInput
+        from bridge_downstream.ingest.run import run_ingest
         from bridge_downstream_adapters.s3 import S3Storage
         from bridge_downstream_adapters.sqs import SqsInvalidSink
 
@@ -163,7 +165,7 @@ def step_ingest_s3(args) -> dict:
 
 def _start_spark():
     """A local Spark session and the seconds it took to start (reported apart from the step's work)."""
-    from bridge_downstream.spark_session import local_spark_session
+    from bridge_downstream.publish.spark_session import local_spark_session
 
     began = time.perf_counter()
     session = local_spark_session(app_name="bench")
@@ -171,18 +173,18 @@ def _start_spark():
 
 
 def _datasets(work: Path, wanted: list[str] | None) -> list[str]:
-    from bridge_downstream.publish import json_datasets
-    from bridge_downstream.storage import LocalStorage
+    from bridge_downstream.common.storage import LocalStorage
+    from bridge_downstream.publish.engine_steps import json_datasets
 
     return wanted or json_datasets(LocalStorage(work))
 
 
 def step_publish(args) -> dict:
     """Publish (dedup -> relationalize -> Parquet + CSV -> manifest -> CURRENT) every dataset."""
-    from bridge_downstream.profiles import load_profile
-    from bridge_downstream.publish_arrow import publish_dataset_with
-    from bridge_downstream.registry import SchemaRegistry
-    from bridge_downstream.storage import LocalStorage
+    from bridge_downstream.common.storage import LocalStorage
+    from bridge_downstream.config.profiles import load_profile
+    from bridge_downstream.config.registry import SchemaRegistry
+    from bridge_downstream.publish.engines import publish_dataset_with
 
     registry = SchemaRegistry.load(args.registry)
     profile = load_profile(args.profile)
@@ -217,10 +219,10 @@ def step_publish(args) -> dict:
 
 def step_relationalize(args) -> dict:
     """NDJSON of each dataset -> its tables -> one Parquet file per table (no dedup, no CSV)."""
-    from bridge_downstream.profiles import load_profile
-    from bridge_downstream.publish import plan_dataset
-    from bridge_downstream.registry import SchemaRegistry
-    from bridge_downstream.storage import LocalStorage
+    from bridge_downstream.common.storage import LocalStorage
+    from bridge_downstream.config.profiles import load_profile
+    from bridge_downstream.config.registry import SchemaRegistry
+    from bridge_downstream.publish.engine_steps import plan_dataset
 
     registry = SchemaRegistry.load(args.registry)
     profile = load_profile(args.profile)
@@ -285,12 +287,12 @@ def step_relationalize(args) -> dict:
 def step_pipeline(args) -> dict:
     """The whole local pipeline in one process, as ``bridge-downstream run`` does it:
     ingest every archive, then publish every dataset it wrote."""
-    from bridge_downstream.ingest import run_ingest
-    from bridge_downstream.profiles import load_profile
-    from bridge_downstream.publish_arrow import publish_dataset_with
-    from bridge_downstream.registry import SchemaRegistry
-    from bridge_downstream.sinks import StorageInvalidSink
-    from bridge_downstream.storage import LocalStorage
+    from bridge_downstream.common.storage import LocalStorage
+    from bridge_downstream.config.profiles import load_profile
+    from bridge_downstream.config.registry import SchemaRegistry
+    from bridge_downstream.ingest.invalid_sink import StorageInvalidSink
+    from bridge_downstream.ingest.run import run_ingest
+    from bridge_downstream.publish.engines import publish_dataset_with
 
     registry = SchemaRegistry.load(args.registry)
     profile = load_profile(args.profile)
@@ -302,7 +304,7 @@ def step_pipeline(args) -> dict:
     ingested = time.perf_counter() - started
     spark_factory = None
     if args.engine == "spark":
-        from bridge_downstream.spark_session import local_spark_session
+        from bridge_downstream.publish.spark_session import local_spark_session
 
         spark_factory = lambda: local_spark_session(app_name="bench")
     out_rows = 0

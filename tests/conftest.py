@@ -34,7 +34,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def spark():
     """One local Spark session for the whole test run (start-up is slow)."""
-    from bridge_downstream.spark_session import local_spark_session
+    from bridge_downstream.publish.spark_session import local_spark_session
 
     session = local_spark_session(app_name="bridge-downstream-tests")
     yield session

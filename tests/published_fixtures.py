@@ -12,9 +12,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from bridge_downstream import layout
-from bridge_downstream.manifest import PublishedFile, PublishedTable, PublishManifest
-from bridge_downstream.storage import Storage, join_key
+from bridge_downstream.common import layout
+from bridge_downstream.common.storage import Storage, join_key
+from bridge_downstream.publish.manifest import PublishedFile, PublishedTable, PublishManifest
 
 
 def _digests(data: bytes) -> tuple[str, str]:

@@ -7,11 +7,12 @@ import json
 import zipfile
 from pathlib import Path
 
-from bridge_downstream.ingest import ArchiveInput, run_ingest
-from bridge_downstream.profiles import load_profile
-from bridge_downstream.registry import SchemaRegistry, build_registry
-from bridge_downstream.sinks import StorageInvalidSink
-from bridge_downstream.storage import LocalStorage
+from bridge_downstream.common.storage import LocalStorage
+from bridge_downstream.config.profiles import load_profile
+from bridge_downstream.config.registry import SchemaRegistry, build_registry
+from bridge_downstream.ingest.invalid_sink import StorageInvalidSink
+from bridge_downstream.ingest.listing import ArchiveInput
+from bridge_downstream.ingest.run import run_ingest
 from conftest import PROJECT_ROOT, shared_path
 
 SAMPLES = PROJECT_ROOT / "samples"

@@ -9,7 +9,7 @@ import zipfile
 
 import pytest
 
-from bridge_downstream.archive import ArchiveError, SafeArchive
+from bridge_downstream.ingest.safe_archive import ArchiveError, SafeArchive
 from conftest import shared_path
 from support import SAMPLES
 

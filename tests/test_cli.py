@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from bridge_downstream.cli import main
+from bridge_downstream_cli.main import main
 from support import SAMPLE_REGISTRY_SOURCE, SAMPLES
 
 

@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 from moto import mock_aws
 
+from bridge_downstream.common.storage import LocalStorage
 from bridge_downstream.exports import delivery as dl
-from bridge_downstream.storage import LocalStorage
 from bridge_downstream_adapters.s3 import S3Storage
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -254,7 +254,7 @@ def test_cli_and_glue_job_deliver(tmp_path, s3, source, capsys):
     import argparse
     import importlib.util
 
-    from bridge_downstream_adapters.cli_exports import add_export_commands
+    from bridge_downstream_cli.export_commands import add_export_commands
 
     config = tmp_path / "deliveries.yaml"
     config.write_text(f"""
@@ -302,7 +302,7 @@ def test_core_export_modules_import_no_boto3_or_synapseclient():
     import subprocess
 
     code = ("import sys, bridge_downstream.exports.synapse_plan, bridge_downstream.exports.delivery, "
-            "bridge_downstream_adapters.cli_exports; "
+            "bridge_downstream_adapters.export_runs; "
             "print([m for m in ('boto3', 'botocore', 'synapseclient') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -9,7 +9,7 @@ import pytest
 from moto import mock_aws
 
 from aws_emulator import moto_server
-from bridge_downstream.manifest import PublishedFile, PublishedTable, PublishManifest
+from bridge_downstream.publish.manifest import PublishedFile, PublishedTable, PublishManifest
 from bridge_downstream_adapters.glue_catalog import GlueCatalog
 from bridge_downstream_adapters.s3 import S3Storage
 from support import SAMPLES, build_sample_registry, load_job

@@ -6,11 +6,12 @@ import zipfile
 
 import pytest
 
-from bridge_downstream.archive import ArchiveLimits
-from bridge_downstream.ingest import ArchiveInput, run_ingest
-from bridge_downstream.profiles import load_profile
-from bridge_downstream.sinks import StorageInvalidSink
-from bridge_downstream.storage import LocalStorage
+from bridge_downstream.common.storage import LocalStorage
+from bridge_downstream.config.limits import ArchiveLimits
+from bridge_downstream.config.profiles import load_profile
+from bridge_downstream.ingest.invalid_sink import StorageInvalidSink
+from bridge_downstream.ingest.listing import ArchiveInput
+from bridge_downstream.ingest.run import run_ingest
 from support import (
     build_sample_registry,
     invalid_entries,

@@ -9,13 +9,16 @@ import tempfile
 
 import pytest
 
-from bridge_downstream import cli, ingest_outcomes, layout
-from bridge_downstream.ingest import ArchiveInput, ArchiveListing, run_ingest
-from bridge_downstream.ingest_outcomes import read_run_records
-from bridge_downstream.profiles import load_profile
-from bridge_downstream.sinks import StorageInvalidSink
-from bridge_downstream.storage import LocalStorage
-from bridge_downstream.writer import PartWriter
+from bridge_downstream.common import layout
+from bridge_downstream.common.storage import LocalStorage
+from bridge_downstream.config.profiles import load_profile
+from bridge_downstream.ingest import outcomes as ingest_outcomes
+from bridge_downstream.ingest.invalid_sink import StorageInvalidSink
+from bridge_downstream.ingest.listing import ArchiveInput, ArchiveListing
+from bridge_downstream.ingest.outcomes import read_run_records
+from bridge_downstream.ingest.part_writer import PartWriter
+from bridge_downstream.ingest.run import run_ingest
+from bridge_downstream_cli import pipeline_commands as cli
 from support import SAMPLES, build_sample_registry, ingest_folder
 
 
@@ -50,7 +53,7 @@ def test_records_file_has_every_archive_once_in_source_order(sample_run):
 
 
 def test_ledger_parts_and_spools(sample_run):
-    from bridge_downstream.ingest_outcomes import IngestLedger
+    from bridge_downstream.ingest.outcomes import IngestLedger
 
     output, report = sample_run
     ledger = (output / layout.LEDGER_PREFIX / f"{report['run_id']}.jsonl").read_text().splitlines()
@@ -161,7 +164,7 @@ def test_staged_part_files_are_bounded_and_every_row_is_published_once(tmp_path)
 
 
 def test_rows_waiting_in_memory_are_bounded_and_roll_back_from_memory_or_file(tmp_path, monkeypatch):
-    from bridge_downstream import writer as writer_module
+    from bridge_downstream.ingest import part_writer as writer_module
 
     monkeypatch.setattr(writer_module, "BUFFERED_BYTES", 64)
     store = LocalStorage(tmp_path / "out")
@@ -195,7 +198,7 @@ def test_rows_waiting_in_memory_are_bounded_and_roll_back_from_memory_or_file(tm
 
 
 def test_a_run_with_few_staged_parts_writes_the_same_rows(registry, sample_run, tmp_path, monkeypatch):
-    from bridge_downstream import writer as writer_module
+    from bridge_downstream.ingest import part_writer as writer_module
 
     _, unbounded = sample_run
     monkeypatch.setattr(writer_module, "MAX_STAGED_PARTS", 1)
@@ -244,7 +247,7 @@ def test_a_writer_handed_over_between_archives_goes_on_with_the_same_part_files(
 
 
 def test_a_task_run_by_several_processes_in_turn_writes_what_one_process_writes(registry, sample_run, tmp_path, monkeypatch):
-    from bridge_downstream import ingest
+    from bridge_downstream.ingest import run as ingest
 
     one_output, one_process = sample_run
     processes = tmp_path / "processes"
@@ -291,7 +294,7 @@ def test_the_ledger_holds_16_bytes_an_archive_and_finds_each_one(tmp_path):
     import hashlib
     import pickle
 
-    from bridge_downstream.ingest_outcomes import IngestLedger, load_ledger
+    from bridge_downstream.ingest.outcomes import IngestLedger, load_ledger
 
     identities = [hashlib.sha256(str(n).encode()).hexdigest() for n in range(5000)]
     ledger = IngestLedger(identities + identities[:100])  # an archive can be in two runs' files
@@ -309,7 +312,7 @@ def test_the_ledger_holds_16_bytes_an_archive_and_finds_each_one(tmp_path):
 
     # A run written before the digests existed is read from its lines; one with
     # digests from them alone while its lines are the size they indexed.
-    from bridge_downstream.ingest_outcomes import _digests_header
+    from bridge_downstream.ingest.outcomes import _digests_header
 
     def lines(chunk):
         return b"".join(json.dumps({"identity": i}).encode() + b"\n" for i in chunk)

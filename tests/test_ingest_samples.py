@@ -148,10 +148,11 @@ def test_recover_sample_export(registry, tmp_path):
 
 
 def test_progress_counts_every_archive_once_across_workers_and_segments(registry, tmp_path):
-    from bridge_downstream.ingest import ArchiveInput, run_ingest
-    from bridge_downstream.profiles import load_profile
-    from bridge_downstream.sinks import StorageInvalidSink
-    from bridge_downstream.storage import LocalStorage
+    from bridge_downstream.common.storage import LocalStorage
+    from bridge_downstream.config.profiles import load_profile
+    from bridge_downstream.ingest.invalid_sink import StorageInvalidSink
+    from bridge_downstream.ingest.listing import ArchiveInput
+    from bridge_downstream.ingest.run import run_ingest
 
     source, output = LocalStorage(SAMPLES / "archives"), LocalStorage(tmp_path)
     inputs = [ArchiveInput(source, p.name) for p in sorted((SAMPLES / "archives").glob("*.zip"))]
@@ -164,10 +165,11 @@ def test_progress_counts_every_archive_once_across_workers_and_segments(registry
 
 def test_metadata_given_with_the_input_is_read_as_the_storage_gives_it(registry, tmp_path):
     """Names in any case and values of any type, as an event or a replayed entry may carry them."""
-    from bridge_downstream.ingest import ArchiveInput, run_ingest
-    from bridge_downstream.profiles import load_profile
-    from bridge_downstream.sinks import StorageInvalidSink
-    from bridge_downstream.storage import LocalStorage
+    from bridge_downstream.common.storage import LocalStorage
+    from bridge_downstream.config.profiles import load_profile
+    from bridge_downstream.ingest.invalid_sink import StorageInvalidSink
+    from bridge_downstream.ingest.listing import ArchiveInput
+    from bridge_downstream.ingest.run import run_ingest
 
     source, output = LocalStorage(SAMPLES / "archives"), LocalStorage(tmp_path)
     given = {"RecordId": "rec-given", "AssessmentId": "number-match", "AssessmentRevision": 1,

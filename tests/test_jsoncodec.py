@@ -7,7 +7,7 @@ import random
 import orjson
 import pytest
 
-from bridge_downstream import jsoncodec
+from bridge_downstream.common import jsoncodec
 
 
 def _reference(element, shared: dict, index: int) -> bytes:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from bridge_downstream.storage import LocalStorage
+from bridge_downstream.common.storage import LocalStorage
 
 
 def test_keys_stay_inside_the_root(tmp_path):
@@ -56,7 +56,7 @@ def test_move_in_copies_across_file_systems(tmp_path, monkeypatch):
 def test_open_read_gives_a_small_file_whole_and_streams_a_large_one(tmp_path, monkeypatch):
     import io
 
-    import bridge_downstream.storage as storage_module
+    import bridge_downstream.common.storage as storage_module
 
     monkeypatch.setattr(storage_module, "SMALL_FILE_BYTES", 64)
     storage = LocalStorage(tmp_path)

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import json
 
-from bridge_downstream.manifest import (
+from bridge_downstream.common.spool import JsonLinesSpool, read_lines
+from bridge_downstream.common.storage import LocalStorage
+from bridge_downstream.config.profiles import load_profile
+from bridge_downstream.publish.arrow_engine import publish_dataset_arrow
+from bridge_downstream.publish.manifest import (
     PublishedFile,
     PublishedFiles,
     PublishedTable,
     PublishManifest,
     read_manifest,
 )
-from bridge_downstream.profiles import load_profile
-from bridge_downstream.publish_arrow import publish_dataset_arrow
-from bridge_downstream.spool import JsonLinesSpool, read_lines
-from bridge_downstream.storage import LocalStorage
 from support import SAMPLES, build_sample_registry, ingest_folder
 
 

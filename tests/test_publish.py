@@ -8,12 +8,13 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from bridge_downstream import layout
-from bridge_downstream.catalog import DuckDBCatalog
-from bridge_downstream.manifest import current_version, read_current_manifests
-from bridge_downstream.profiles import load_profile
-from bridge_downstream.publish import list_versions, publish_dataset, rollback
-from bridge_downstream.storage import LocalStorage
+from bridge_downstream.common import layout
+from bridge_downstream.common.storage import LocalStorage
+from bridge_downstream.config.profiles import load_profile
+from bridge_downstream.publish.catalog import DuckDBCatalog
+from bridge_downstream.publish.manifest import current_version, read_current_manifests
+from bridge_downstream.publish.spark_engine import publish_dataset
+from bridge_downstream.publish.versions import list_versions, rollback
 from support import SAMPLES, build_sample_registry, ingest_folder, read_dataset
 
 pytestmark = pytest.mark.spark

@@ -13,18 +13,17 @@ import zipfile
 import pyarrow.parquet as pq
 import pytest
 
-from bridge_downstream import layout
-from bridge_downstream import publish as publish_module
-from bridge_downstream.catalog import DuckDBCatalog
-from bridge_downstream.manifest import current_version, read_manifest
-from bridge_downstream.profiles import load_profile
-from bridge_downstream.publish import json_datasets, publish_dataset
-from bridge_downstream.publish_arrow import (
-    add_engine_argument,
-    publish_dataset_arrow,
-    publish_dataset_with,
-)
-from bridge_downstream.storage import LocalStorage
+from bridge_downstream.common import layout
+from bridge_downstream.common.storage import LocalStorage
+from bridge_downstream.config.profiles import load_profile
+from bridge_downstream.publish import spark_engine as publish_module
+from bridge_downstream.publish.arrow_engine import publish_dataset_arrow
+from bridge_downstream.publish.catalog import DuckDBCatalog
+from bridge_downstream.publish.engine_steps import json_datasets
+from bridge_downstream.publish.engines import publish_dataset_with
+from bridge_downstream.publish.manifest import current_version, read_manifest
+from bridge_downstream.publish.spark_engine import publish_dataset
+from bridge_downstream_cli.pipeline_commands import add_engine_argument
 from conftest import PROJECT_ROOT, shared_path
 from support import (
     SAMPLES,

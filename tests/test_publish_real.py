@@ -6,11 +6,11 @@ import zipfile
 import duckdb
 import pytest
 
-from bridge_downstream import layout
-from bridge_downstream.catalog import DuckDBCatalog
-from bridge_downstream.profiles import load_profile
-from bridge_downstream.publish import publish_dataset
-from bridge_downstream.storage import LocalStorage
+from bridge_downstream.common import layout
+from bridge_downstream.common.storage import LocalStorage
+from bridge_downstream.config.profiles import load_profile
+from bridge_downstream.publish.catalog import DuckDBCatalog
+from bridge_downstream.publish.spark_engine import publish_dataset
 from conftest import shared_path
 from support import SPELLING_ARCHIVE, SPELLING_METADATA, build_real_registry, ingest_folder
 

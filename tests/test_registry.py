@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from bridge_downstream.registry import RegistryError, SchemaRegistry, build_registry
-from bridge_downstream.validation import validate_document
+from bridge_downstream.config.registry import RegistryError, SchemaRegistry, build_registry
+from bridge_downstream.ingest.validation import validate_document
 from support import SAMPLE_REGISTRY_SOURCE, TASKDATA_URL, build_real_registry, build_sample_registry
 
 BASE = "https://bridge-downstream.invalid/schemas"

@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from bridge_downstream import layout
-from bridge_downstream.profiles import load_profile
-from bridge_downstream.registry import SchemaRegistry, build_registry
-from bridge_downstream.replay import Selection, StorageInvalidStore, replay
-from bridge_downstream.storage import LocalStorage
-from bridge_downstream_adapters.cli_invalid import add_invalid_commands
+from bridge_downstream.common import layout
+from bridge_downstream.common.storage import LocalStorage
+from bridge_downstream.config.profiles import load_profile
+from bridge_downstream.config.registry import SchemaRegistry, build_registry
+from bridge_downstream.replay.invalid_store import StorageInvalidStore
+from bridge_downstream.replay.replayer import replay
+from bridge_downstream.replay.selection import Selection
+from bridge_downstream_cli.invalid_commands import add_invalid_commands
 from support import (
     SAMPLE_REGISTRY_SOURCE,
     SAMPLES,
@@ -262,7 +264,7 @@ def test_a_record_whose_archive_is_gone_is_not_replayed_and_kept(pipeline, regis
 
 
 def test_replay_needs_a_selection_and_dry_run_changes_nothing(pipeline, registries, capsys):
-    from bridge_downstream.cli import UsageError
+    from bridge_downstream_cli.errors import UsageError
 
     _, output = pipeline
     with pytest.raises(UsageError, match="choose what to replay"):
@@ -344,7 +346,8 @@ def drain(sqs, url: str) -> list[dict]:
 def test_replay_from_the_invalid_queue(aws, registries, capsys):
     import boto3
 
-    from bridge_downstream.ingest import ArchiveInput, run_ingest
+    from bridge_downstream.ingest.listing import ArchiveInput
+    from bridge_downstream.ingest.run import run_ingest
     from bridge_downstream_adapters.s3 import S3Storage
     from bridge_downstream_adapters.sqs import SqsInvalidSink
 
@@ -408,7 +411,8 @@ def test_replay_from_the_invalid_queue(aws, registries, capsys):
 def test_queue_replay_keeps_records_whose_archive_is_gone(aws, registries, capsys):
     import boto3
 
-    from bridge_downstream.ingest import ArchiveInput, run_ingest
+    from bridge_downstream.ingest.listing import ArchiveInput
+    from bridge_downstream.ingest.run import run_ingest
     from bridge_downstream_adapters.s3 import S3Storage
     from bridge_downstream_adapters.sqs import SqsInvalidSink
 

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from bridge_downstream.resolution import resolve_file
+from bridge_downstream.ingest.resolution import resolve_file
 from support import build_sample_registry
 
 BASE = "https://bridge-downstream.invalid/schemas"
@@ -61,7 +61,7 @@ def test_unmapped_file_is_skipped_with_a_reason(registry):
 def test_answers_are_kept_per_registry_and_bounded(registry, tmp_path, monkeypatch):
     # Answers are remembered (a batch asks the same questions of every
     # archive), but per registry: another registry version answers for itself.
-    from bridge_downstream import resolution
+    from bridge_downstream.ingest import resolution
     from support import SAMPLE_REGISTRY_SOURCE, build_sample_registry
 
     assert resolve(registry, "taskData.json", revision=1).dataset_id == "TaskData_v1"

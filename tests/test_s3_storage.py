@@ -6,13 +6,14 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from bridge_downstream.ingest import ArchiveInput, prefetched, run_ingest
-from bridge_downstream.ingest_outcomes import read_run_records
-from bridge_downstream.profiles import load_profile
-from bridge_downstream.sinks import StorageInvalidSink
-from bridge_downstream.storage import LocalStorage
+from bridge_downstream.common.storage import LocalStorage
+from bridge_downstream.config.profiles import load_profile
+from bridge_downstream.ingest.archive_ingest import prefetched
+from bridge_downstream.ingest.invalid_sink import StorageInvalidSink
+from bridge_downstream.ingest.listing import ArchiveInput
+from bridge_downstream.ingest.outcomes import read_run_records
+from bridge_downstream.ingest.run import run_ingest
 from bridge_downstream_adapters.s3 import S3Storage
-
 from support import SAMPLES, build_sample_registry
 
 

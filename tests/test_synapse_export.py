@@ -280,7 +280,7 @@ def test_forbidden_is_explained(fake, s3, storage):
 
 
 def test_plan_is_pure_and_collision_safe():
-    from bridge_downstream.manifest import PublishedFile, PublishedTable, PublishManifest
+    from bridge_downstream.publish.manifest import PublishedFile, PublishedTable, PublishManifest
 
     manifest = PublishManifest("D", "v1", "run", "now", "r1")
     files = [PublishedFile(f"published/D/versions/v1/parquet/T/{p}/part-0.parquet", "parquet", 1, "m", "s", 1)
@@ -336,7 +336,7 @@ def test_glue_job_reads_the_token_from_ssm(fake, s3, storage, caplog):
 def test_cli_export_synapse_uses_the_env_token(fake, s3, storage, monkeypatch, capsys):
     import argparse
 
-    from bridge_downstream_adapters.cli_exports import add_export_commands
+    from bridge_downstream_cli.export_commands import add_export_commands
 
     publish(storage, "ArchiveMetadata_v1", "v0001", sample_tables())
     parser = argparse.ArgumentParser(prog="bridge-downstream")

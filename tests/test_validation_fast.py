@@ -8,8 +8,12 @@ import zipfile
 
 import pytest
 
-from bridge_downstream import validation
-from bridge_downstream.validation import fast_validator, validate_document, validate_document_slow
+from bridge_downstream.ingest import validation
+from bridge_downstream.ingest.validation import (
+    fast_validator,
+    validate_document,
+    validate_document_slow,
+)
 from conftest import shared_path
 from support import SAMPLES, TASKDATA_URL, build_real_registry, build_sample_registry
 
@@ -38,7 +42,7 @@ def test_sample_documents(tmp_path):
 
 
 def test_validators_compiled_up_front_are_the_ones_used(tmp_path, monkeypatch):
-    from bridge_downstream import validation
+    from bridge_downstream.ingest import validation
 
     registry = build_sample_registry(tmp_path / "reg")
     assert validation.compile_validators(registry) == len({registry.schema_id_for(url) for url in registry.schema_mapping})
@@ -68,7 +72,7 @@ def test_compiled_validators_do_not_keep_their_registry_alive(tmp_path):
     import gc
     import weakref
 
-    from bridge_downstream import validation
+    from bridge_downstream.ingest import validation
 
     registry = build_sample_registry(tmp_path / "reg")
     gc.collect()  # registries other tests left behind go now, not during this test
@@ -182,7 +186,7 @@ def test_accepted_deviations_are_decided_as_jsonschema_decides(tmp_path, monkeyp
 def test_requirements_are_waived_only_where_the_schema_is_a_conjunction(tmp_path):
     # Under anyOf, a missing property is not reported as such: leaving the
     # requirement out would make a document valid that jsonschema rejects.
-    from bridge_downstream.registry import PipelineRules, SchemaRegistry
+    from bridge_downstream.config.registry import PipelineRules, SchemaRegistry
 
     base = "https://bridge-downstream.invalid/test"
     schemas = {

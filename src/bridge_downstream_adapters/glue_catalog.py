@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import boto3
 
-from bridge_downstream.manifest import PublishedTable, PublishManifest
-from bridge_downstream.storage import Storage
+from bridge_downstream.common.storage import Storage
+from bridge_downstream.publish.manifest import PublishedTable, PublishManifest
 
 PARQUET_SERDE = {
     "SerializationLibrary": "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe",

@@ -15,21 +15,14 @@ import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from bridge_downstream.archive import ArchiveLimits
-from bridge_downstream.ingest import (
-    ArchiveInput,
-    IngestContext,
-    TaskResult,
-    default_prefetch,
-    finish_run,
-    new_run_id,
-    process_batch,
-)
-from bridge_downstream.ingest_outcomes import IngestLedger, load_ledger
-from bridge_downstream.profiles import load_profile
-from bridge_downstream.registry import SchemaRegistry
-
-from .s3 import S3Storage
+from bridge_downstream.config.limits import ArchiveLimits
+from bridge_downstream.config.profiles import load_profile
+from bridge_downstream.config.registry import SchemaRegistry
+from bridge_downstream.ingest.context import IngestContext, default_prefetch
+from bridge_downstream.ingest.listing import ArchiveInput
+from bridge_downstream.ingest.outcomes import IngestLedger, TaskResult, finish_run, load_ledger
+from bridge_downstream.ingest.run import new_run_id, process_batch
+from bridge_downstream_adapters.s3 import S3Storage
 
 
 @dataclass(frozen=True)

@@ -186,7 +186,7 @@ def workflows_from_template(template: Any, parameters: Mapping[str, str] | None 
     ``parameters`` are the stack parameters (bucket names, namespace, ...);
     a parameter without a value and without a default is an error.
     """
-    from .cfn_harness import StackContext, load_template
+    from bridge_downstream_adapters.cfn_harness import StackContext, load_template
 
     template = load_template(template)
     context = StackContext(template=template, parameters=dict(parameters or {}), stack_name=stack_name,

@@ -23,16 +23,15 @@ from collections.abc import Iterable
 
 from botocore.exceptions import ClientError
 
-from bridge_downstream.ingest import ArchiveInput
-from bridge_downstream.replay import (
+from bridge_downstream.ingest.listing import ArchiveInput
+from bridge_downstream.replay.invalid_store import StoredEntry
+from bridge_downstream.replay.replayer import (
     SourceUnavailable,
-    StoredEntry,
     choose_metadata,
     local_archive_input,
 )
-
-from .s3 import S3Storage, parse_s3_uri
-from .sqs import SqsInvalidSink
+from bridge_downstream_adapters.s3 import S3Storage, parse_s3_uri
+from bridge_downstream_adapters.sqs import SqsInvalidSink
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 import boto3
 from botocore.exceptions import ClientError
 
-from bridge_downstream.storage import ObjectInfo, join_key
+from bridge_downstream.common.storage import ObjectInfo, join_key
 
 _NOT_FOUND = ("404", "NoSuchKey", "NotFound")
 

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from bridge_downstream.storage import Storage
+from bridge_downstream.common.storage import Storage
 
 
 class StagedLocation:

@@ -41,9 +41,12 @@ from typing import Any
 from urllib.parse import quote
 
 from bridge_downstream.exports import synapse_plan as sp
-from bridge_downstream.manifest import PublishManifest, read_current_manifests, read_manifest
-
-from .secrets import SecretToken
+from bridge_downstream.publish.manifest import (
+    PublishManifest,
+    read_current_manifests,
+    read_manifest,
+)
+from bridge_downstream_adapters.secrets import SecretToken
 
 log = logging.getLogger(__name__)
 
@@ -472,7 +475,7 @@ def export_published_root(
 ) -> ExportResult:
     """The whole export step: read the manifests under ``published_root``
     (``s3://bucket/prefix``), log in, diff and apply."""
-    from .s3 import S3Storage
+    from bridge_downstream_adapters.s3 import S3Storage
 
     if not published_root.startswith("s3://"):
         raise SynapseExportError("the Synapse export needs the published root in S3 (s3://bucket/prefix): "

@@ -11,3 +11,7 @@ Pure logic only (no boto3, no synapseclient):
 The executors that talk to Synapse and S3 live in
 ``bridge_downstream_adapters``.
 """
+
+from bridge_downstream.exports import delivery, synapse_plan
+
+__all__ = ["delivery", "synapse_plan"]

@@ -28,9 +28,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from .. import layout
-from ..manifest import PublishManifest
-from ..storage import Storage, join_key
+from bridge_downstream.common import layout
+from bridge_downstream.common.storage import Storage, join_key
+from bridge_downstream.publish.manifest import PublishManifest
 
 DELIVERY_MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
@@ -340,7 +340,7 @@ def run_delivery(source: Storage, destination: Storage, target: DeliveryTarget, 
     """Deliver the current (or pinned) published version of the target's
     tables from ``source`` (a pipeline root) to ``destination``, then apply
     the target's retention."""
-    from ..manifest import read_current_manifests, read_manifest
+    from bridge_downstream.publish.manifest import read_current_manifests, read_manifest
 
     now = now or datetime.now(UTC)
     manifests = {m.dataset_id: m for m in read_current_manifests(source)}

@@ -30,8 +30,8 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .. import layout
-from ..manifest import PublishedFile, PublishedTable, PublishManifest
+from bridge_downstream.common import layout
+from bridge_downstream.publish.manifest import PublishedFile, PublishedTable, PublishManifest
 
 MANAGED_BY_KEY = "exportedBy"
 MANAGED_BY = "bridge-downstream"

@@ -13,10 +13,15 @@ from collections.abc import Iterable
 from os import PathLike
 from typing import Any
 
-from .inference import infer_type, infer_type_from_ndjson
-from .plan import ColumnPlan, RelationalizePlan, TablePlan, build_plan
-from .schema_types import Resolver, root_row_type, schema_to_type
-from .types import Type, merge, type_from_json, type_to_json
+from bridge_downstream.relationalize.inference import infer_type, infer_type_from_ndjson
+from bridge_downstream.relationalize.plan import (
+    ColumnPlan,
+    RelationalizePlan,
+    TablePlan,
+    build_plan,
+)
+from bridge_downstream.relationalize.schema_types import Resolver, root_row_type, schema_to_type
+from bridge_downstream.relationalize.types import Type, merge, type_from_json, type_to_json
 
 __all__ = [
     "ColumnPlan",
@@ -106,12 +111,12 @@ def plan_from_ndjson(
 
 
 def relationalize_spark(spark, plan: RelationalizePlan, source, **kwargs):
-    from .spark_executor import relationalize_spark as run
+    from bridge_downstream.relationalize.spark_executor import relationalize_spark as run
 
     return run(spark, plan, source, **kwargs)
 
 
 def relationalize_arrow(plan: RelationalizePlan, source=None, **kwargs):
-    from .arrow_executor import relationalize_arrow as run
+    from bridge_downstream.relationalize.arrow_executor import relationalize_arrow as run
 
     return run(plan, source, **kwargs)

@@ -36,8 +36,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .inference import parse_line
-from .plan import (
+from bridge_downstream.relationalize.inference import parse_line
+from bridge_downstream.relationalize.plan import (
     KIND_ARRAY,
     KIND_MAP,
     ROLE_CARRY,
@@ -49,7 +49,7 @@ from .plan import (
     RelationalizePlan,
     TablePlan,
 )
-from .types import Array, Map, Scalar, Struct, Type
+from bridge_downstream.relationalize.types import Array, Map, Scalar, Struct, Type
 
 _ARROW_SCALARS = {
     "string": pa.string(),

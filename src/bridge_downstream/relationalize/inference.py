@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterable
 from os import PathLike
 
-from .types import (
+from bridge_downstream.relationalize.types import (
     BIGINT_T,
     BOOLEAN_T,
     DOUBLE_T,

@@ -28,8 +28,23 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .naming import NameAllocator, child_table_name, join_name, root_table_name, sanitize
-from .types import SCALAR_KINDS, Array, Map, Scalar, Struct, Type, type_from_json, type_to_json
+from bridge_downstream.relationalize.naming import (
+    NameAllocator,
+    child_table_name,
+    join_name,
+    root_table_name,
+    sanitize,
+)
+from bridge_downstream.relationalize.types import (
+    SCALAR_KINDS,
+    Array,
+    Map,
+    Scalar,
+    Struct,
+    Type,
+    type_from_json,
+    type_to_json,
+)
 
 PLAN_VERSION = 1
 

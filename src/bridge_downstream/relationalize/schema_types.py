@@ -32,7 +32,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urldefrag, urljoin
 
-from .types import (
+from bridge_downstream.relationalize.types import (
     BIGINT_T,
     BOOLEAN_T,
     DOUBLE_T,

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from os import PathLike
 
-from .plan import (
+from bridge_downstream.relationalize.plan import (
     KIND_ARRAY,
     KIND_MAP,
     ROLE_CARRY,
@@ -31,7 +31,7 @@ from .plan import (
     RelationalizePlan,
     TablePlan,
 )
-from .types import Array, Map, Scalar, Struct, Type
+from bridge_downstream.relationalize.types import Array, Map, Scalar, Struct, Type
 
 _SPARK_SCALARS = {
     "string": "StringType",
@@ -238,8 +238,13 @@ def infer_type_spark(spark, source, max_struct_fields: int | None = None) -> Typ
     Python runs per row here -- this is the inference pass, not the executor."""
     from pyspark.sql import DataFrame
 
-    from .inference import MAX_STRUCT_FIELDS, TypeAccumulator, finish, parse_line
-    from .types import merge_all
+    from bridge_downstream.relationalize.inference import (
+        MAX_STRUCT_FIELDS,
+        TypeAccumulator,
+        finish,
+        parse_line,
+    )
+    from bridge_downstream.relationalize.types import merge_all
 
     limit = max_struct_fields or MAX_STRUCT_FIELDS
     if isinstance(source, DataFrame):

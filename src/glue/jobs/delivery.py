@@ -15,7 +15,7 @@ import argparse
 import logging
 import sys
 
-from bridge_downstream_adapters.cli_exports import glue_bool, run_deliver
+from bridge_downstream_adapters.export_runs import glue_bool, run_deliver
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

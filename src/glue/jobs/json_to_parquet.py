@@ -13,15 +13,9 @@ import sys
 
 import boto3
 
+from bridge_downstream.config import DEFAULT_RETENTION, RunConfig, SchemaRegistry, load_profile
 from bridge_downstream.ingest import new_run_id
-from bridge_downstream.profiles import load_profile
-from bridge_downstream.publish import (
-    DEFAULT_RETENTION,
-    DirectLocation,
-    json_datasets,
-    publish_dataset,
-)
-from bridge_downstream.registry import SchemaRegistry
+from bridge_downstream.publish import DirectLocation, json_datasets, publish_dataset
 from bridge_downstream_adapters.glue_args import resolve_options
 from bridge_downstream_adapters.glue_catalog import GlueCatalog
 from bridge_downstream_adapters.s3 import S3Storage
@@ -48,16 +42,21 @@ def main(argv=None, spark=None, glue_client=None) -> dict:
     )
     glue = glue_client or boto3.client("glue")
     work = S3Storage.from_uri(args["json_root"])
-    published = S3Storage.from_uri(args["published_root"])
-    registry = SchemaRegistry.load(S3Storage.from_uri(args["registry_uri"]))
-    profile = load_profile(args["profile"])
+    config = RunConfig(
+        registry=SchemaRegistry.load(S3Storage.from_uri(args["registry_uri"])),
+        profile=load_profile(args["profile"]),
+        output=work,
+        published=S3Storage.from_uri(args["published_root"]),
+        engine="spark",
+        retention=int(args["retention"]),
+    )
     if spark is None:
         from pyspark.sql import SparkSession
 
         spark = SparkSession.builder.getOrCreate()
     # An emulated endpoint is out of reach of Spark's own S3 connector.
     location = StagedLocation() if os.environ.get("AWS_ENDPOINT_URL") else DirectLocation()
-    catalog = GlueCatalog(args["glue_database"], published, glue, args["catalog_table_prefix"])
+    catalog = GlueCatalog(args["glue_database"], config.publish_root, glue, args["catalog_table_prefix"])
     run_id = args["WORKFLOW_RUN_ID"] or new_run_id()
     present = set(json_datasets(work))
     results = {}
@@ -70,14 +69,14 @@ def main(argv=None, spark=None, glue_client=None) -> dict:
             result = publish_dataset(
                 spark,
                 dataset_id=dataset_id,
-                registry=registry,
-                profile=profile,
-                work=work,
-                published=published,
+                registry=config.registry,
+                profile=config.profile,
+                work=config.output,
+                published=config.publish_root,
                 run_id=run_id,
                 location=location,
                 catalog=catalog,
-                retention=int(args["retention"]),
+                retention=config.retention,
             )
             results[dataset_id] = result.manifest
             log.info("published %s version %s: %s", dataset_id, result.manifest.version, {n: t.rows for n, t in result.manifest.tables.items()})

@@ -18,7 +18,7 @@ import argparse
 import logging
 import sys
 
-from bridge_downstream_adapters.cli_exports import add_synapse_arguments, run_synapse_export
+from bridge_downstream_adapters.export_runs import add_synapse_arguments, run_synapse_export
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

@@ -1,0 +1,284 @@
+"""Object storage as the core sees it: keys under a root, like S3.
+
+Keys are POSIX-style relative paths ("json/dataset=X/part-0.ndjson"). The
+local implementation maps them to files under a directory; the S3
+implementation (``bridge_downstream_aws.s3.S3Storage``) to objects under a
+bucket prefix. Writes of a whole object are atomic in both: a reader sees the
+old object or the new one, never a torn one.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol, runtime_checkable
+
+from bridge_downstream.common import jsoncodec
+
+# A file up to this size is read whole by LocalStorage.open_read, as S3Storage reads every object.
+SMALL_FILE_BYTES = 1 << 20
+
+
+class UnreadableMetadata(ValueError):
+    """An object's metadata that cannot be read (locally: a damaged sidecar file)."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+
+
+@runtime_checkable
+class Storage(Protocol):
+    """The storage interface every stage uses."""
+
+    def uri(self, key: str) -> str: ...
+
+    def read_bytes(self, key: str) -> bytes: ...
+
+    def open_read(self, key: str) -> BinaryIO:
+        """A seekable binary stream (ZIP reading needs seek)."""
+        ...
+
+    def write_bytes(self, key: str, data: bytes, metadata: dict[str, str] | None = None) -> None: ...
+
+    def upload_file(self, local_path: str, key: str) -> None: ...
+
+    def move_in(self, local_path: str, key: str) -> None:
+        """``upload_file`` for a local file the caller is done with: the file
+        is gone afterwards (locally it is renamed into place when it can be)."""
+        ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every object whose key starts with ``prefix``, in key order."""
+        ...
+
+    def delete(self, key: str) -> None: ...
+
+    def copy(self, source_key: str, dest_key: str) -> None: ...
+
+    def metadata(self, key: str) -> dict[str, str]:
+        """The object's user metadata (S3 ``x-amz-meta-*``), lower-case keys."""
+        ...
+
+    def open_read_with_metadata(self, key: str) -> tuple[BinaryIO, dict[str, str]]:
+        """``open_read`` and ``metadata`` in one request where the store allows it."""
+        ...
+
+
+def join_key(*parts: str) -> str:
+    return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
+
+
+def delete_prefix(storage: Storage, prefix: str) -> int:
+    keys = [info.key for info in storage.list(prefix)]
+    for key in keys:
+        storage.delete(key)
+    return len(keys)
+
+
+def file_digests(path: str | os.PathLike, chunk_size: int = 1 << 20) -> tuple[str, str, int]:
+    """(md5 hex, sha256 hex, size) of a local file, read once."""
+    md5, sha256, size = hashlib.md5(usedforsecurity=False), hashlib.sha256(), 0
+    with open(path, "rb") as stream:
+        while chunk := stream.read(chunk_size):
+            md5.update(chunk)
+            sha256.update(chunk)
+            size += len(chunk)
+    return md5.hexdigest(), sha256.hexdigest(), size
+
+
+class LocalStorage:
+    """Storage on a local directory; the layout mirrors the S3 one.
+
+    Object metadata, which S3 keeps beside the object, is kept in a sidecar
+    file ``<name>.metadata.json`` -- the same convention the local ingest
+    command reads Bridge metadata from.
+    """
+
+    METADATA_SUFFIX = ".metadata.json"
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root).resolve()
+        self._root_text = self.root.as_posix()
+        self._root_prefix = self._root_text.rstrip("/") + "/"
+
+    def _checked(self, key: str) -> str:
+        # Normalized, not resolved: a symlinked input inside the root is fine,
+        # a key that climbs out with ".." is not. String work only: this runs
+        # for every archive and every part file.
+        path = os.path.normpath(os.path.join(self._root_text, key))
+        if path != self._root_text and not path.startswith(self._root_prefix):
+            raise ValueError(f"key {key!r} escapes the storage root {self.root}")
+        return path
+
+    def path(self, key: str) -> Path:
+        return Path(self._checked(key))
+
+    def uri(self, key: str) -> str:
+        # Not percent-encoded: Spark and Hadoop take "dataset=X" literally.
+        return "file://" + self._checked(key)
+
+    def read_bytes(self, key: str) -> bytes:
+        return _read_file(self._checked(key))
+
+    def open_read(self, key: str) -> BinaryIO:
+        """A small file (most uploads are a few KB) read whole into memory, as
+        from S3: four system calls where a buffered file object takes about
+        ten, once per archive. A larger one as a file object, streamed."""
+        path = self._checked(key)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            status = os.fstat(fd)
+            if stat.S_ISDIR(status.st_mode):
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+            if not stat.S_ISREG(status.st_mode) or status.st_size > SMALL_FILE_BYTES:
+                return open(fd, "rb")  # the descriptor is the file object's now
+            data = _read_to_end(fd, status.st_size)
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+        return io.BytesIO(data)
+
+    def write_bytes(self, key: str, data: bytes, metadata: dict[str, str] | None = None) -> None:
+        self._atomic_write(self.path(key), data)
+        if metadata is not None:
+            import json
+
+            sidecar = self.path(key + self.METADATA_SUFFIX)
+            self._atomic_write(sidecar, json.dumps(metadata, sort_keys=True).encode())
+
+    def upload_file(self, local_path: str, key: str) -> None:
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        os.close(fd)
+        shutil.copyfile(local_path, tmp)
+        os.replace(tmp, target)
+
+    def move_in(self, local_path: str, key: str) -> None:
+        target = self._checked(key)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        try:
+            os.replace(local_path, target)  # atomic, and no copy
+        except OSError as error:
+            if error.errno != errno.EXDEV:
+                raise
+            self.upload_file(local_path, key)  # another file system: copy, then remove
+            os.unlink(local_path)
+
+    def exists(self, key: str) -> bool:
+        return self.path(key).is_file()
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Objects under ``prefix`` in key order, as S3 lists them, one folder
+        at a time: a backfill's 100,000s of files are never held at once."""
+        # Walk only the deepest directory the prefix names, as S3 would.
+        base = self.root / prefix
+        start = base if base.is_dir() else base.parent
+        if not start.exists():
+            return
+        relative = start.relative_to(self.root).as_posix()
+        for key, size in _walk_in_key_order(str(start), "" if relative == "." else relative + "/"):
+            if key.startswith(prefix):
+                yield ObjectInfo(key, size)
+
+    def delete(self, key: str) -> None:
+        path = self.path(key)
+        path.unlink(missing_ok=True)
+        # Remove empty parents so listings stay as S3 would show them.
+        parent = path.parent
+        while parent != self.root and parent.exists() and not any(parent.iterdir()):
+            parent.rmdir()
+            parent = parent.parent
+
+    def copy(self, source_key: str, dest_key: str) -> None:
+        self.upload_file(str(self.path(source_key)), dest_key)
+
+    def metadata(self, key: str) -> dict[str, str]:
+        sidecar = self._checked(key + self.METADATA_SUFFIX)
+        try:
+            text = _read_file(sidecar)
+        except (FileNotFoundError, IsADirectoryError):
+            return {}
+        name = os.path.basename(sidecar)
+        try:
+            values = jsoncodec.parse(text)  # strict: an unpaired surrogate could not be written out again
+        except ValueError as error:  # not UTF-8, or not JSON
+            raise UnreadableMetadata(f"{name} is not JSON ({error})") from error
+        if not isinstance(values, dict):
+            raise UnreadableMetadata(f"{name} is not a JSON object of metadata names and values")
+        return {str(k).lower(): str(v) for k, v in values.items()}
+
+    def open_read_with_metadata(self, key: str) -> tuple[BinaryIO, dict[str, str]]:
+        metadata = self.metadata(key)  # first: a damaged sidecar leaves no file open
+        return self.open_read(key), metadata
+
+    @staticmethod
+    def _atomic_write(target: Path, data: bytes) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(data)
+        os.replace(tmp, target)
+
+
+def read_stream(storage: Storage, key: str) -> BinaryIO:
+    """A seekable stream; falls back to an in-memory copy when needed."""
+    stream = storage.open_read(key)
+    if stream.seekable():
+        return stream
+    data = stream.read()
+    stream.close()
+    return io.BytesIO(data)
+
+
+def _read_file(path: str) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return _read_to_end(fd, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
+
+
+def _read_to_end(fd: int, size: int) -> bytes:
+    """A file's bytes from ``fd``'s position; ``size``, what the file holds
+    (a file that grew since is read to its new end)."""
+    data = os.read(fd, size + 1)  # one more than expected: a short read is the end
+    if len(data) <= size:
+        return data
+    chunks = [data]
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _walk_in_key_order(folder: str, key_prefix: str) -> Iterator[tuple[str, int]]:
+    """(key, size) of every file under ``folder``, in the order of the keys.
+    A folder ``a`` sorts as ``a/``: its files' keys all start with ``a/``,
+    so walking each folder's entries in that order lists the keys sorted."""
+    with os.scandir(folder) as scan:
+        entries = [(entry.name + "/" if entry.is_dir() else entry.name, entry) for entry in scan]
+    entries.sort(key=lambda pair: pair[0])
+    for name, entry in entries:
+        if name.endswith("/"):
+            if not entry.is_symlink():  # as os.walk: symlinked folders are not followed
+                yield from _walk_in_key_order(entry.path, key_prefix + name)
+        elif not name.startswith(".tmp-"):  # an upload in progress
+            try:
+                yield key_prefix + name, entry.stat().st_size
+            except FileNotFoundError:  # gone since the folder was read
+                continue
+

@@ -1,0 +1,38 @@
+"""What a run is configured with: the versioned schema registry (schemas,
+archive map, mappings, pipeline rules), the input profiles, archive limits,
+and the :class:`RunConfig` that the edges build once.
+
+Imports only :mod:`bridge_downstream.common`.
+"""
+
+from bridge_downstream.config.limits import ArchiveLimits
+from bridge_downstream.config.profiles import (
+    DedupRule,
+    Profile,
+    ProfileError,
+    builtin_profiles,
+    load_profile,
+)
+from bridge_downstream.config.registry import (
+    PipelineRules,
+    RegistryError,
+    SchemaRegistry,
+    build_registry,
+)
+from bridge_downstream.config.run_config import DEFAULT_ENGINE, DEFAULT_RETENTION, RunConfig
+
+__all__ = [
+    "DEFAULT_ENGINE",
+    "DEFAULT_RETENTION",
+    "ArchiveLimits",
+    "DedupRule",
+    "PipelineRules",
+    "Profile",
+    "ProfileError",
+    "RegistryError",
+    "RunConfig",
+    "SchemaRegistry",
+    "build_registry",
+    "builtin_profiles",
+    "load_profile",
+]

@@ -1,0 +1,117 @@
+"""Input profiles: how one kind of upload becomes rows.
+
+A profile is configuration per app and study: the built-in ones live in
+``resources/profiles/*.yaml``; a deployment may pass its own YAML file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+KINDS = ("bridge-archive", "ndjson-export")
+
+
+class ProfileError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class DedupRule:
+    key: tuple[str, ...] = ()
+    order_by: tuple[tuple[str, bool], ...] = ()  # (column, descending)
+    keys_by_data_type: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    deleted_suffix: str | None = None
+
+    def key_for(self, dataset_id: str) -> tuple[str, ...]:
+        """The record key of a dataset: per data type, else the profile's."""
+        base = data_type_of(dataset_id, self.deleted_suffix)
+        for data_type in (base, base.split("_", 1)[0]):
+            if data_type in self.keys_by_data_type:
+                return self.keys_by_data_type[data_type]
+        return self.key
+
+
+def data_type_of(dataset_id: str, deleted_suffix: str | None) -> str:
+    if deleted_suffix and dataset_id.endswith(deleted_suffix):
+        return dataset_id[: -len(deleted_suffix)]
+    return dataset_id
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    kind: str
+    app_id: str | None = None
+    cohort: str | None = None
+    required_metadata: tuple[str, ...] = ()
+    partition_fields: tuple[str, ...] = ()
+    record_metadata_datasets: tuple[str, ...] = ()
+    identity_fields: tuple[str, ...] = ()
+    carry_fields: tuple[str, ...] = ()
+    enrichment_columns: dict[str, str] = field(default_factory=dict)
+    record_metadata_columns: tuple[str, ...] = ()
+    dedup: DedupRule = DedupRule()
+
+    def extra_columns(self, dataset_id: str) -> dict[str, str]:
+        """Columns ingest adds to the rows of a dataset, with their types."""
+        columns = dict(self.enrichment_columns)
+        if dataset_id in self.record_metadata_datasets:
+            for name in self.record_metadata_columns:
+                columns.setdefault(name.lower(), "string")
+        return columns
+
+    @classmethod
+    def from_mapping(cls, raw: dict) -> Profile:
+        if raw.get("kind") not in KINDS:
+            raise ProfileError(f"profile {raw.get('name')!r}: kind must be one of {KINDS}, not {raw.get('kind')!r}")
+        dedup_raw = raw.get("dedup") or {}
+        order_by = []
+        for item in dedup_raw.get("order_by", []):
+            column, _, direction = str(item).partition(" ")
+            order_by.append((column, direction.strip().lower() == "desc"))
+        dedup = DedupRule(
+            key=tuple(dedup_raw.get("key", [])),
+            order_by=tuple(order_by),
+            keys_by_data_type={k: tuple(v) for k, v in (dedup_raw.get("keys") or {}).items()},
+            deleted_suffix=dedup_raw.get("deleted_suffix"),
+        )
+        return cls(
+            name=raw["name"],
+            kind=raw["kind"],
+            app_id=raw.get("app_id"),
+            cohort=raw.get("cohort"),
+            required_metadata=tuple(raw.get("required_metadata", [])),
+            partition_fields=tuple(raw.get("partition_fields", [])),
+            record_metadata_datasets=tuple(raw.get("record_metadata_datasets", [])),
+            identity_fields=tuple(raw.get("identity_fields", [])),
+            carry_fields=tuple(raw.get("carry_fields", [])),
+            enrichment_columns=dict(raw.get("enrichment_columns") or {}),
+            record_metadata_columns=tuple(raw.get("record_metadata_columns", [])),
+            dedup=dedup,
+        )
+
+
+def builtin_profiles() -> list[str]:
+    folder = resources.files("bridge_downstream.config") / "resources" / "profiles"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_profile(name_or_path: str | os.PathLike) -> Profile:
+    """A built-in profile by name, or a profile YAML file by path."""
+    text = None
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        text = path.read_text()
+    elif re.fullmatch(r"[A-Za-z0-9_-]+", str(name_or_path)):
+        resource = resources.files("bridge_downstream.config") / "resources" / "profiles" / f"{name_or_path}.yaml"
+        if resource.is_file():
+            text = resource.read_text()
+    if text is None:
+        raise ProfileError(f"no profile {str(name_or_path)!r}: built-in profiles are {', '.join(builtin_profiles())}, or give a YAML file")
+    return Profile.from_mapping(yaml.safe_load(text))

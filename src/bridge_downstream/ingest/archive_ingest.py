@@ -1,0 +1,177 @@
+"""One archive, start to end: opened (read ahead on threads where storage is
+remote), identified, checked against the ledger and the profile's required
+metadata, read by its format's reader, and committed or rolled back."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import json
+import posixpath
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, BinaryIO
+
+from bridge_downstream.common.storage import UnreadableMetadata
+from bridge_downstream.ingest.bridge_upload import read_bridge_upload
+from bridge_downstream.ingest.context import ArchiveOutcome, IngestContext, InvalidArchive
+from bridge_downstream.ingest.listing import ArchiveInput
+from bridge_downstream.ingest.ndjson_export import read_ndjson_export
+from bridge_downstream.ingest.outcomes import (
+    INVALID,
+    PROCESSED,
+    SKIPPED,
+)
+from bridge_downstream.ingest.part_writer import PartWriter
+from bridge_downstream.ingest.safe_archive import (
+    ArchiveError,
+    SafeArchive,
+)
+from bridge_downstream.ingest.validation import (
+    ValidationResult,
+)
+
+# An archive up to this size is read into memory once, then hashed and
+# unzipped from there: one read instead of dozens of small seeks and reads
+# through zipfile (most uploads are a few KB). Larger ones are streamed.
+IN_MEMORY_ARCHIVE_BYTES = 8 << 20
+
+
+def in_memory_if_small(stream: BinaryIO) -> BinaryIO:
+    """``stream`` itself, or (when it holds at most IN_MEMORY_ARCHIVE_BYTES)
+    an in-memory copy of it; either way positioned at its start."""
+    if isinstance(stream, io.BytesIO):
+        return stream
+    size = stream.seek(0, io.SEEK_END)
+    stream.seek(0)
+    return io.BytesIO(stream.read(size)) if size <= IN_MEMORY_ARCHIVE_BYTES else stream
+
+
+def archive_identity(stream: BinaryIO, metadata: dict[str, str]) -> str:
+    """The archive's bytes and its metadata, hashed; the stream is left at its start."""
+    if isinstance(stream, io.BytesIO):
+        digest = hashlib.sha256(stream.getbuffer())
+    else:
+        digest = hashlib.sha256()
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+        stream.seek(0)
+    # The ledger holds these digests: the metadata's encoding must never change.
+    digest.update(b"\0" + _METADATA_JSON(metadata).encode())
+    return digest.hexdigest()
+
+
+# json.dumps(metadata, sort_keys=True), without making an encoder per archive.
+_METADATA_JSON = json.JSONEncoder(sort_keys=True).encode
+
+
+PROCESSORS: dict[str, Callable] = {"bridge-archive": read_bridge_upload, "ndjson-export": read_ndjson_export}
+
+
+def _invalid_entry(inp: ArchiveInput, metadata: dict[str, str], ctx: IngestContext, reason: str, errors: dict, identity: str) -> dict:
+    result = ValidationResult(
+        assessment_id=metadata.get("assessmentid", ""),
+        assessment_revision=metadata.get("assessmentrevision", ""),
+        app_id=metadata.get("appid") or ctx.app_id or ctx.profile.app_id or "",
+        record_id=metadata.get("recordid") or posixpath.basename(inp.key),
+        errors=errors,
+    )
+    return {
+        "source_bucket": inp.source_bucket,
+        "source_key": inp.key,
+        "source": inp.source,
+        "raw_folder_id": inp.raw_folder_id,
+        "validation_result": result.to_json(),
+        "reason": reason,
+        "identity": identity,
+        "profile": ctx.profile.name,
+        "registry_version": ctx.registry.version,
+        "metadata": metadata,
+    }
+
+
+def open_archive(inp: ArchiveInput) -> tuple[Any, dict[str, str]]:
+    """The archive's stream and its Bridge metadata (from the input, or the
+    object's), with lower-case names and string values."""
+    if inp.metadata is None:
+        return inp.storage.open_read_with_metadata(inp.key)  # the storage's are
+    return inp.storage.open_read(inp.key), {str(k).lower(): str(v) for k, v in inp.metadata.items()}
+
+
+def prefetched(inputs: Iterable[ArchiveInput], depth: int) -> Iterator[tuple[ArchiveInput, Future | None]]:
+    """The inputs in order, each with its archive being opened up to ``depth``
+    archives ahead on threads (None: open it when due). A failed read is
+    raised by ``Future.result()``, for the archive it belongs to."""
+    if depth <= 0:
+        for inp in inputs:
+            yield inp, None
+        return
+    iterator = iter(inputs)
+    with ThreadPoolExecutor(max_workers=depth, thread_name_prefix="archive-prefetch") as pool:
+        pending = deque((inp, pool.submit(open_archive, inp)) for inp in itertools.islice(iterator, depth))
+        try:
+            while pending:
+                inp, future = pending.popleft()
+                following = next(iterator, None)
+                if following is not None:
+                    pending.append((following, pool.submit(open_archive, following)))
+                yield inp, future
+        finally:
+            for _, future in pending:  # stopped early: close what was read ahead
+                if not future.cancel() and future.exception() is None:
+                    future.result()[0].close()
+
+
+def ingest_archive(inp: ArchiveInput, ctx: IngestContext, writer: PartWriter, opening: Future | None = None) -> ArchiveOutcome:
+    source = inp.source  # a path computation: once per archive
+    outcome = ArchiveOutcome(source=source, status=PROCESSED)
+    metadata: dict[str, str] = {}
+    identity = None
+    token = writer.checkpoint()
+
+    def invalid(reason: str, errors: dict | None = None) -> ArchiveOutcome:
+        writer.rollback(token)
+        outcome.status, outcome.reason, outcome.rows = INVALID, reason, {}
+        # An archive that could not be read is known by its source.
+        known_as = identity or hashlib.sha256(source.encode()).hexdigest()
+        outcome.invalid_entry = _invalid_entry(inp, metadata, ctx, reason, errors or {"archive": [reason]}, known_as)
+        return outcome
+
+    try:
+        opened, metadata = opening.result() if opening is not None else open_archive(inp)
+        outcome.record_id = metadata.get("recordid")
+        with opened:
+            stream = in_memory_if_small(opened)
+            identity = outcome.identity = archive_identity(stream, metadata)
+            if identity in ctx.already_ingested:
+                outcome.status, outcome.reason = SKIPPED, "already ingested: the same archive and metadata are in the ingest ledger"
+                return outcome
+            if not metadata:
+                return invalid(
+                    "no Bridge metadata: expected the S3 object's metadata, or locally a sidecar file "
+                    f"{posixpath.basename(inp.key)}.metadata.json"
+                )
+            missing = [name for name in ctx.profile.required_metadata if not metadata.get(name)]
+            if missing:
+                return invalid(f"Bridge metadata is incomplete: missing {', '.join(missing)}")
+            with SafeArchive(stream, ctx.limits, source) as archive:
+                PROCESSORS[ctx.profile.kind](archive, metadata, ctx, writer, outcome)
+    except ArchiveError as error:
+        return invalid(str(error), {error.member or "archive": [str(error)]})
+    except InvalidArchive as error:
+        return invalid(error.reason, error.errors or None)
+    except FileNotFoundError as error:
+        return invalid(f"archive not found: {error}")
+    except UnreadableMetadata as error:
+        return invalid(f"unreadable Bridge metadata: {error}")
+    if not outcome.rows:
+        writer.rollback(token)
+        outcome.status = SKIPPED
+        skipped = "; ".join(f"{f['file']}: {f['reason']}" for f in outcome.files_skipped) or "no files"
+        outcome.reason = f"no file of the archive maps to a dataset ({skipped})"
+        return outcome
+    writer.commit(identity)
+    return outcome
+

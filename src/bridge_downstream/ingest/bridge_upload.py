@@ -1,0 +1,96 @@
+"""Bridge upload archives (the ``bridge-archive`` profile kind, MTB): every JSON file
+resolved to its schema and dataset, validated, enriched with the record's
+metadata and written as rows."""
+
+from __future__ import annotations
+
+import functools
+import posixpath
+import sys
+from datetime import UTC, datetime
+
+from bridge_downstream.common import jsoncodec
+from bridge_downstream.ingest.context import ArchiveOutcome, IngestContext, InvalidArchive
+from bridge_downstream.ingest.part_writer import PartWriter
+from bridge_downstream.ingest.resolution import resolve_file, self_referenced_schemas
+from bridge_downstream.ingest.safe_archive import (
+    SafeArchive,
+)
+from bridge_downstream.ingest.validation import (
+    accepted_messages,
+    validate_document,
+)
+
+
+def parse_uploaded_on(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def read_bridge_upload(archive: SafeArchive, metadata: dict[str, str], ctx: IngestContext, writer: PartWriter, outcome: ArchiveOutcome) -> None:
+    profile, registry = ctx.profile, ctx.registry
+    record_id = metadata["recordid"]
+    assessment_id = metadata["assessmentid"]
+    try:
+        revision = int(metadata["assessmentrevision"])
+    except ValueError:
+        raise InvalidArchive(f"Bridge metadata assessmentrevision {metadata['assessmentrevision']!r} is not an integer")
+    try:
+        uploaded = parse_uploaded_on(metadata["uploadedon"])
+    except ValueError:
+        raise InvalidArchive(f"Bridge metadata uploadedon {metadata['uploadedon']!r} is not an ISO 8601 timestamp")
+    app_id = metadata.get("appid") or ctx.app_id or profile.app_id or ""
+    # metadata.json names the schemas of the other files, and is a data file itself: read once.
+    metadata_document = archive.read_json("metadata.json") if archive.has("metadata.json") else None
+    self_refs = self_referenced_schemas(metadata_document)
+    validate = not registry.is_legacy_assessment(assessment_id, revision)
+    partition = (("assessmentid", assessment_id), ("year", uploaded.year), ("month", uploaded.month), ("day", uploaded.day))
+    enrichment = {
+        "assessmentid": assessment_id,
+        "year": uploaded.year,
+        "month": uploaded.month,
+        "day": uploaded.day,
+        "recordid": record_id,
+        "uploadedon": metadata["uploadedon"],
+    }
+    if metadata.get("exportedon"):
+        enrichment["exportedon"] = metadata["exportedon"]
+    errors: dict[str, list[str]] = {}
+
+    def accepted(member: str) -> tuple[str, ...]:  # asked for only when a file is not plainly valid
+        return accepted_messages(
+            registry.rules.accepted_deviations,
+            member,
+            app_id=app_id,
+            client_info=metadata.get("clientinfo", ""),
+            assessment_id=assessment_id,
+            file_aliases=registry.rules.file_aliases,
+        )
+
+    for member in sorted(archive.names):
+        file_name = posixpath.basename(member)
+        resolution = resolve_file(
+            registry, file_name=file_name, app_id=app_id, assessment_id=assessment_id, revision=revision, self_references=self_refs
+        )
+        if resolution.skipped:
+            # Interned: one string per distinct name/reason, also after pickling to the parent.
+            outcome.files_skipped.append({"file": sys.intern(member), "reason": sys.intern(resolution.reason)})
+            continue
+        document = metadata_document if member == "metadata.json" else archive.read_json(member)
+        if validate and resolution.schema_url and registry.schema(resolution.schema_url) is not None:
+            messages = validate_document(registry, resolution.schema_url, document, functools.partial(accepted, member))
+            if messages:
+                errors[member] = messages
+                continue
+        if resolution.dataset_id in profile.record_metadata_datasets:
+            extra = {**enrichment, **metadata, "sourcefile": member}
+        else:
+            extra = {**enrichment, "sourcefile": member}
+        elements = document if isinstance(document, list) else [document]
+        # One write per file, not per row.
+        writer.write_block(resolution.dataset_id, partition, jsoncodec.Rows(extra).block(elements), len(elements))
+        outcome.rows[resolution.dataset_id] = outcome.rows.get(resolution.dataset_id, 0) + len(elements)
+    if errors:
+        files = ", ".join(sorted(errors))
+        raise InvalidArchive(f"failed validation: {files}", errors)
+

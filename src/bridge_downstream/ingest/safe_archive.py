@@ -1,0 +1,266 @@
+"""Reading upload archives safely, member by member, with bounded memory.
+
+Every way an archive can be bad is an :class:`ArchiveError` with a ``kind``
+and a message a person can act on; the batch goes on with the next archive.
+Declared sizes in a ZIP can lie, so limits are enforced on the bytes actually
+inflated, not only on the central directory.
+"""
+
+from __future__ import annotations
+
+import io
+import posixpath
+import struct
+import zipfile
+import zlib
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from bridge_downstream.common import jsoncodec
+from bridge_downstream.config.limits import ArchiveLimits
+
+# What zipfile and zlib raise for a member that cannot be read: a bad header or
+# CRC, damaged deflate data (zlib.error, not an OSError), encryption, an
+# unsupported method, data that ends early.
+_INFLATE_ERRORS = (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, OSError, EOFError, ValueError)
+
+
+def _inflate(compressed: bytes, size: int) -> bytes | None:
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate, as in ZIP
+    member = inflater.decompress(compressed, size + 1)  # never more than declared (+1 to tell)
+    return member if inflater.eof else None
+
+
+_INFLATERS = {zipfile.ZIP_STORED: lambda compressed, size: compressed, zipfile.ZIP_DEFLATED: _inflate}
+
+
+_LOCAL_HEADER = struct.Struct(zipfile.structFileHeader)
+
+
+_FLAG_UTF8_NAME = 0x800
+
+
+# Encrypted, compressed patched data, strong encryption: zipfile refuses these, with its reason.
+_FLAGS_ZIPFILE_DECIDES = 0x1 | 0x20 | 0x40
+
+
+class ArchiveError(Exception):
+    """An archive that cannot be processed; ``kind`` names the problem."""
+
+    def __init__(self, kind: str, message: str, member: str | None = None):
+        super().__init__(message)
+        self.kind = kind
+        self.member = member
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.args[0]}"
+
+
+def _unsafe_name_reason(name: str) -> str | None:
+    if "\x00" in name:
+        return "contains a NUL character"
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        return "is an absolute path"
+    if "\\" in name:
+        return "uses backslashes"
+    parts = name.split("/")
+    if ".." in parts:
+        return "climbs out of the archive with '..'"
+    return None
+
+
+class SafeArchive:
+    """A ZIP archive checked before any member is read.
+
+    Opening checks: the file is a ZIP, it is not empty, member names are
+    relative and stay inside the archive, no name occurs twice, and the
+    declared sizes are within the limits.
+    """
+
+    def __init__(self, stream: BinaryIO, limits: ArchiveLimits = ArchiveLimits(), name: str = "archive"):
+        self.limits = limits
+        self.name = name
+        stream.seek(0, io.SEEK_END)
+        size = stream.tell()
+        stream.seek(0)
+        if size > limits.max_archive_bytes:
+            raise ArchiveError("oversized-archive", f"{size} bytes is more than the limit of {limits.max_archive_bytes}")
+        try:
+            self.zip = zipfile.ZipFile(stream)
+            infos = self.zip.infolist()
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as error:
+            raise ArchiveError("corrupt-archive", f"not a readable ZIP archive ({error})") from error
+        # An archive in memory (most uploads) has its members read from these
+        # bytes directly (:meth:`_read_verified`); BytesIO shares them, no copy.
+        self._bytes = stream.getvalue() if isinstance(stream, io.BytesIO) else None
+        self.members = [info for info in infos if not info.is_dir()]
+        if not self.members:
+            raise ArchiveError("empty-archive", "the archive holds no files")
+        if len(self.members) > limits.max_members:
+            raise ArchiveError("too-many-members", f"{len(self.members)} members, more than the limit of {limits.max_members}")
+        seen: set[str] = set()
+        total = 0
+        for info in self.members:
+            reason = _unsafe_name_reason(info.filename)
+            if reason:
+                raise ArchiveError("unsafe-member-name", f"member name {info.filename!r} {reason}", info.filename)
+            normalized = posixpath.normpath(info.filename)
+            if normalized in seen:
+                raise ArchiveError("duplicate-member", f"member {info.filename!r} occurs more than once", info.filename)
+            seen.add(normalized)
+            self._check_declared(info)
+            total += info.file_size
+        if total > limits.max_total_bytes:
+            raise ArchiveError("zip-bomb", f"members inflate to {total} bytes, more than the limit of {limits.max_total_bytes}")
+
+    def _check_declared(self, info: zipfile.ZipInfo) -> None:
+        if info.file_size > self.limits.max_member_bytes:
+            raise ArchiveError(
+                "oversized-member",
+                f"member {info.filename!r} inflates to {info.file_size} bytes, more than the limit of {self.limits.max_member_bytes}",
+                info.filename,
+            )
+        if info.file_size > self.limits.ratio_floor_bytes and info.compress_size > 0:
+            ratio = info.file_size / info.compress_size
+            if ratio > self.limits.max_ratio:
+                raise ArchiveError(
+                    "zip-bomb",
+                    f"member {info.filename!r} has compression ratio {ratio:.0f}, more than the limit of {self.limits.max_ratio:.0f}",
+                    info.filename,
+                )
+
+    @property
+    def names(self) -> list[str]:
+        return [info.filename for info in self.members]
+
+    def has(self, name: str) -> bool:
+        return any(info.filename == name for info in self.members)
+
+    def open(self, name: str) -> io.BufferedReader:
+        info = self.zip.getinfo(name)
+        try:
+            return io.BufferedReader(_BoundedRaw(self.zip.open(info), name, info.compress_size, self.limits), 1 << 16)
+        except _INFLATE_ERRORS as error:
+            raise ArchiveError("corrupt-archive", f"member {name!r} cannot be read ({error})", name) from error
+
+    def read_bytes(self, name: str) -> bytes:
+        """A whole member, in one read. zipfile inflates no more than the
+        member's declared size and then checks its CRC, and opening checked
+        the declared sizes against the limits: a member whose data inflate
+        past its declared size fails here as corrupt, having inflated no more
+        than the limits allow. (:meth:`open` streams a member of any size.)"""
+        info = self.zip.getinfo(name)
+        verified = self._read_verified(info)
+        if verified is not None:
+            return verified
+        try:
+            with self.zip.open(info) as member:
+                return member.read(info.file_size + 1)
+        except _INFLATE_ERRORS as error:
+            raise ArchiveError("corrupt-archive", f"member {name!r} cannot be read ({error})", name) from error
+
+    def _read_verified(self, info: zipfile.ZipInfo) -> bytes | None:
+        """The member's bytes straight from an archive in memory, or None to
+        let zipfile read it.
+
+        For a small upload, zipfile's per-member set-up (a shared file
+        handle, a local header read, a decompressing stream) costs more than
+        inflating the member. Here the member's compressed bytes are
+        inflated in one call, with the sizes, offsets and CRC zipfile read
+        from the central directory. Bytes are returned only when everything
+        zipfile checks holds -- the local header's signature and name, no
+        encryption, a stored or deflated member, the declared size and the
+        CRC -- so they are the bytes zipfile would return. Anything else
+        (None) goes to zipfile, which reads it or says why it cannot."""
+        data = self._bytes
+        if data is None or info.flag_bits & _FLAGS_ZIPFILE_DECIDES or info.compress_type not in _INFLATERS:
+            return None
+        offset = info.header_offset
+        try:
+            header = _LOCAL_HEADER.unpack_from(data, offset)
+        except struct.error:
+            return None
+        signature, flags, name_length, extra_length = header[0], header[3], header[10], header[11]
+        start = offset + _LOCAL_HEADER.size
+        raw_name = data[start : start + name_length]
+        # ASCII reads the same in both encodings, without cp437's codec (Python code).
+        name = raw_name.decode("ascii") if raw_name.isascii() else raw_name.decode("utf-8" if flags & _FLAG_UTF8_NAME else "cp437", "replace")
+        if signature != zipfile.stringFileHeader or name != info.orig_filename:
+            return None
+        start += name_length + extra_length
+        compressed = data[start : start + info.compress_size]
+        if len(compressed) != info.compress_size:
+            return None
+        try:
+            member = _INFLATERS[info.compress_type](compressed, info.file_size)
+        except zlib.error:
+            return None
+        if member is None or len(member) != info.file_size or zlib.crc32(member) != info.CRC:
+            return None
+        return member
+
+    def read_json(self, name: str):
+        return parse_json_document(self.read_bytes(name), name)
+
+    def iter_lines(self, name: str) -> Iterator[tuple[int, bytes]]:
+        """(line number from 0, line) of a member, streamed."""
+        with self.open(name) as reader:
+            for number, line in enumerate(reader):
+                yield number, line
+
+    def close(self) -> None:
+        self.zip.close()
+
+    def __enter__(self) -> SafeArchive:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class _BoundedRaw(io.RawIOBase):
+    """Inflates a member, failing as soon as it passes the size limits."""
+
+    def __init__(self, raw, name: str, compressed: int, limits: ArchiveLimits):
+        self.raw = raw
+        self.name = name
+        self.compressed = max(compressed, 1)
+        self.limits = limits
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target) -> int:
+        try:
+            data = self.raw.read(len(target))
+        except _INFLATE_ERRORS as error:
+            raise ArchiveError("corrupt-archive", f"member {self.name!r} cannot be inflated ({error})", self.name) from error
+        self.count += len(data)
+        if self.count > self.limits.max_member_bytes:
+            raise ArchiveError("oversized-member", f"member {self.name!r} inflates past {self.limits.max_member_bytes} bytes", self.name)
+        if self.count > self.limits.ratio_floor_bytes and self.count / self.compressed > self.limits.max_ratio:
+            raise ArchiveError("zip-bomb", f"member {self.name!r} inflates more than {self.limits.max_ratio:.0f} times its size", self.name)
+        target[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self.raw.close()
+        super().close()
+
+
+def decode_utf8(data: bytes, where: str) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ArchiveError("not-utf8", f"{where} is not UTF-8 text (byte {error.start})", where) from error
+
+
+def parse_json_document(data: bytes, where: str):
+    """The JSON value of a member (or one line of it), strictly parsed (:mod:`jsoncodec`)."""
+    try:
+        return jsoncodec.parse(data)
+    except jsoncodec.JSONDecodeError as error:
+        decode_utf8(data, where)  # text that is not UTF-8 is reported as such
+        raise ArchiveError("not-json", f"{where} is not JSON ({error})", where) from error
+

@@ -1,0 +1,475 @@
+"""Publish on Arrow: the same versions, manifests, Parquet and CSV as
+:func:`publish.publish_dataset` (Spark), without a JVM -- for single-machine
+runs (the local command, tests, small batches). Spark stays the engine on Glue.
+
+Steps (the engine-neutral ones are :mod:`publish`'s own functions):
+
+1. plan, version (:func:`publish.begin_publish`);
+2. the dataset's NDJSON part files are read in chunks of about
+   ``chunk_bytes`` (whole part files, in key order) with the relationalize
+   plan's types (:func:`relationalize.arrow_executor.read_ndjson`, vectorized);
+3. dedup, as :mod:`dedup` does it on Spark: per record key, order by the
+   profile's ``order_by`` (descending, nulls last) then by part file
+   (descending); Bridge records keep every row of the winning version
+   (``dense_rank``), export rows keep one row (``row_number``, then
+   ``sourceindex`` descending); keys listed in the ``_Deleted`` dataset go.
+   Pass one reads only the key and order fields of every chunk; pass two
+   relationalizes each chunk's survivors -- memory is bounded by the chunk,
+   not the dataset;
+4. each table is written as snappy Parquet under Hive partition folders named
+   as Spark names them (zero-padded, escaped, ``__HIVE_DEFAULT_PARTITION__``),
+   without the partition columns in the files, as Spark writes them;
+5. CSVs, manifest, CURRENT, catalog, pruning: :mod:`publish`'s functions.
+
+Values compared with Spark: a key or order field is compared as the text
+``get_json_object`` returns for it; for a value that does not fit the plan's
+type (a document that fails its schema) the Arrow reader yields null where
+``get_json_object`` would yield the raw text.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import posixpath
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from bridge_downstream.common import layout
+from bridge_downstream.common.storage import Storage
+from bridge_downstream.config.profiles import Profile
+from bridge_downstream.config.registry import SchemaRegistry
+from bridge_downstream.config.run_config import DEFAULT_RETENTION
+from bridge_downstream.publish.catalog import Catalog
+from bridge_downstream.publish.engine_steps import (
+    PublishResult,
+    begin_publish,
+    check_interrupt,
+    complete_publish,
+    deleted_dataset,
+    describe_table,
+    table_partition_keys,
+)
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+
+# NDJSON read at a time. A publish's peak memory is one chunk parsed and
+# relationalized (about three times its NDJSON for the nested TaskData tables)
+# on top of the process's fixed ~150 MiB, so the chunk sets the peak; at 8 MiB
+# that peak hardly moves with the dataset's size (benchmark, peak RSS of the
+# publish step at 10k / 100k records: 8 MiB 172 / 203 MiB, 4 MiB 157 / 196,
+# 16 MiB 180 / 221, 64 MiB 382 / 523) and a chunk is one pyarrow JSON block,
+# so no parsing parallelism is lost. A partition that spans a chunk boundary
+# gets one Parquet file per chunk; part files are read in partition order, so
+# that stays rare (1.004 files per partition at 100k records).
+DEFAULT_CHUNK_BYTES = 8 << 20
+
+
+HIVE_DEFAULT_PARTITION = "__HIVE_DEFAULT_PARTITION__"
+
+
+# Characters Spark escapes in partition folder names (ExternalCatalogUtils.escapePathName).
+_ESCAPED = set(range(0x01, 0x20)) | {ord(c) for c in '"#%\'*/:=?\\{[]^'} | {0x7F}
+
+
+@dataclass
+class _Chunk:
+    path: str  # a local NDJSON file: whole part files, concatenated
+    files: list[int]  # global rank of each part file in it (key order)
+    rows: list[int]  # non-blank lines of each part file
+
+
+def _count_rows(data: bytes) -> int:
+    count = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+    if b"\n\n" in data or data.startswith(b"\n") or not data.strip():
+        count = sum(1 for line in data.splitlines() if line.strip())
+    return count
+
+
+def _stage_chunks(storage: Storage, dataset_id: str, folder: str, chunk_bytes: int) -> list[_Chunk]:
+    keys = sorted(info.key for info in storage.list(layout.dataset_prefix(dataset_id) + "/") if info.key.endswith(".ndjson"))
+    chunks: list[_Chunk] = []
+    handle, size = None, 0
+    for rank, key in enumerate(keys):
+        data = storage.read_bytes(key)
+        if handle is None or size >= chunk_bytes:
+            if handle is not None:
+                handle.close()
+            path = os.path.join(folder, f"chunk-{len(chunks):05d}.ndjson")
+            handle, size = open(path, "wb"), 0  # noqa: SIM115 - closed below
+            chunks.append(_Chunk(path, [], []))
+        handle.write(data)
+        if data and not data.endswith(b"\n"):
+            handle.write(b"\n")
+        size += len(data)
+        chunks[-1].files.append(rank)
+        chunks[-1].rows.append(_count_rows(data))
+    if handle is not None:
+        handle.close()
+    return chunks
+
+
+def _read_chunk(plan, chunk: _Chunk):
+    """A chunk's root rows, parsed on this thread: a chunk is one pyarrow JSON
+    block, so Arrow's thread pool would not parse it faster, and memory freed
+    by the pool's threads stays cached for them, where
+    :func:`_release_memory` cannot reach it (the default pool's
+    ``release_unused`` returns only the calling thread's)."""
+    from bridge_downstream.relationalize.arrow_executor import read_ndjson
+
+    return read_ndjson(plan, [chunk.path], use_threads=False)
+
+
+def _json_text(value) -> str | None:
+    """What Spark's ``get_json_object`` returns for a parsed JSON value."""
+    from bridge_downstream.relationalize.arrow_executor import json_text
+
+    if value is None:
+        return None
+    return value if isinstance(value, str) else json_text(value)
+
+
+def _field_text(root, row_type, name: str):
+    """A top-level field of the root rows as get_json_object text (nulls where absent)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if name not in dict(row_type.fields):
+        return pa.nulls(len(root), pa.string())
+    array = pc.struct_field(root, [row_type.index_of(name)])
+    if pa.types.is_string(array.type):
+        return array
+    if pa.types.is_floating(array.type):
+        return pa.array([_json_text(v) for v in array.to_pylist()], pa.string())
+    return pc.cast(array, pa.string())  # bigint: digits; boolean: true/false
+
+
+def _dedup_columns(plan, root, key: tuple[str, ...], order_by, with_index: bool) -> dict:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    columns = {f"k{i}": _field_text(root, plan.row_type, name) for i, name in enumerate(key)}
+    for i, (name, _) in enumerate(order_by):
+        columns[f"o{i}"] = _field_text(root, plan.row_type, name)
+    if with_index:  # Spark: get_json_object(value, '$.sourceindex').cast('bigint')
+        if "sourceindex" in dict(plan.row_type.fields):
+            columns["idx"] = pc.cast(pc.struct_field(root, [plan.row_type.index_of("sourceindex")]), pa.int64())
+        else:
+            columns["idx"] = pa.nulls(len(root), pa.int64())
+    return columns
+
+
+def _key_strings(columns: dict, count: int):
+    """One string per row joining its key parts; null when any part is null (never matches)."""
+    import pyarrow.compute as pc
+
+    parts = [columns[f"k{i}"] for i in range(count)]
+    return pc.binary_join_element_wise(*parts, "\x1f", null_handling="emit_null")
+
+
+def _survivor_mask(columns: dict, key_count: int, order_by, keep_ties: bool):
+    """numpy bool mask over all rows: the rows that survive dedup. ``columns``
+    may be chunked; only one sorted column is materialized at a time."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = pa.table(columns)
+    n = table.num_rows
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    sort_keys = [(f"k{i}", "ascending") for i in range(key_count)]
+    sort_keys += [(f"o{i}", "descending" if descending else "ascending") for i, (_, descending) in enumerate(order_by)]
+    sort_keys.append(("file", "descending"))
+    if "idx" in table.column_names:
+        sort_keys.append(("idx", "descending"))
+    order = pc.sort_indices(table, sort_keys=sort_keys, null_placement="at_end")
+
+    def same_as_previous(names: list[str]):
+        return _same_as_previous((table.column(name).take(order) for name in names), n)
+
+    group_start = np.ones(n, dtype=bool)
+    group_start[1:] = ~same_as_previous([f"k{i}" for i in range(key_count)])
+    if keep_ties:  # dense_rank() == 1: every row tied with its group's first row
+        tie = np.zeros(n, dtype=bool)
+        tie[1:] = same_as_previous([f"o{i}" for i in range(len(order_by))] + ["file"])
+        breaks = group_start | ~tie
+        last_break = np.maximum.accumulate(np.where(breaks, np.arange(n), 0))
+        winner = group_start[last_break]
+    else:  # row_number() == 1
+        winner = group_start
+    mask = np.zeros(n, dtype=bool)
+    mask[order.to_numpy()[winner]] = True
+    return mask
+
+
+def _same_as_previous(columns, n: int):
+    """numpy bool, one per row but the first: the row equals the row before in
+    every one of ``columns`` (arrays of ``n`` rows; null == null)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    same = np.ones(max(n - 1, 0), dtype=bool)
+    for column in columns:
+        if isinstance(column, pa.ChunkedArray):
+            column = column.combine_chunks()
+        a, b = column.slice(1), column.slice(0, n - 1)
+        equal = pc.fill_null(pc.equal(a, b), False).to_numpy(zero_copy_only=False)
+        both_null = pc.and_(pc.is_null(a), pc.is_null(b)).to_numpy(zero_copy_only=False)
+        same &= equal | both_null
+    return same
+
+
+def _runs(columns: dict):
+    """Consecutive rows equal on every dedup column form one run (an archive's
+    rows of one file are written together): the first row of each run, and
+    the run lengths. Dedup on runs decides exactly as on rows, with a fraction
+    of the memory."""
+    import numpy as np
+    import pyarrow as pa
+
+    n = len(columns["file"])
+    starts = np.ones(n, dtype=bool)
+    if n > 1:
+        starts[1:] = ~_same_as_previous(columns.values(), n)
+    first = np.flatnonzero(starts)
+    lengths = np.diff(np.append(first, n))
+    return {name: column.take(pa.array(first)) for name, column in columns.items()}, lengths
+
+
+@dataclass
+class _Survivors:
+    """Pass one's verdict, kept as one bool per run of equal rows (see
+    :func:`_runs`) rather than one per row, and expanded to rows one chunk at
+    a time."""
+
+    keep: np.ndarray  # bool per run: the runs of every chunk, in chunk order
+    run_bounds: np.ndarray  # chunk i's runs are keep[run_bounds[i] : run_bounds[i + 1]]
+    run_lengths: list[np.ndarray | None]  # per chunk: rows per run; None: a run per row
+
+    def rows_of_chunk(self, number: int):
+        """numpy bool per row of chunk ``number``: the rows that survive."""
+        import numpy as np
+
+        keep = self.keep[self.run_bounds[number] : self.run_bounds[number + 1]]
+        lengths = self.run_lengths[number]
+        return keep if lengths is None else np.repeat(keep, lengths)
+
+
+def _deleted_keys(storage: Storage, dataset_id: str, key: tuple[str, ...]):
+    import pyarrow as pa
+
+    values = set()
+    for info in storage.list(layout.dataset_prefix(dataset_id) + "/"):
+        if not info.key.endswith(".ndjson"):
+            continue
+        for line in storage.read_bytes(info.key).splitlines():
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            parts = [_json_text(row.get(name)) if isinstance(row, dict) else None for name in key]
+            if all(p is not None for p in parts):
+                values.add("\x1f".join(parts))
+    return pa.array(sorted(values), pa.string())
+
+
+def _dedup(plan, chunks: list[_Chunk], *, dataset_id: str, profile: Profile, work: Storage) -> _Survivors:
+    """Pass one: the key and order fields of every row and its part file
+    decide which rows survive (see the module's docstring)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    key = profile.dedup.key_for(dataset_id)
+    order_by = list(profile.dedup.order_by)
+    keep_ties = profile.kind == "bridge-archive"
+    parts: dict[str, list] = {}
+    run_lengths: list = []
+    run_counts = [0]
+    for chunk in chunks:
+        root = _read_chunk(plan, chunk)
+        if len(root) != sum(chunk.rows):
+            raise RuntimeError(f"{dataset_id}: {len(root)} rows read from {sum(chunk.rows)} lines")
+        columns = _dedup_columns(plan, root, key, order_by, with_index=not keep_ties)
+        columns["file"] = pa.array(np.repeat(np.array(chunk.files, dtype=np.int32), chunk.rows))
+        del root
+        _release_memory()
+        lengths = None  # export rows: every row is its own record
+        if keep_ties:  # a version's rows are one run
+            columns, lengths = _runs(columns)
+        run_lengths.append(lengths)
+        run_counts.append(len(columns["file"]))
+        for name, column in columns.items():
+            parts.setdefault(name, []).append(column)
+    columns = {name: pa.chunked_array(arrays) for name, arrays in parts.items()}
+    del parts
+    keep = _survivor_mask(columns, len(key), order_by, keep_ties) if columns else np.zeros(0, dtype=bool)
+    deleted_id = deleted_dataset(profile, dataset_id, work)
+    if deleted_id is not None and len(keep):
+        gone = pc.is_in(_key_strings(columns, len(key)), value_set=_deleted_keys(work, deleted_id, key))
+        keep &= ~pc.fill_null(gone, False).to_numpy(zero_copy_only=False)
+    return _Survivors(keep, np.cumsum(run_counts), run_lengths)
+
+
+def _escape(value: str) -> str:
+    return "".join(f"%{ord(c):02X}" if ord(c) in _ESCAPED else c for c in value)
+
+
+def _partition_texts(table, partition_keys: list[str]):
+    """Partition columns as Spark's ``publish.partition_strings`` makes them."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    texts = []
+    for name in partition_keys:
+        column = pc.cast(table.column(name), pa.string())
+        width = layout.PARTITION_WIDTHS.get(name)
+        if width:
+            column = pc.utf8_slice_codeunits(pc.utf8_lpad(column, width, "0"), 0, width)
+        texts.append(column)
+    return texts
+
+
+def _write_partitioned(published: Storage, prefix: str, table, partition_keys: list[str], task: int, staging: str) -> int:
+    """Parquet files of one table chunk, one per partition; returns files written."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    data = table.drop_columns(partition_keys) if partition_keys else table
+    written = 0
+
+    def put(relative: str, rows) -> None:
+        nonlocal written
+        local = os.path.join(staging, f"{uuid.uuid4().hex}.parquet")
+        pq.write_table(rows, local, compression="snappy")
+        published.upload_file(local, posixpath.join(prefix, relative))
+        os.remove(local)
+        written += 1
+
+    name = f"part-{task:05d}-{uuid.uuid4()}.c000.snappy.parquet"
+    if not partition_keys:
+        put(name, data)
+        return written
+    if table.num_rows == 0:
+        return written
+    texts = _partition_texts(table, partition_keys)
+    combined = pc.binary_join_element_wise(*[pc.fill_null(t, "\x00") for t in texts], "\x1f")
+    encoded = pc.dictionary_encode(combined).combine_chunks() if isinstance(combined, pa.ChunkedArray) else pc.dictionary_encode(combined)
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.flatnonzero(np.diff(codes[order])) + 1
+    for group in np.split(order, bounds):
+        first = int(group[0])
+        folders = []
+        for key_name, text in zip(partition_keys, texts):
+            value = text[first].as_py()
+            folders.append(f"{key_name}={HIVE_DEFAULT_PARTITION if value is None else _escape(value)}")
+        put(posixpath.join(*folders, name), data.take(pa.array(group)))
+    return written
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim`` (None with another C library)."""
+    import ctypes
+
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError, TypeError):
+        return None
+
+
+def _release_memory() -> None:
+    """Return the memory freed since the last call to the system. Arrow's
+    allocator and the C heap (numpy, large Python objects, Arrow's C++
+    structures) both keep freed pages for reuse; without this every chunk,
+    CSV and manifest starts from the high-water mark of all that ran before
+    it, which grows with the dataset's size."""
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+def publish_dataset_arrow(
+    *,
+    dataset_id: str,
+    registry: SchemaRegistry,
+    profile: Profile,
+    work: Storage,
+    published: Storage,
+    run_id: str,
+    catalog: Catalog | None = None,
+    retention: int = DEFAULT_RETENTION,
+    mapper: Callable = map,
+    fail_after_tables: int | None = None,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> PublishResult:
+    """:func:`publish.publish_dataset` on Arrow; same arguments (no Spark, no location)."""
+    import pyarrow as pa
+
+    from bridge_downstream.relationalize.arrow_executor import execute
+
+    version, previous, plan, schema_id = begin_publish(registry, profile, dataset_id, work, published)
+    staging = tempfile.mkdtemp(prefix="bridge-downstream-publish-")
+    try:
+        chunks = _stage_chunks(work, dataset_id, staging, chunk_bytes)
+        survivors = None
+        if profile.dedup.key_for(dataset_id):
+            survivors = _dedup(plan, chunks, dataset_id=dataset_id, profile=profile, work=work)
+            _release_memory()
+
+        # pass two: relationalize each chunk's survivors, write its Parquet files
+        table_prefixes = {t.name: layout.table_prefix(dataset_id, version, "parquet", t.name) for t in plan.tables}
+        files_written = dict.fromkeys(table_prefixes, 0)
+        for number, chunk in enumerate(chunks):
+            root = _read_chunk(plan, chunk)
+            if survivors is not None:
+                root = root.filter(pa.array(survivors.rows_of_chunk(number)))
+            frames = execute(plan, root)
+            for written, table in enumerate(plan.tables):
+                check_interrupt(dataset_id, written, fail_after_tables)
+                files_written[table.name] += _write_partitioned(
+                    published, table_prefixes[table.name], frames[table.name], table_partition_keys(plan, table), number, staging
+                )
+            del root, frames
+            _release_memory()  # keep the peak at one chunk
+        for table in plan.tables:  # an empty table: one file without rows, as Spark writes it
+            if files_written[table.name] == 0:
+                empty = pa.Table.from_batches([], schema=_empty_schema(plan, table))
+                _write_partitioned(published, table_prefixes[table.name], empty, [], 0, staging)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+    tables = {}
+    for written, table in enumerate(plan.tables):
+        check_interrupt(dataset_id, written, fail_after_tables)  # (no chunk: nothing checked yet)
+        tables[table.name] = describe_table(published, plan, dataset_id, version, table, mapper)
+        _release_memory()
+    return complete_publish(
+        published, plan, dataset_id=dataset_id, version=version, previous=previous, schema_id=schema_id,
+        run_id=run_id, registry=registry, tables=tables, catalog=catalog, retention=retention,
+    )
+
+
+def _empty_schema(plan, table):
+    from bridge_downstream.relationalize.arrow_executor import table_schema
+
+    schema = table_schema(table)
+    for name in table_partition_keys(plan, table):
+        schema = schema.remove(schema.get_field_index(name))
+    return schema
+

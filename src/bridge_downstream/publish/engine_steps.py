@@ -1,0 +1,241 @@
+"""JSON datasets -> relationalized Parquet and CSV, published atomically.
+
+One publish handles one dataset:
+
+1. plan the tables (from the dataset's JSON Schema, else inferred from rows);
+2. keep one version of each record (:mod:`dedup`);
+3. relationalize and write every table as snappy Parquet, partitioned as the
+   input, under a new version prefix;
+4. write a CSV beside every Parquet file (same rows, plus the partition
+   values as columns, so a CSV file stands on its own);
+5. write the version's manifest, then point ``CURRENT`` at it -- one small
+   object write, so a reader sees the old version or the new one, never half;
+6. register the tables in the catalog and prune old versions.
+
+A publish that fails before step 5 leaves the previous version current and
+untouched; its partial version is removed by the next prune.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import posixpath
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from bridge_downstream.common import layout
+from bridge_downstream.common.storage import Storage
+from bridge_downstream.config.profiles import Profile
+from bridge_downstream.config.registry import SchemaRegistry
+from bridge_downstream.publish.catalog import Catalog
+from bridge_downstream.publish.manifest import (
+    PublishedFile,
+    PublishedFiles,
+    PublishedTable,
+    PublishManifest,
+    current_version,
+)
+from bridge_downstream.publish.versions import new_version, prune_versions, set_current
+
+log = logging.getLogger(__name__)
+
+
+
+
+@dataclass
+class PublishResult:
+    manifest: PublishManifest
+    pruned: list[str]
+
+
+def dataset_schema(registry: SchemaRegistry, dataset_id: str) -> tuple[str, dict] | None:
+    for url, mapped in sorted(registry.schema_mapping.items()):
+        if mapped == dataset_id:
+            schema = registry.schema(url)
+            if schema is not None:
+                return registry.schema_id_for(url), schema
+    return None
+
+
+def iter_dataset_rows(storage: Storage, dataset_id: str) -> Iterator[dict]:
+    for info in storage.list(layout.dataset_prefix(dataset_id) + "/"):
+        if info.key.endswith(".ndjson"):
+            for line in storage.read_bytes(info.key).splitlines():
+                if line.strip():
+                    yield json.loads(line)
+
+
+def plan_dataset(registry: SchemaRegistry, profile: Profile, dataset_id: str, work: Storage):
+    from bridge_downstream.relationalize import plan_from_rows, plan_from_schema
+
+    arguments = dict(
+        extra_columns=profile.extra_columns(dataset_id),
+        identity_columns=list(profile.identity_fields),
+        carry_columns=[c for c in profile.carry_fields],
+        partition_columns=list(profile.partition_fields),
+    )
+    found = dataset_schema(registry, dataset_id)
+    if found is not None:
+        schema_id, schema = found
+        try:
+            return plan_from_schema(dataset_id, schema, registry.resolver(), base_uri=schema_id, **arguments), schema_id
+        except TypeError as error:
+            # A schema whose top level is not an object with properties
+            # (a definitions-only document) says nothing about columns.
+            log.warning("%s: schema %s gives no table layout (%s); inferring from the rows", dataset_id, schema_id, error)
+    return plan_from_rows(dataset_id, iter_dataset_rows(work, dataset_id), **arguments), None
+
+
+def describe_file(storage: Storage, key: str, fmt: str, rows: int, version_prefix: str) -> PublishedFile:
+    data = storage.read_bytes(key)
+    relative = key[len(version_prefix) + 1 :]
+    partition = layout.parse_partition_path(posixpath.dirname(relative))
+    return PublishedFile(
+        key=key,
+        format=fmt,
+        size=len(data),
+        md5=hashlib.md5(data, usedforsecurity=False).hexdigest(),
+        sha256=hashlib.sha256(data).hexdigest(),
+        rows=rows,
+        partition=partition,
+    )
+
+
+def parquet_to_csv(storage: Storage, parquet_key: str, csv_key: str, partition: dict[str, str]) -> int:
+    """A CSV (header, RFC 4180 quoting, UTF-8) of one Parquet file; returns its rows."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(io.BytesIO(storage.read_bytes(parquet_key)))
+    for name, value in partition.items():
+        if name not in table.column_names:
+            table = table.append_column(name, pa.array([value] * table.num_rows, pa.string()))
+    buffer = io.BytesIO()
+    pacsv.write_csv(table, buffer, pacsv.WriteOptions(include_header=True, quoting_style="needed"))
+    storage.write_bytes(csv_key, buffer.getvalue())
+    return table.num_rows
+
+
+def _parquet_rows(storage: Storage, key: str) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.read_metadata(io.BytesIO(storage.read_bytes(key))).num_rows
+
+
+def finish_table_files(storage: Storage, dataset_id: str, version: str, table_name: str, mapper: Callable = map) -> PublishedFiles:
+    """Remove Spark's bookkeeping files, write the CSVs, describe every file."""
+    version_prefix = layout.version_prefix(dataset_id, version)
+    parquet_prefix = layout.table_prefix(dataset_id, version, "parquet", table_name) + "/"
+    parquet_keys = []
+    for info in list(storage.list(parquet_prefix)):
+        name = posixpath.basename(info.key)
+        if name.startswith(("_", ".")) or name.endswith(".crc"):
+            storage.delete(info.key)
+        elif name.endswith(".parquet"):
+            parquet_keys.append(info.key)
+
+    def finish(parquet_key: str) -> list[PublishedFile]:
+        relative = parquet_key[len(parquet_prefix) :]
+        partition = layout.parse_partition_path(posixpath.dirname(relative))
+        csv_key = layout.table_prefix(dataset_id, version, "csv", table_name) + "/" + relative[: -len(".parquet")].removesuffix(".snappy") + ".csv"
+        rows = parquet_to_csv(storage, parquet_key, csv_key, partition)
+        return [
+            describe_file(storage, parquet_key, "parquet", _parquet_rows(storage, parquet_key), version_prefix),
+            describe_file(storage, csv_key, "csv", rows, version_prefix),
+        ]
+
+    described = PublishedFiles()
+    for files in mapper(finish, sorted(parquet_keys)):
+        for file in files:
+            described.append(file)
+    return described
+
+
+def begin_publish(registry: SchemaRegistry, profile: Profile, dataset_id: str, work: Storage, published: Storage):
+    """``(version, previous version, plan, schema id)`` of a new publish."""
+    version = new_version()
+    previous = current_version(published, dataset_id)
+    plan, schema_id = plan_dataset(registry, profile, dataset_id, work)
+    return version, previous, plan, schema_id
+
+
+def deleted_dataset(profile: Profile, dataset_id: str, work: Storage) -> str | None:
+    """The ``_Deleted`` companion dataset whose keys remove rows, when it has data."""
+    suffix = profile.dedup.deleted_suffix
+    if suffix and not dataset_id.endswith(suffix) and any(True for _ in work.list(layout.dataset_prefix(dataset_id + suffix) + "/")):
+        return dataset_id + suffix
+    return None
+
+
+def check_interrupt(dataset_id: str, written: int, fail_after_tables: int | None) -> None:
+    if fail_after_tables is not None and written >= fail_after_tables:
+        raise RuntimeError(f"publish of {dataset_id} interrupted after {written} tables (requested)")
+
+
+def table_partition_keys(plan, table) -> list[str]:
+    return [c for c in plan.partition_columns if c in {col.name for col in table.columns}]
+
+
+def describe_table(published: Storage, plan, dataset_id: str, version: str, table, mapper: Callable = map) -> PublishedTable:
+    """Once a table's Parquet files are written: its CSVs, and its manifest entry."""
+    partition_keys = table_partition_keys(plan, table)
+    files = finish_table_files(published, dataset_id, version, table.name, mapper)
+    columns = [{"name": n, "type": t} for n, t in table.athena_columns() if n not in partition_keys]
+    return PublishedTable(
+        name=table.name,
+        dataset_id=dataset_id,
+        parent=table.parent,
+        columns=columns,
+        partition_keys=partition_keys,
+        rows=sum(f.rows for f in files if f.format == "parquet"),
+        files=files,
+    )
+
+
+def complete_publish(
+    published: Storage,
+    plan,
+    *,
+    dataset_id: str,
+    version: str,
+    previous: str | None,
+    schema_id: str | None,
+    run_id: str,
+    registry: SchemaRegistry,
+    tables: dict[str, PublishedTable],
+    catalog: Catalog | None,
+    retention: int,
+) -> PublishResult:
+    """Manifest, then CURRENT (the commit point), then catalog and pruning."""
+    manifest = PublishManifest(
+        dataset_id=dataset_id,
+        version=version,
+        run_id=run_id,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        registry_version=registry.version,
+        tables=tables,
+        previous_version=previous,
+        schema_id=schema_id,
+        plan=plan.to_json(),
+    )
+    manifest.store(published, layout.manifest_key(dataset_id, version))
+    set_current(published, dataset_id, version)
+    if catalog is not None:
+        catalog.register(manifest)
+    pruned = prune_versions(published, dataset_id, retention)
+    return PublishResult(manifest, pruned)
+
+
+def json_datasets(storage: Storage) -> list[str]:
+    """Dataset ids that have NDJSON under ``json/``."""
+    found = set()
+    prefix = layout.JSON_PREFIX + "/dataset="
+    for info in storage.list(prefix):
+        found.add(info.key[len(prefix) :].split("/", 1)[0])
+    return sorted(found)
+

@@ -1,0 +1,172 @@
+"""The manifest of one published version: the contract between the publish
+step and everything that reads a publish (catalog, Synapse export, delivery).
+
+Each dataset is published on its own. A version's ``manifest.json`` is
+written after all its files, and ``published/<DatasetId>/CURRENT`` is
+rewritten after the manifest: a version without a manifest is incomplete and
+never current.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, fields
+
+from bridge_downstream.common import layout
+from bridge_downstream.common.spool import JsonLinesSpool
+from bridge_downstream.common.storage import Storage
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedFile:
+    key: str  # relative to the pipeline root
+    format: str  # "parquet" | "csv"
+    size: int
+    md5: str
+    sha256: str
+    rows: int
+    partition: dict[str, str] = field(default_factory=dict)
+
+
+class PublishedFiles:
+    """A table's files as a publish describes them, one at a time: kept in a
+    spool, not in memory (a backfill's table has 10,000s of files, ~0.5 KB
+    each as objects), and read back in order each time they are iterated."""
+
+    def __init__(self, files: Iterable[PublishedFile] = ()):
+        self._spool = JsonLinesSpool(prefix="bridge-downstream-files-")
+        for file in files:
+            self.append(file)
+
+    def append(self, file: PublishedFile) -> None:
+        self._spool.append(_file_json(file))
+
+    def __iter__(self) -> Iterator[PublishedFile]:
+        return (PublishedFile(**record) for record in self._spool)
+
+    def __len__(self) -> int:
+        return len(self._spool)
+
+
+@dataclass
+class PublishedTable:
+    name: str
+    dataset_id: str
+    parent: str | None
+    columns: list[dict[str, str]]  # [{"name": ..., "type": <Athena/Hive type>}]
+    partition_keys: list[str]
+    rows: int
+    files: list[PublishedFile] | PublishedFiles = field(default_factory=list)
+
+    def files_of(self, fmt: str) -> list[PublishedFile]:
+        return [f for f in self.files if f.format == fmt]
+
+    def location(self, version: str, fmt: str) -> str:
+        return layout.table_prefix(self.dataset_id, version, fmt, self.name)
+
+
+@dataclass
+class PublishManifest:
+    dataset_id: str
+    version: str
+    run_id: str
+    created_at: str
+    registry_version: str
+    tables: dict[str, PublishedTable] = field(default_factory=dict)
+    previous_version: str | None = None
+    schema_id: str | None = None  # the JSON Schema the tables were planned from
+    plan: dict | None = None  # the relationalize plan, as JSON
+
+    def _shallow(self) -> dict:
+        """The manifest as JSON-ready dicts, its files left as objects: a
+        backfill's version lists 10,000s of files, so they are turned into
+        JSON one at a time as they are written, not copied all at once."""
+        document = {f.name: getattr(self, f.name) for f in fields(self)}
+        document["tables"] = {
+            name: {f.name: getattr(table, f.name) for f in fields(table)} for name, table in self.tables.items()
+        }
+        return document
+
+    def to_json(self) -> str:
+        return json.dumps(self._shallow(), indent=2, sort_keys=True, default=_file_json)
+
+    def store(self, storage: Storage, key: str) -> None:
+        """Write the manifest to ``key``, encoded as it is written."""
+        handle, path = tempfile.mkstemp(prefix="bridge-downstream-manifest-", suffix=".json")
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as stream:
+                json.dump(self._shallow(), stream, indent=2, sort_keys=True, default=_file_json)
+            storage.upload_file(path, key)
+        finally:
+            os.unlink(path)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> PublishManifest:
+        raw = json.loads(text)
+        tables = {}
+        for name, table in raw.pop("tables", {}).items():
+            files = [PublishedFile(**f) for f in table.pop("files", [])]
+            tables[name] = PublishedTable(files=files, **table)
+        return cls(tables=tables, **raw)
+
+
+def _file_json(value):
+    if isinstance(value, PublishedFile):
+        return {f.name: getattr(value, f.name) for f in fields(value)}
+    if isinstance(value, PublishedFiles):
+        return _StreamedList(value)
+    raise TypeError(f"{type(value).__name__} is not part of a manifest")
+
+
+class _StreamedList(list):
+    """Spooled files handed to ``json.dump`` as a list it reads one item at a
+    time: the encoder only tests a list for emptiness and iterates it, so
+    the files are never all in memory at once. That is json's Python
+    encoder, which ``indent`` selects; the C one (no indent) reads a list's
+    storage directly and would see no files -- the manifest tests compare
+    the two documents."""
+
+    def __init__(self, items: PublishedFiles):
+        super().__init__()
+        self._items = items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self):
+        return iter(self._items)
+
+
+def current_version(storage: Storage, dataset_id: str) -> str | None:
+    pointer = layout.current_pointer_key(dataset_id)
+    if not storage.exists(pointer):
+        return None
+    return json.loads(storage.read_bytes(pointer))["version"]
+
+
+def read_manifest(storage: Storage, dataset_id: str, version: str) -> PublishManifest:
+    return PublishManifest.from_json(storage.read_bytes(layout.manifest_key(dataset_id, version)))
+
+
+def published_datasets(storage: Storage) -> list[str]:
+    """Datasets that have a current version, in name order."""
+    prefix = layout.PUBLISHED_PREFIX + "/"
+    found = set()
+    for info in storage.list(prefix):
+        rest = info.key[len(prefix):]
+        if rest.endswith("/CURRENT") and rest.count("/") == 1:
+            found.add(rest.split("/", 1)[0])
+    return sorted(found)
+
+
+def read_current_manifests(storage: Storage) -> list[PublishManifest]:
+    """The current manifest of every published dataset."""
+    manifests = []
+    for dataset_id in published_datasets(storage):
+        version = current_version(storage, dataset_id)
+        if version is not None:
+            manifests.append(read_manifest(storage, dataset_id, version))
+    return manifests

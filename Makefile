@@ -1,6 +1,6 @@
 # The two commands of the README:
 #   make demo   install from the locks and run the pipeline on the bundled samples
-#   make test   install from the locks and run the test suite
+#   make test   install from the locks, check the code (lint, format, types), run the test suite
 SHELL := /bin/bash
 PIPENV_VERSION := 2026.10.3
 export PIPENV_VENV_IN_PROJECT := 1
@@ -9,6 +9,7 @@ export PIPENV_YES := 1
 export PYTHONDONTWRITEBYTECODE := 1
 PIPENV := python3 -m pipenv
 DEMO_OUTPUT ?= demo-output
+PYTHON_SOURCES := src tests bench samples
 
 .PHONY: demo test install deploy-tools lint clean
 
@@ -31,11 +32,14 @@ demo: install
 	$(PIPENV) run bridge-downstream run samples/archives --registry $(DEMO_OUTPUT)/registry --output $(DEMO_OUTPUT)/mtb
 	$(PIPENV) run bridge-downstream run samples/exports --profile recover --registry $(DEMO_OUTPUT)/registry --output $(DEMO_OUTPUT)/recover
 
-test: deploy-tools
+test: deploy-tools lint
 	$(PIPENV) run pytest
 
+# Lint, format and type check: settings in pyproject.toml; `make test` runs it first.
 lint: install
-	$(PIPENV) run ruff check src tests bench
+	$(PIPENV) run ruff check $(PYTHON_SOURCES)
+	$(PIPENV) run ruff format --check $(PYTHON_SOURCES)
+	$(PIPENV) run mypy
 
 clean:
 	rm -rf .venv deploy/.venv $(DEMO_OUTPUT)

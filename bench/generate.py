@@ -48,7 +48,9 @@ def _dumps(value) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
 
-def upload(index: int, seed: int, motion_samples: int, steps: int, per_day: int = 100) -> tuple[str, dict[str, bytes], dict[str, str]]:
+def upload(
+    index: int, seed: int, motion_samples: int, steps: int, per_day: int = 100
+) -> tuple[str, dict[str, bytes], dict[str, str]]:
     """One archive: (file name, members, Bridge S3 metadata)."""
     rng = random.Random(seed * 1_000_003 + index)
     kind = rng.random()
@@ -74,7 +76,10 @@ def upload(index: int, seed: int, motion_samples: int, steps: int, per_day: int 
                 "response": str(rng.randrange(10)),
                 "responseTime": "fast" if invalid and i == 0 else round(rng.uniform(0.2, 9.0), 3),
                 "interactions": [
-                    {"controlEvent": rng.choice(CONTROL_EVENTS), "timestamp": f"{year}-{month:02d}-{day:02d}T09:{i % 60:02d}:{j % 60:02d}Z"}
+                    {
+                        "controlEvent": rng.choice(CONTROL_EVENTS),
+                        "timestamp": f"{year}-{month:02d}-{day:02d}T09:{i % 60:02d}:{j % 60:02d}Z",
+                    }
                     for j in range(rng.randrange(0, 4))
                 ],
             }
@@ -103,7 +108,10 @@ def upload(index: int, seed: int, motion_samples: int, steps: int, per_day: int 
                 "taskIdentifier": assessment,
                 "startDate": start,
                 "endDate": task["endDate"],
-                "files": [{"filename": "taskData.json", "contentType": "application/json"}, {"filename": "motion.json", "contentType": "application/json"}],
+                "files": [
+                    {"filename": "taskData.json", "contentType": "application/json"},
+                    {"filename": "motion.json", "contentType": "application/json"},
+                ],
             }
         ),
         "taskData.json": _dumps(task),
@@ -132,7 +140,9 @@ _REAL: dict = {}
 
 
 def shared_data_dir() -> Path:
-    return Path(os.environ.get("BRIDGE_DOWNSTREAM_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+    return Path(
+        os.environ.get("BRIDGE_DOWNSTREAM_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+    )
 
 
 def _real_templates(shared: Path) -> dict:
@@ -147,7 +157,9 @@ def _real_templates(shared: Path) -> dict:
     return _REAL
 
 
-def real_upload(index: int, seed: int, motion_samples: int, per_day: int, shared: Path, failing_every: int = 100) -> tuple[str, dict[str, bytes], dict[str, str]]:
+def real_upload(
+    index: int, seed: int, motion_samples: int, per_day: int, shared: Path, failing_every: int = 100
+) -> tuple[str, dict[str, bytes], dict[str, str]]:
     """An upload shaped like the real MTB Spelling upload, validated by the real
     schemas: its taskData.json is one of the real task-data documents (1 in ``failing_every``
     one that fails its schema), motion.json has ``motion_samples`` samples."""
@@ -158,11 +170,20 @@ def real_upload(index: int, seed: int, motion_samples: int, per_day: int, shared
     original = rng.randrange(0, index) if reexport else index
     record_id = f"real-{seed}-{original:07d}"
     date = FIRST_DAY + timedelta(days=original // per_day)
-    pool = templates["failing"] if failing_every and original % failing_every == failing_every - 1 else templates["valid"]
+    pool = (
+        templates["failing"] if failing_every and original % failing_every == failing_every - 1 else templates["valid"]
+    )
     task = json.loads(pool[original % len(pool)])
     if isinstance(task, dict) and "taskRunUUID" in task:
         task["taskRunUUID"] = f"{rng.getrandbits(128):032x}"
-    motion = [{"stepPath": "MTB Spelling Form 1", "timestamp": 0, "timestampDate": f"{date.isoformat()}T13:02:48.724-07:00", "uptime": 557787.22}]
+    motion = [
+        {
+            "stepPath": "MTB Spelling Form 1",
+            "timestamp": 0,
+            "timestampDate": f"{date.isoformat()}T13:02:48.724-07:00",
+            "uptime": 557787.22,
+        }
+    ]
     for i in range(1, motion_samples):
         motion.append(
             {
@@ -190,7 +211,17 @@ def real_upload(index: int, seed: int, motion_samples: int, per_day: int, shared
     return f"{index:07d}-{record_id}{'-reexport' if reexport else ''}.zip", members, metadata
 
 
-def _write_slice(out: str, start: int, stop: int, seed: int, motion_samples: int, steps: int, per_folder: int, per_day: int, flavor: str = "sample") -> tuple[int, int]:
+def _write_slice(
+    out: str,
+    start: int,
+    stop: int,
+    seed: int,
+    motion_samples: int,
+    steps: int,
+    per_folder: int,
+    per_day: int,
+    flavor: str = "sample",
+) -> tuple[int, int]:
     total = 0
     for index in range(start, stop):
         if flavor == "real":
@@ -233,7 +264,11 @@ def export(seed: int, rows: int, start_row: int, number: int) -> tuple[str, dict
                     "Duration": str(28_800_000 + rng.randrange(1000)),
                     "InsertedDate": inserted,
                     "SleepLogDetails": [
-                        {"Type": "stage", "StartDate": f"2024-01-01T22:{m % 60:02d}:00", "Value": ("wake", "light", "deep")[m % 3]}
+                        {
+                            "Type": "stage",
+                            "StartDate": f"2024-01-01T22:{m % 60:02d}:00",
+                            "Value": ("wake", "light", "deep")[m % 3],
+                        }
                         for m in range(rng.randrange(1, 8))
                     ],
                 }
@@ -264,7 +299,19 @@ def export(seed: int, rows: int, start_row: int, number: int) -> tuple[str, dict
     return f"export-{number:05d}-2024-01-05T03--00--00Z_BENCH.zip", members
 
 
-def generate(out: Path, *, records: int, export_rows: int = 0, seed: int = 42, motion: int = 25, steps: int = 5, per_day: int = 100, per_export: int = 50_000, jobs: int | None = None, flavor: str = "sample") -> dict:
+def generate(
+    out: Path,
+    *,
+    records: int,
+    export_rows: int = 0,
+    seed: int = 42,
+    motion: int = 25,
+    steps: int = 5,
+    per_day: int = 100,
+    per_export: int = 50_000,
+    jobs: int | None = None,
+    flavor: str = "sample",
+) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     jobs = jobs or os.cpu_count() or 1
     per_folder = 1000
@@ -272,7 +319,10 @@ def generate(out: Path, *, records: int, export_rows: int = 0, seed: int = 42, m
     slices = [(start, min(records, start + chunk)) for start in range(0, records, chunk)]
     archive_bytes = 0
     with ProcessPoolExecutor(jobs) as pool:
-        futures = [pool.submit(_write_slice, str(out), a, b, seed, motion, steps, per_folder, per_day, flavor) for a, b in slices]
+        futures = [
+            pool.submit(_write_slice, str(out), a, b, seed, motion, steps, per_folder, per_day, flavor)
+            for a, b in slices
+        ]
         for future in futures:
             archive_bytes += future.result()[1]
     export_bytes = 0
@@ -301,10 +351,14 @@ def generate(out: Path, *, records: int, export_rows: int = 0, seed: int = 42, m
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, required=True, help="upload archives (records) to write")
-    parser.add_argument("--export-rows", type=int, default=0, help="rows of recover-like exports to write (default none)")
+    parser.add_argument(
+        "--export-rows", type=int, default=0, help="rows of recover-like exports to write (default none)"
+    )
     parser.add_argument("--motion", type=int, default=25, help="motion samples per archive (default 25)")
     parser.add_argument("--steps", type=int, default=5, help="taskData steps per archive (default 5)")
-    parser.add_argument("--per-day", type=int, default=100, help="uploads per day: 100k records span ~2.7 years (default 100)")
+    parser.add_argument(
+        "--per-day", type=int, default=100, help="uploads per day: 100k records span ~2.7 years (default 100)"
+    )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument(
         "--flavor",
@@ -315,7 +369,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-    info = generate(Path(args.out), records=args.records, export_rows=args.export_rows, seed=args.seed, motion=args.motion, steps=args.steps, per_day=args.per_day, flavor=args.flavor)
+    info = generate(
+        Path(args.out),
+        records=args.records,
+        export_rows=args.export_rows,
+        seed=args.seed,
+        motion=args.motion,
+        steps=args.steps,
+        per_day=args.per_day,
+        flavor=args.flavor,
+    )
     json.dump(info, sys.stdout, indent=2)
     print()
     return 0

@@ -33,13 +33,23 @@ def write_history(storage: LocalStorage, archives: int) -> None:
     for start in range(0, archives, PER_RUN):
         numbers = range(start, min(archives, start + PER_RUN))
         lines = b"".join(
-            json.dumps({"identity": identity(n), "source": f"s3://uploads/archives/{n}.zip", "recordid": f"rec-{n}",
-                        "datasets": {"MotionRecord_v1": 25}, "run_id": "run"}).encode() + b"\n"
+            json.dumps(
+                {
+                    "identity": identity(n),
+                    "source": f"s3://uploads/archives/{n}.zip",
+                    "recordid": f"rec-{n}",
+                    "datasets": {"MotionRecord_v1": 25},
+                    "run_id": "run",
+                }
+            ).encode()
+            + b"\n"
             for n in numbers
         )
         stem = f"{layout.LEDGER_PREFIX}/run-{start:010d}"
         storage.write_bytes(stem + ".jsonl", lines)
-        storage.write_bytes(stem + ".digests", _digests_header(len(lines)) + b"".join(IngestLedger.digest(identity(n)) for n in numbers))
+        storage.write_bytes(
+            stem + ".digests", _digests_header(len(lines)) + b"".join(IngestLedger.digest(identity(n)) for n in numbers)
+        )
 
 
 def lines_only(storage: LocalStorage) -> frozenset[str]:
@@ -56,7 +66,10 @@ def measure(archives: int) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-ledger-") as root:
         storage = LocalStorage(root)
         write_history(storage, archives)
-        for name, load in (("JSON lines into a set of strings (before)", lines_only), ("16-byte digests (now)", load_ledger)):
+        for name, load in (
+            ("JSON lines into a set of strings (before)", lines_only),
+            ("16-byte digests (now)", load_ledger),
+        ):
             gc.collect()
             tracemalloc.start()
             started = time.perf_counter()
@@ -69,8 +82,11 @@ def measure(archives: int) -> None:
             for _ in range(lookups):
                 assert probe in ledger
             lookup_us = (time.perf_counter() - started) / lookups * 1e6
-            print(f"{archives:>9,} archives, {name}: held {held / 2**20:.1f} MiB, peak while loading "
-                  f"{peak / 2**20:.1f} MiB, load {seconds:.2f} s, lookup {lookup_us:.2f} us", flush=True)
+            print(
+                f"{archives:>9,} archives, {name}: held {held / 2**20:.1f} MiB, peak while loading "
+                f"{peak / 2**20:.1f} MiB, load {seconds:.2f} s, lookup {lookup_us:.2f} us",
+                flush=True,
+            )
             del ledger
 
 

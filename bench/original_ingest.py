@@ -60,7 +60,10 @@ def _open_member(inp: ArchiveInput, member: str):
 
 
 def _ingest_one(inp: ArchiveInput, registry: SchemaRegistry, profile: Profile, output: Storage) -> dict[str, int]:
-    metadata = {str(k).lower(): str(v) for k, v in (inp.metadata if inp.metadata is not None else inp.storage.metadata(inp.key)).items()}
+    metadata = {
+        str(k).lower(): str(v)
+        for k, v in (inp.metadata if inp.metadata is not None else inp.storage.metadata(inp.key)).items()
+    }
     if not metadata or any(not metadata.get(name) for name in profile.required_metadata):
         raise InvalidArchive("Bridge metadata is missing or incomplete")
     with inp.storage.open_read(inp.key) as stream, zipfile.ZipFile(stream) as archive:
@@ -78,7 +81,14 @@ def _ingest_one(inp: ArchiveInput, registry: SchemaRegistry, profile: Profile, o
     self_refs = self_referenced_schemas(_open_member(inp, "metadata.json")) if "metadata.json" in members else {}
     resolved = {}
     for member in sorted(members):
-        resolution = resolve_file(registry, file_name=posixpath.basename(member), app_id=app_id, assessment_id=assessment_id, revision=revision, self_references=self_refs)
+        resolution = resolve_file(
+            registry,
+            file_name=posixpath.basename(member),
+            app_id=app_id,
+            assessment_id=assessment_id,
+            revision=revision,
+            self_references=self_refs,
+        )
         if not resolution.skipped:
             resolved[member] = resolution
     # 2. validation: opens the archive again for every file
@@ -121,7 +131,9 @@ def _ingest_one(inp: ArchiveInput, registry: SchemaRegistry, profile: Profile, o
     return rows
 
 
-def run_original_ingest(inputs: Sequence[ArchiveInput], *, registry: SchemaRegistry, profile: Profile, output: Storage) -> dict:
+def run_original_ingest(
+    inputs: Sequence[ArchiveInput], *, registry: SchemaRegistry, profile: Profile, output: Storage
+) -> dict:
     """Serial, one archive at a time; returns counts like the run report's."""
     datasets: dict[str, int] = {}
     status = {"processed": 0, "invalid": 0}
@@ -134,7 +146,10 @@ def run_original_ingest(inputs: Sequence[ArchiveInput], *, registry: SchemaRegis
         status["processed"] += 1
         for dataset_id, count in rows.items():
             datasets[dataset_id] = datasets.get(dataset_id, 0) + count
-    return {"archives": {"total": len(inputs), **status}, "datasets": {k: {"rows": v} for k, v in sorted(datasets.items())}}
+    return {
+        "archives": {"total": len(inputs), **status},
+        "datasets": {k: {"rows": v} for k, v in sorted(datasets.items())},
+    }
 
 
 # -- the job as it ran against S3 ----------------------------------------------
@@ -212,7 +227,12 @@ class _Record:
             if member.endswith("/"):
                 continue
             resolution = resolve_file(
-                registry, file_name=posixpath.basename(member), app_id=self.app_id, assessment_id=self.assessment_id, revision=self.revision, self_references=self_refs
+                registry,
+                file_name=posixpath.basename(member),
+                app_id=self.app_id,
+                assessment_id=self.assessment_id,
+                revision=self.revision,
+                self_references=self_refs,
             )
             if not resolution.skipped:
                 resolved[member] = resolution
@@ -229,7 +249,9 @@ def _update_json_schemas(record: _Record, registry: SchemaRegistry, json_schemas
                     json_schemas[resolution.schema_url] = schema
 
 
-def _validate_data(record: _Record, registry: SchemaRegistry, json_schemas: dict[str, dict], retrieval: _FileRetrieval) -> dict[str, list[str]]:
+def _validate_data(
+    record: _Record, registry: SchemaRegistry, json_schemas: dict[str, dict], retrieval: _FileRetrieval
+) -> dict[str, list[str]]:
     """Opening 2: every file with a schema loaded and validated by its own new validator."""
     if registry.is_legacy_assessment(record.assessment_id, record.revision):
         return {}
@@ -252,12 +274,25 @@ def _validate_data(record: _Record, registry: SchemaRegistry, json_schemas: dict
     )
 
 
-def _process_record(record: _Record, registry: SchemaRegistry, profile: Profile, json_bucket: str, json_prefix: str, workdir: Path, credentials: Mapping[str, str]) -> dict[str, int]:
+def _process_record(
+    record: _Record,
+    registry: SchemaRegistry,
+    profile: Profile,
+    json_bucket: str,
+    json_prefix: str,
+    workdir: Path,
+    credentials: Mapping[str, str],
+) -> dict[str, int]:
     """Opening 3: every file loaded again, enriched, dumped to a local file and
     put as its own object by a new S3 client, with the archive's metadata."""
     import boto3
 
-    partition = {"assessmentid": record.assessment_id, "year": record.uploaded.year, "month": record.uploaded.month, "day": record.uploaded.day}
+    partition = {
+        "assessmentid": record.assessment_id,
+        "year": record.uploaded.year,
+        "month": record.uploaded.month,
+        "day": record.uploaded.day,
+    }
     enrichment = {**partition, "recordid": record.record_id, "uploadedon": record.metadata["uploadedon"]}
     if record.metadata.get("exportedon"):
         enrichment["exportedon"] = record.metadata["exportedon"]
@@ -282,8 +317,19 @@ def _process_record(record: _Record, registry: SchemaRegistry, profile: Profile,
                     row["sourceindex"] = index
                     json.dump(row, out, ensure_ascii=False, separators=(",", ":"))
                     out.write("\n")
-            key = "/".join(p for p in (json_prefix.strip("/"), layout.dataset_prefix(resolution.dataset_id), layout.partition_path(partition), name) if p)
-            s3 = boto3.client("s3", **credentials)  # a new client per written file, as the job's write_file_to_json_dataset
+            key = "/".join(
+                p
+                for p in (
+                    json_prefix.strip("/"),
+                    layout.dataset_prefix(resolution.dataset_id),
+                    layout.partition_path(partition),
+                    name,
+                )
+                if p
+            )
+            s3 = boto3.client(
+                "s3", **credentials
+            )  # a new client per written file, as the job's write_file_to_json_dataset
             with open(local_path, "rb") as body:
                 s3.put_object(Body=body, Bucket=json_bucket, Key=key, Metadata=record.s3_metadata)
             rows[resolution.dataset_id] = rows.get(resolution.dataset_id, 0) + len(elements)
@@ -340,11 +386,20 @@ def run_original_ingest_s3(
                 if sqs is not None:
                     result = {"errors": {f: m[:10] for f, m in errors.items()}}  # at most 10 per file, as the job sent
                     if record is not None:
-                        result = {"assessmentId": record.assessment_id, "assessmentRevision": record.revision, "appId": record.app_id, "recordId": record.record_id, **result}
+                        result = {
+                            "assessmentId": record.assessment_id,
+                            "assessmentRevision": record.revision,
+                            "appId": record.app_id,
+                            "recordId": record.record_id,
+                            **result,
+                        }
                     entry = {**message, "validation_result": result, "reason": reason}
                     sqs.send_message(QueueUrl=invalid_queue_url, MessageBody=json.dumps(entry))
                 continue
             status["processed"] += 1
             for dataset_id, count in rows.items():
                 datasets[dataset_id] = datasets.get(dataset_id, 0) + count
-    return {"archives": {"total": len(messages), **status}, "datasets": {k: {"rows": v} for k, v in sorted(datasets.items())}}
+    return {
+        "archives": {"total": len(messages), **status},
+        "datasets": {k: {"rows": v} for k, v in sorted(datasets.items())},
+    }

@@ -66,7 +66,9 @@ def _path(base: str | None, path: list[str]) -> str:
     return expr
 
 
-def relationalize_duckdb(plan: RelationalizePlan, paths: list[str], out: Path, threads: int | None = None) -> dict[str, int]:
+def relationalize_duckdb(
+    plan: RelationalizePlan, paths: list[str], out: Path, threads: int | None = None
+) -> dict[str, int]:
     import duckdb
 
     out.mkdir(parents=True, exist_ok=True)
@@ -115,7 +117,9 @@ def relationalize_duckdb(plan: RelationalizePlan, paths: list[str], out: Path, t
                 raise NotImplementedError(column.role)
             selects.append(f"CAST({expr} AS {_DUCK[column.type]}) AS {_q(column.name)}")
         target = out / f"{table.name}.parquet"
-        con.execute(f"COPY (SELECT {', '.join(selects)} FROM {temp[table.name]}) TO {_lit(str(target))} (FORMAT PARQUET, COMPRESSION SNAPPY)")
+        con.execute(
+            f"COPY (SELECT {', '.join(selects)} FROM {temp[table.name]}) TO {_lit(str(target))} (FORMAT PARQUET, COMPRESSION SNAPPY)"
+        )
         counts[table.name] = con.execute(f"SELECT count(*) FROM {temp[table.name]}").fetchone()[0]
     con.close()
     return counts
@@ -146,7 +150,9 @@ def relationalize_pyarrow(plan: RelationalizePlan, paths: list[str], out: Path) 
             array, t = pc.struct_field(array, [i]), t.fields[i][1]
         return array
 
-    key = pc.binary_join_element_wise(*[pc.cast(at(root, plan.row_type, [c]), pa.string()) for c in plan.identity_columns], "|", null_handling="skip")
+    key = pc.binary_join_element_wise(
+        *[pc.cast(at(root, plan.row_type, [c]), pa.string()) for c in plan.identity_columns], "|", null_handling="skip"
+    )
     frames = {plan.root.name: {"k": key, "e": root, "c": {c: at(root, plan.row_type, [c]) for c in plan.carry_columns}}}
     counts = {}
     for table in plan.tables:
@@ -160,7 +166,13 @@ def relationalize_pyarrow(plan: RelationalizePlan, paths: list[str], out: Path) 
             pos = pa.array(np.arange(len(values), dtype=np.int64) - offsets[parents.to_numpy()])
             ids = pc.binary_join_element_wise(pc.take(pf["k"], parents), "/" + table.parent_column, "")
             k = pc.binary_join_element_wise(ids, "[", pc.cast(pos, pa.string()), "]", "")
-            frames[table.name] = {"k": k, "e": values, "id": ids, "pos": pos, "c": {c: pc.take(a, parents) for c, a in pf["c"].items()}}
+            frames[table.name] = {
+                "k": k,
+                "e": values,
+                "id": ids,
+                "pos": pos,
+                "c": {c: pc.take(a, parents) for c, a in pf["c"].items()},
+            }
         frame = frames[table.name]
         arrays = []
         for column in table.columns:
@@ -168,7 +180,11 @@ def relationalize_pyarrow(plan: RelationalizePlan, paths: list[str], out: Path) 
                 a = at(frame["e"], table.element_type, column.path)
             elif column.role == ROLE_LINK:
                 container = at(frame["e"], table.element_type, column.path)
-                a = pc.if_else(pc.is_valid(container), pc.binary_join_element_wise(frame["k"], "/" + column.name, ""), pa.scalar(None, pa.string()))
+                a = pc.if_else(
+                    pc.is_valid(container),
+                    pc.binary_join_element_wise(frame["k"], "/" + column.name, ""),
+                    pa.scalar(None, pa.string()),
+                )
             elif column.role == ROLE_ID:
                 a = frame["id"]
             elif column.role == ROLE_INDEX:
@@ -207,6 +223,8 @@ def normalize_dlt(dataset_id: str, paths: list[str], work: Path, workers: int = 
         destination=dlt.destinations.duckdb(str(work / "dlt.duckdb")),
         dataset_name="bench",
     )
-    pipeline.extract(dlt.resource(rows(), name=dataset_id.lower(), write_disposition="append"), loader_file_format="parquet")
+    pipeline.extract(
+        dlt.resource(rows(), name=dataset_id.lower(), write_disposition="append"), loader_file_format="parquet"
+    )
     info = pipeline.normalize(workers=workers)
     return {k: v for k, v in (info.row_counts or {}).items() if not k.startswith("_dlt")}

@@ -88,7 +88,12 @@ class TreeMemory:
             try:
                 process = self._handles[pid] = handles.get(pid) or psutil.Process(pid)
                 executables[pid] = executable = _executable(pid)
-                if parent is not None and executable is not None and executable == executables.get(parent) and os.path.basename(executable) == "java":
+                if (
+                    parent is not None
+                    and executable is not None
+                    and executable == executables.get(parent)
+                    and os.path.basename(executable) == "java"
+                ):
                     continue
                 total += process.memory_info().rss
             except psutil.Error:
@@ -176,7 +181,11 @@ def measure(arguments: list[str], label: str, extra_env: dict[str, str] | None =
     os.sync()
     probe = host_probe()
     command = [sys.executable, str(HERE / "steps.py"), *arguments]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]), **(extra_env or {}))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+        **(extra_env or {}),
+    )
     started = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     peak = 0
@@ -198,7 +207,14 @@ def measure(arguments: list[str], label: str, extra_env: dict[str, str] | None =
     lines = [line for line in out.splitlines() if line.startswith("BENCH-RESULT ")]
     if child.returncode != 0 or not lines:
         print(f"  {label}: FAILED (exit {child.returncode})\n{err[-3000:]}", file=sys.stderr)
-        return {"label": label, "failed": True, "error": err[-3000:], "wall_seconds": wall, "peak_rss_bytes": peak, "host_probe_s": probe}
+        return {
+            "label": label,
+            "failed": True,
+            "error": err[-3000:],
+            "wall_seconds": wall,
+            "peak_rss_bytes": peak,
+            "host_probe_s": probe,
+        }
     result = json.loads(lines[-1][len("BENCH-RESULT ") :])
     result.update(label=label, wall_seconds=wall, peak_rss_bytes=peak, host_probe_s=probe)
     _print_result(_with_rates(result))
@@ -238,10 +254,23 @@ def paired_ingest(arguments: list[str], output: Path, label: str, rounds: int) -
         # Each run writes a folder of its own (see fresh_work): the last round's
         # "ours" is what the later steps read.
         ours_output = output / ("ours" if index == rounds - 1 else f"ours-round-{index}")
-        ours_runs.append(measure(["ingest", "--impl", "ours", *arguments, "--output", str(ours_output)], f"{label} ours, {tag}"))
+        ours_runs.append(
+            measure(["ingest", "--impl", "ours", *arguments, "--output", str(ours_output)], f"{label} ours, {tag}")
+        )
         original_runs.append(
-            measure(["ingest", "--impl", "original", *arguments, "--output", str(output / f"original-share-{index}"), "--share", f"{index}/{rounds}"],
-                    f"{label} original, share {index}/{rounds}")
+            measure(
+                [
+                    "ingest",
+                    "--impl",
+                    "original",
+                    *arguments,
+                    "--output",
+                    str(output / f"original-share-{index}"),
+                    "--share",
+                    f"{index}/{rounds}",
+                ],
+                f"{label} original, share {index}/{rounds}",
+            )
         )
     failed = next((r for r in ours_runs + original_runs if r.get("failed")), None)
     if failed:
@@ -252,9 +281,14 @@ def paired_ingest(arguments: list[str], output: Path, label: str, rounds: int) -
     ours["peak_rss_bytes"] = max(r["peak_rss_bytes"] for r in ours_runs)
     ours["host_probe_s"] = max(r["host_probe_s"] for r in ours_runs)
     ours["round_ratios"] = [
-        (mine["records"] / mine["seconds"]) / (theirs["records"] / theirs["seconds"]) for mine, theirs in zip(ours_runs, original_runs, strict=True)
+        (mine["records"] / mine["seconds"]) / (theirs["records"] / theirs["seconds"])
+        for mine, theirs in zip(ours_runs, original_runs, strict=True)
     ]
-    original = {"label": f"{label} original, {rounds} shares", "rounds": [r["seconds"] for r in original_runs], "detail": original_runs[-1]["detail"]}
+    original = {
+        "label": f"{label} original, {rounds} shares",
+        "rounds": [r["seconds"] for r in original_runs],
+        "detail": original_runs[-1]["detail"],
+    }
     for field in ("seconds", "wall_seconds", "records", "in_bytes", "out_rows"):
         original[field] = sum(r[field] for r in original_runs)
     original["peak_rss_bytes"] = max(r["peak_rss_bytes"] for r in original_runs)
@@ -271,7 +305,15 @@ def ensure_data(data_root: Path, records: int, export_rows: int, args, flavor: s
 
     folder = data_root / (f"{records}" if flavor == "sample" else f"{flavor}-{records}")
     marker = folder / "generated.json"
-    wanted = {"records": records, "export_rows": export_rows, "seed": args.seed, "motion": args.motion, "steps": args.steps, "per_day": 100, "flavor": flavor}
+    wanted = {
+        "records": records,
+        "export_rows": export_rows,
+        "seed": args.seed,
+        "motion": args.motion,
+        "steps": args.steps,
+        "per_day": 100,
+        "flavor": flavor,
+    }
     if marker.is_file():
         have = json.loads(marker.read_text())
         if all(have.get(k) == v for k, v in wanted.items()):
@@ -281,8 +323,20 @@ def ensure_data(data_root: Path, records: int, export_rows: int, args, flavor: s
 
     shutil.rmtree(folder, ignore_errors=True)
     began = time.perf_counter()
-    generate(folder, records=records, export_rows=export_rows, seed=args.seed, motion=args.motion, steps=args.steps, per_day=100, flavor=flavor)
-    print(f"  generated {records} records ({export_rows} export rows) in {time.perf_counter() - began:.0f} s -> {folder}", flush=True)
+    generate(
+        folder,
+        records=records,
+        export_rows=export_rows,
+        seed=args.seed,
+        motion=args.motion,
+        steps=args.steps,
+        per_day=100,
+        flavor=flavor,
+    )
+    print(
+        f"  generated {records} records ({export_rows} export rows) in {time.perf_counter() - began:.0f} s -> {folder}",
+        flush=True,
+    )
     read_into_page_cache(folder)
     return folder
 
@@ -301,7 +355,10 @@ def read_into_page_cache(folder: Path) -> tuple[int, int]:
                 while chunk := stream.read(1 << 20):
                     size += len(chunk)
             files += 1
-    print(f"  read {files} files ({size / 1e6:.0f} MB) of {folder.name} into the page cache in {time.perf_counter() - began:.1f} s", flush=True)
+    print(
+        f"  read {files} files ({size / 1e6:.0f} MB) of {folder.name} into the page cache in {time.perf_counter() - began:.1f} s",
+        flush=True,
+    )
     return files, size
 
 
@@ -380,7 +437,10 @@ def s3_comparison(args, data: Path, work: Path, registry: str, real_registry: st
     with MotoServer(work / "moto-server.log") as server:
         env = aws_environment(server.endpoint)
         info["endpoint"] = server.endpoint
-        print(f"ingest from and to emulated S3 ({server.endpoint}, moto server pid {server.process.pid}, not in the peaks):", flush=True)
+        print(
+            f"ingest from and to emulated S3 ({server.endpoint}, moto server pid {server.process.pid}, not in the peaks):",
+            flush=True,
+        )
         uploaded: dict[tuple[str, int], tuple[int, int]] = {}
         for key, flavor, n, reg, latency in runs:
             folder = ensure_data(data, n, 0, args, flavor=flavor)
@@ -388,13 +448,28 @@ def s3_comparison(args, data: Path, work: Path, registry: str, real_registry: st
             if (flavor, n) not in uploaded:
                 began = time.perf_counter()
                 uploaded[(flavor, n)] = upload_archives(server.endpoint, folder / "archives", bucket, "archives")
-                print(f"  uploaded {uploaded[(flavor, n)][0]} archives ({uploaded[(flavor, n)][1] / 1e6:.1f} MB) with their metadata to s3://{bucket}/archives in {time.perf_counter() - began:.1f} s (not timed)", flush=True)
+                print(
+                    f"  uploaded {uploaded[(flavor, n)][0]} archives ({uploaded[(flavor, n)][1] / 1e6:.1f} MB) with their metadata to s3://{bucket}/archives in {time.perf_counter() - began:.1f} s (not timed)",
+                    flush=True,
+                )
             count, size = uploaded[(flavor, n)]
             tag = f"{flavor}-{n}-{int(latency)}ms"
             for impl, suffix in (("ours", ""), ("original", "_original")):
                 queue = create_queue(server.endpoint, f"invalid-{tag}-{impl}")
                 cpu = server.cpu_seconds()
-                arguments = ["ingest-s3", "--impl", impl, "--input", f"s3://{bucket}/archives", "--output", f"s3://out-{tag}-{impl}/bridge", "--queue-url", queue, "--registry", reg]
+                arguments = [
+                    "ingest-s3",
+                    "--impl",
+                    impl,
+                    "--input",
+                    f"s3://{bucket}/archives",
+                    "--output",
+                    f"s3://out-{tag}-{impl}/bridge",
+                    "--queue-url",
+                    queue,
+                    "--registry",
+                    reg,
+                ]
                 if latency:
                     arguments += ["--latency-ms", str(latency)]
                 if args.s3_verify:
@@ -402,18 +477,30 @@ def s3_comparison(args, data: Path, work: Path, registry: str, real_registry: st
                 what = "uploads" if flavor == "sample" else "real-schema uploads"
                 name = "ours" if impl == "ours" else "original design"
                 delay = f", {latency:g} ms per request" if latency else ""
-                result = c[key + suffix] = measure(arguments, f"ingest {name}, emulated S3{delay}, {n} {what}", extra_env=env)
+                result = c[key + suffix] = measure(
+                    arguments, f"ingest {name}, emulated S3{delay}, {n} {what}", extra_env=env
+                )
                 result["emulator_cpu_seconds"] = server.cpu_seconds() - cpu
                 if not result.get("failed"):
                     detail = result["detail"]
-                    print(f"    rows per dataset {json.dumps(detail['rows'], sort_keys=True)}; {detail['ndjson_objects_written']} NDJSON objects, "
-                          f"{detail['invalid_queue_messages']} invalid-queue messages; emulator CPU {result['emulator_cpu_seconds']:.1f} s", flush=True)
+                    print(
+                        f"    rows per dataset {json.dumps(detail['rows'], sort_keys=True)}; {detail['ndjson_objects_written']} NDJSON objects, "
+                        f"{detail['invalid_queue_messages']} invalid-queue messages; emulator CPU {result['emulator_cpu_seconds']:.1f} s",
+                        flush=True,
+                    )
             ours, original = c.get(key), c.get(key + "_original")
-            same = None if not ours or not original or ours.get("failed") or original.get("failed") else ours["detail"]["rows"] == original["detail"]["rows"]
+            same = (
+                None
+                if not ours or not original or ours.get("failed") or original.get("failed")
+                else ours["detail"]["rows"] == original["detail"]["rows"]
+            )
             info["runs"][key] = {"archives": count, "archive_bytes": size, "rows_identical": same}
             print(f"    rows per dataset identical (ours vs original): {same}", flush=True)
         info["server_peak_rss_bytes"] = server.peak_rss
-    print(f"  moto server stopped (peak RSS {info['server_peak_rss_bytes'] / 2**20:.0f} MiB, in neither side's peak)", flush=True)
+    print(
+        f"  moto server stopped (peak RSS {info['server_peak_rss_bytes'] / 2**20:.0f} MiB, in neither side's peak)",
+        flush=True,
+    )
 
 
 def human(n: float) -> str:
@@ -452,6 +539,7 @@ def render(results: dict) -> str:
         )
 
     fmt = lambda x, suffix="": "n/a" if x is None else f"{x:.2f}{suffix}"
+
     def rounds(key: str) -> str:
         ratios = (c.get(key) or {}).get("round_ratios")
         return f" (rounds {min(ratios):.1f}x-{max(ratios):.1f}x)" if ratios else ""
@@ -461,13 +549,31 @@ def render(results: dict) -> str:
         return f"; {len(runs)} paired rounds" if runs else ""
 
     speedup = ratio(c.get("ingest_original"), c.get("ingest"))
-    row("ingest", "ingest (MTB archives)", f"ours: parallel, compiled validation, batched part files{paired('ingest')}",
-        f"**{fmt(speedup, 'x')} the original's records/s**{rounds('ingest')}")
-    row("ingest_original", "ingest (MTB archives)",
-        f"original design: serial, ZIP opened per file and step, one object per record and file{paired('ingest_original')}", "baseline")
+    row(
+        "ingest",
+        "ingest (MTB archives)",
+        f"ours: parallel, compiled validation, batched part files{paired('ingest')}",
+        f"**{fmt(speedup, 'x')} the original's records/s**{rounds('ingest')}",
+    )
+    row(
+        "ingest_original",
+        "ingest (MTB archives)",
+        f"original design: serial, ZIP opened per file and step, one object per record and file{paired('ingest_original')}",
+        "baseline",
+    )
     real_speedup = ratio(c.get("ingest_real_original"), c.get("ingest_real"))
-    row("ingest_real", "ingest (real-schema MTB uploads)", f"ours{paired('ingest_real')}", f"**{fmt(real_speedup, 'x')} the original's records/s**{rounds('ingest_real')}")
-    row("ingest_real_original", "ingest (real-schema MTB uploads)", f"original design{paired('ingest_real_original')}", "baseline")
+    row(
+        "ingest_real",
+        "ingest (real-schema MTB uploads)",
+        f"ours{paired('ingest_real')}",
+        f"**{fmt(real_speedup, 'x')} the original's records/s**{rounds('ingest_real')}",
+    )
+    row(
+        "ingest_real_original",
+        "ingest (real-schema MTB uploads)",
+        f"original design{paired('ingest_real_original')}",
+        "baseline",
+    )
     s3 = results.get("s3_emulation") or {}
     latency = (s3.get("latency_ms") or {}).get("ingest_s3_latency") or 0
     for key, step, what in (
@@ -479,7 +585,12 @@ def render(results: dict) -> str:
             continue
         count = human(s3.get("records", {}).get(key, c[key].get("records", 0)))
         s3_speedup = ratio(c.get(key + "_original"), c.get(key))
-        row(key, step, f"ours: S3 in and out, parallel workers, archives read ahead, batched part files ({count} {what})", f"**{fmt(s3_speedup, 'x')} the original's records/s**")
+        row(
+            key,
+            step,
+            f"ours: S3 in and out, parallel workers, archives read ahead, batched part files ({count} {what})",
+            f"**{fmt(s3_speedup, 'x')} the original's records/s**",
+        )
         row(
             key + "_original",
             step,
@@ -488,7 +599,13 @@ def render(results: dict) -> str:
             "baseline",
         )
     row("ingest_recover", "ingest (recover exports)", "ours", "records = export rows")
-    for engine, impl in (("arrow", "ours: Arrow executor"), ("spark", "ours: Spark executor"), ("duckdb", "DuckDB read_json + unnest"), ("pyarrow", "pyarrow list_flatten + list_parent_indices"), ("dlt", "dlt normalizer (extract + normalize)")):
+    for engine, impl in (
+        ("arrow", "ours: Arrow executor"),
+        ("spark", "ours: Spark executor"),
+        ("duckdb", "DuckDB read_json + unnest"),
+        ("pyarrow", "pyarrow list_flatten + list_parent_indices"),
+        ("dlt", "dlt normalizer (extract + normalize)"),
+    ):
         key = f"relationalize_{engine}"
         note = ""
         if engine != "arrow":
@@ -498,12 +615,24 @@ def render(results: dict) -> str:
         if engine == "duckdb":
             note = f"Arrow executor takes {fmt(ratio(c.get('relationalize_arrow'), c.get(key)), 'x')} DuckDB's time"
         row(key, "relationalize (NDJSON -> tables -> Parquet)", impl, note)
-    row("publish_arrow", "publish (dedup, relationalize, Parquet + CSV, manifest)", "ours: Arrow engine (local default)", "")
-    row("publish_spark", "publish (dedup, relationalize, Parquet + CSV, manifest)", "ours: Spark engine (as on Glue)", f"{fmt(ratio(c.get('publish_spark'), c.get('publish_arrow')), 'x')} Arrow engine's time; + Spark start below")
+    row(
+        "publish_arrow",
+        "publish (dedup, relationalize, Parquet + CSV, manifest)",
+        "ours: Arrow engine (local default)",
+        "",
+    )
+    row(
+        "publish_spark",
+        "publish (dedup, relationalize, Parquet + CSV, manifest)",
+        "ours: Spark engine (as on Glue)",
+        f"{fmt(ratio(c.get('publish_spark'), c.get('publish_arrow')), 'x')} Arrow engine's time; + Spark start below",
+    )
     row("pipeline_arrow", "whole local pipeline (ingest + publish)", "ours: `run` with the Arrow engine", "")
     start = c.get("spark_start")
     if start and not start.get("failed"):
-        out.append(f"| Spark session start | local[{results['machine']['nproc']}] | {start['seconds']:.2f} | | | | {start['peak_rss_bytes'] / 2**20:,.0f} | not in the times above |")
+        out.append(
+            f"| Spark session start | local[{results['machine']['nproc']}] | {start['seconds']:.2f} | | | | {start['peak_rss_bytes'] / 2**20:,.0f} | not in the times above |"
+        )
     if s3:
         parts = []
         for key in ("ingest_s3", "ingest_s3_latency", "ingest_real_s3"):
@@ -521,7 +650,11 @@ def render(results: dict) -> str:
             + "; ".join(parts)
             + "."
         )
-    probes = [r["host_probe_s"] for r in [*c.values(), *(x for size in results["scale"].values() for x in size.values())] if r.get("host_probe_s")]
+    probes = [
+        r["host_probe_s"]
+        for r in [*c.values(), *(x for size in results["scale"].values() for x in size.values())]
+        if r.get("host_probe_s")
+    ]
     if probes:
         out.append("")
         out.append(
@@ -533,9 +666,17 @@ def render(results: dict) -> str:
     out.append("")
     out.append("### Scale curve (time and peak memory per stage)\n")
     sizes = results["sizes"]
-    out.append("| stage | " + " | ".join(f"{human(s)} s | {human(s)} MiB" for s in sizes) + " | time per record, largest / 10k | memory, largest / 10k |")
+    out.append(
+        "| stage | "
+        + " | ".join(f"{human(s)} s | {human(s)} MiB" for s in sizes)
+        + " | time per record, largest / 10k | memory, largest / 10k |"
+    )
     out.append("|---|" + "---:|---:|" * len(sizes) + "---:|---:|")
-    for key, label in (("ingest", "ingest (ours)"), ("publish_arrow", "publish, Arrow engine"), ("publish_spark", "publish, Spark engine")):
+    for key, label in (
+        ("ingest", "ingest (ours)"),
+        ("publish_arrow", "publish, Arrow engine"),
+        ("publish_spark", "publish, Spark engine"),
+    ):
         cells, by_size = [], {}
         for size in sizes:
             r = results["scale"].get(str(size), {}).get(key)
@@ -554,7 +695,9 @@ def render(results: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-def local_benchmark(args, data: Path, work: Path, registry: str, real_registry: str | None, results: dict, sizes: list[int]) -> None:
+def local_benchmark(
+    args, data: Path, work: Path, registry: str, real_registry: str | None, results: dict, sizes: list[int]
+) -> None:
     """Every step on local disk: the comparison at ``--compare`` records (and
     the emulated-S3 ingest comparison, unless ``--no-s3``), then the scale curve."""
     n = args.compare
@@ -563,21 +706,76 @@ def local_benchmark(args, data: Path, work: Path, registry: str, real_registry: 
     c = results["compare"]
     print(f"comparison at {n} records:", flush=True)
     common = ["--registry", registry]
-    c["ingest"], c["ingest_original"] = paired_ingest(["--input", str(folder / "archives"), *common], w, f"ingest {n}", args.rounds)
+    c["ingest"], c["ingest_original"] = paired_ingest(
+        ["--input", str(folder / "archives"), *common], w, f"ingest {n}", args.rounds
+    )
     if real_registry:
         real = ensure_data(data, args.real, 0, args, flavor="real")
         c["ingest_real"], c["ingest_real_original"] = paired_ingest(
-            ["--input", str(real / "archives"), "--registry", real_registry], w / "real", f"ingest real-schema {args.real}", args.rounds
+            ["--input", str(real / "archives"), "--registry", real_registry],
+            w / "real",
+            f"ingest real-schema {args.real}",
+            args.rounds,
         )
     if not args.no_s3:
         s3_comparison(args, data, work, registry, real_registry, results)
-    c["ingest_recover"] = measure(["ingest", "--impl", "ours", "--profile", "recover", "--input", str(folder / "exports"), "--output", str(w / "recover"), *common], f"ingest recover exports {n * args.export_factor} rows")
+    c["ingest_recover"] = measure(
+        [
+            "ingest",
+            "--impl",
+            "ours",
+            "--profile",
+            "recover",
+            "--input",
+            str(folder / "exports"),
+            "--output",
+            str(w / "recover"),
+            *common,
+        ],
+        f"ingest recover exports {n * args.export_factor} rows",
+    )
     c["spark_start"] = measure(["spark-start"], "spark session start")
     for engine in ("arrow", "spark", "duckdb", "pyarrow", "dlt"):
-        c[f"relationalize_{engine}"] = measure(["relationalize", "--engine", engine, "--work", str(w / "ours"), "--out", str(w / f"rel-{engine}"), *common], f"relationalize {engine}")
+        c[f"relationalize_{engine}"] = measure(
+            [
+                "relationalize",
+                "--engine",
+                engine,
+                "--work",
+                str(w / "ours"),
+                "--out",
+                str(w / f"rel-{engine}"),
+                *common,
+            ],
+            f"relationalize {engine}",
+        )
     for engine in ("arrow", "spark"):
-        c[f"publish_{engine}"] = measure(["publish", "--engine", engine, "--work", str(w / "ours"), "--published", str(w / f"pub-{engine}"), *common], f"publish {engine}")
-    c["pipeline_arrow"] = measure(["pipeline", "--engine", "arrow", "--input", str(folder / "archives"), "--output", str(w / "pipeline"), *common], "whole pipeline arrow")
+        c[f"publish_{engine}"] = measure(
+            [
+                "publish",
+                "--engine",
+                engine,
+                "--work",
+                str(w / "ours"),
+                "--published",
+                str(w / f"pub-{engine}"),
+                *common,
+            ],
+            f"publish {engine}",
+        )
+    c["pipeline_arrow"] = measure(
+        [
+            "pipeline",
+            "--engine",
+            "arrow",
+            "--input",
+            str(folder / "archives"),
+            "--output",
+            str(w / "pipeline"),
+            *common,
+        ],
+        "whole pipeline arrow",
+    )
     results["scale"][str(n)] = {k: c[k] for k in ("ingest", "publish_arrow", "publish_spark")}
     scale_curve(args, data, work, registry, results, [size for size in sizes if size != n])
 
@@ -590,28 +788,82 @@ def scale_curve(args, data: Path, work: Path, registry: str, results: dict, size
         folder = ensure_data(data, size, 0, args)
         w = work / str(size)
         entry = results["scale"][str(size)] = {}
-        entry["ingest"] = measure(["ingest", "--impl", "ours", "--input", str(folder / "archives"), "--output", str(w / "ours"), *common], f"ingest ours {size}")
-        entry["publish_arrow"] = measure(["publish", "--engine", "arrow", "--work", str(w / "ours"), "--published", str(w / "pub-arrow"), *common], f"publish arrow {size}")
+        entry["ingest"] = measure(
+            ["ingest", "--impl", "ours", "--input", str(folder / "archives"), "--output", str(w / "ours"), *common],
+            f"ingest ours {size}",
+        )
+        entry["publish_arrow"] = measure(
+            ["publish", "--engine", "arrow", "--work", str(w / "ours"), "--published", str(w / "pub-arrow"), *common],
+            f"publish arrow {size}",
+        )
         if size <= args.spark_max:
-            entry["publish_spark"] = measure(["publish", "--engine", "spark", "--work", str(w / "ours"), "--published", str(w / "pub-spark"), *common], f"publish spark {size}")
+            entry["publish_spark"] = measure(
+                [
+                    "publish",
+                    "--engine",
+                    "spark",
+                    "--work",
+                    str(w / "ours"),
+                    "--published",
+                    str(w / "pub-spark"),
+                    *common,
+                ],
+                f"publish spark {size}",
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="1000,10000,100000", help="records for the scale curve (default 1000,10000,100000)")
-    parser.add_argument("--compare", type=int, default=10000, help="records for the side-by-side comparison (default 10000)")
-    parser.add_argument("--spark-max", type=int, default=10000, help="largest size the Spark publish runs at (default 10000)")
-    parser.add_argument("--export-factor", type=int, default=10, help="recover export rows per record at the comparison size")
-    parser.add_argument("--real", type=int, default=500, help="real-schema uploads for the second ingest comparison (default 500)")
+    parser.add_argument(
+        "--sizes", default="1000,10000,100000", help="records for the scale curve (default 1000,10000,100000)"
+    )
+    parser.add_argument(
+        "--compare", type=int, default=10000, help="records for the side-by-side comparison (default 10000)"
+    )
+    parser.add_argument(
+        "--spark-max", type=int, default=10000, help="largest size the Spark publish runs at (default 10000)"
+    )
+    parser.add_argument(
+        "--export-factor", type=int, default=10, help="recover export rows per record at the comparison size"
+    )
+    parser.add_argument(
+        "--real", type=int, default=500, help="real-schema uploads for the second ingest comparison (default 500)"
+    )
     parser.add_argument("--no-real", action="store_true", help="skip the real-schema ingest comparison")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds of the paired local ingest comparisons (default 5; see paired_ingest)")
-    parser.add_argument("--s3-records", type=int, default=S3_RECORDS, help=f"uploads for the emulated-S3 ingest comparison (default {S3_RECORDS})")
-    parser.add_argument("--s3-real", type=int, default=S3_REAL, help=f"real-schema uploads for the emulated-S3 ingest comparison (default {S3_REAL}; 0 skips)")
-    parser.add_argument("--s3-verify", action="store_true", help="read each side's S3 output back and check its rows per dataset (untimed)")
-    parser.add_argument("--s3-latency-ms", type=float, default=20, help="also run the sample comparison with this latency added to every AWS request (default 20; 0 skips)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="rounds of the paired local ingest comparisons (default 5; see paired_ingest)",
+    )
+    parser.add_argument(
+        "--s3-records",
+        type=int,
+        default=S3_RECORDS,
+        help=f"uploads for the emulated-S3 ingest comparison (default {S3_RECORDS})",
+    )
+    parser.add_argument(
+        "--s3-real",
+        type=int,
+        default=S3_REAL,
+        help=f"real-schema uploads for the emulated-S3 ingest comparison (default {S3_REAL}; 0 skips)",
+    )
+    parser.add_argument(
+        "--s3-verify",
+        action="store_true",
+        help="read each side's S3 output back and check its rows per dataset (untimed)",
+    )
+    parser.add_argument(
+        "--s3-latency-ms",
+        type=float,
+        default=20,
+        help="also run the sample comparison with this latency added to every AWS request (default 20; 0 skips)",
+    )
     parser.add_argument("--no-s3", action="store_true", help="skip the emulated-S3 ingest comparison")
     parser.add_argument("--only-s3", action="store_true", help="run only the emulated-S3 ingest comparison")
-    parser.add_argument("--only-scale", action="store_true", help="run only the scale curve, at --sizes (no comparison)")
+    parser.add_argument(
+        "--only-scale", action="store_true", help="run only the scale curve, at --sizes (no comparison)"
+    )
     parser.add_argument("--motion", type=int, default=25)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--seed", type=int, default=42)
@@ -632,7 +884,13 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join(["pipenv run python bench/run.py", *(argv if argv is not None else sys.argv[1:])]),
         "machine": machine(),
-        "settings": {"motion": args.motion, "steps": args.steps, "seed": args.seed, "per_day": 100, "export_factor": args.export_factor},
+        "settings": {
+            "motion": args.motion,
+            "steps": args.steps,
+            "seed": args.seed,
+            "per_day": 100,
+            "export_factor": args.export_factor,
+        },
         "compare_records": args.compare,
         "sizes": sizes,
         "compare": {},

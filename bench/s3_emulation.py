@@ -153,7 +153,9 @@ def create_queue(endpoint: str, name: str) -> str:
 
 
 def queue_length(endpoint: str, queue_url: str) -> int:
-    attributes = _client("sqs", endpoint).get_queue_attributes(QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"])
+    attributes = _client("sqs", endpoint).get_queue_attributes(
+        QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+    )
     return int(attributes["Attributes"]["ApproximateNumberOfMessages"])
 
 
@@ -168,7 +170,9 @@ def upload_archives(endpoint: str, folder: Path, bucket: str, prefix: str, threa
         if not hasattr(local, "client"):
             local.client = _client("s3", endpoint)
         sidecar = path.with_name(path.name + ".metadata.json")
-        metadata = {str(k).lower(): str(v) for k, v in json.loads(sidecar.read_text()).items()} if sidecar.is_file() else {}
+        metadata = (
+            {str(k).lower(): str(v) for k, v in json.loads(sidecar.read_text()).items()} if sidecar.is_file() else {}
+        )
         data = path.read_bytes()
         key = "/".join(p for p in (prefix.strip("/"), path.relative_to(folder).as_posix()) if p)
         local.client.put_object(Bucket=bucket, Key=key, Body=data, Metadata=metadata)

@@ -77,11 +77,24 @@ def step_ingest(args) -> dict:
     else:
         from bridge_downstream.ingest.run import run_ingest
 
-        report = run_ingest(inputs, registry=registry, profile=profile, output=output, sink=StorageInvalidSink(output), workers=args.workers)
+        report = run_ingest(
+            inputs,
+            registry=registry,
+            profile=profile,
+            output=output,
+            sink=StorageInvalidSink(output),
+            workers=args.workers,
+        )
     seconds = time.perf_counter() - started
     rows = sum(d["rows"] for d in report["datasets"].values())
     records = rows if profile.kind == "ndjson-export" else len(inputs)  # an export's records are its lines
-    return {"seconds": seconds, "records": records, "in_bytes": in_bytes, "out_rows": rows, "detail": {"archives": report["archives"], "rows": {k: v["rows"] for k, v in report["datasets"].items()}}}
+    return {
+        "seconds": seconds,
+        "records": records,
+        "in_bytes": in_bytes,
+        "out_rows": rows,
+        "detail": {"archives": report["archives"], "rows": {k: v["rows"] for k, v in report["datasets"].items()}},
+    }
 
 
 def _add_request_latency(seconds: float) -> None:
@@ -126,9 +139,20 @@ def step_ingest_s3(args) -> dict:
     if args.impl == "original":
         from original_ingest import run_original_ingest_s3
 
-        credentials = {k.lower(): os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN") if k in os.environ}
+        credentials = {
+            k.lower(): os.environ[k]
+            for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+            if k in os.environ
+        }
         report = run_original_ingest_s3(
-            messages, registry=registry, registry_dir=args.registry, profile=profile, json_bucket=out_bucket, json_prefix=out_prefix, invalid_queue_url=args.queue_url, credentials=credentials
+            messages,
+            registry=registry,
+            registry_dir=args.registry,
+            profile=profile,
+            json_bucket=out_bucket,
+            json_prefix=out_prefix,
+            invalid_queue_url=args.queue_url,
+            credentials=credentials,
         )
     else:
         from bridge_downstream.ingest.context import default_prefetch
@@ -143,7 +167,15 @@ def step_ingest_s3(args) -> dict:
         inputs = [ArchiveInput(source, m["source_key"], source_bucket=source_bucket) for m in messages]
         output = S3Storage(out_bucket, out_prefix, endpoint_url=endpoint)
         sink = SqsInvalidSink(args.queue_url, boto3.client("sqs", endpoint_url=endpoint))
-        report = run_ingest(inputs, registry=registry, profile=profile, output=output, sink=sink, workers=args.workers, prefetch=default_prefetch(profile))
+        report = run_ingest(
+            inputs,
+            registry=registry,
+            profile=profile,
+            output=output,
+            sink=sink,
+            workers=args.workers,
+            prefetch=default_prefetch(profile),
+        )
     seconds = time.perf_counter() - started
     rows = {k: v["rows"] for k, v in report["datasets"].items()}
     written = list_objects(client, out_bucket, "/".join(p for p in (out_prefix.strip("/"), "json/") if p), ".ndjson")
@@ -158,9 +190,17 @@ def step_ingest_s3(args) -> dict:
         read_back = count_dataset_rows(client, out_bucket, out_prefix)
         detail["rows_read_back"] = read_back
         if read_back != rows:
-            raise SystemExit(f"rows read back from s3://{out_bucket}/{out_prefix} {read_back} differ from the run's {rows}")
+            raise SystemExit(
+                f"rows read back from s3://{out_bucket}/{out_prefix} {read_back} differ from the run's {rows}"
+            )
     print(f"rows per dataset ({args.impl}): {json.dumps(rows, sort_keys=True)}", file=sys.stderr)
-    return {"seconds": seconds, "records": len(messages), "in_bytes": in_bytes, "out_rows": sum(rows.values()), "detail": detail}
+    return {
+        "seconds": seconds,
+        "records": len(messages),
+        "in_bytes": in_bytes,
+        "out_rows": sum(rows.values()),
+        "detail": detail,
+    }
 
 
 def _start_spark():
@@ -214,7 +254,13 @@ def step_publish(args) -> dict:
             tables[name] = table.rows
             out_rows += table.rows
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "records": lines, "in_bytes": size, "out_rows": out_rows, "detail": {"tables": tables, "spark_start_seconds": start_seconds}}
+    return {
+        "seconds": seconds,
+        "records": lines,
+        "in_bytes": size,
+        "out_rows": out_rows,
+        "detail": {"tables": tables, "spark_start_seconds": start_seconds},
+    }
 
 
 def step_relationalize(args) -> dict:
@@ -264,7 +310,8 @@ def step_relationalize(args) -> dict:
             session.catalog.clearCache()
             for name in frames:
                 counts[name] = sum(
-                    __import__("pyarrow.parquet", fromlist=["x"]).read_metadata(p).num_rows for p in (target / name).glob("*.parquet")
+                    __import__("pyarrow.parquet", fromlist=["x"]).read_metadata(p).num_rows
+                    for p in (target / name).glob("*.parquet")
                 )
         elif args.engine == "duckdb":
             from relationalize_baselines import relationalize_duckdb
@@ -277,11 +324,22 @@ def step_relationalize(args) -> dict:
         elif args.engine == "dlt":
             from relationalize_baselines import normalize_dlt
 
-            counts.update({f"{dataset_id}:{k}": v for k, v in normalize_dlt(dataset_id, paths[dataset_id], target, workers=args.dlt_workers).items()})
+            counts.update(
+                {
+                    f"{dataset_id}:{k}": v
+                    for k, v in normalize_dlt(dataset_id, paths[dataset_id], target, workers=args.dlt_workers).items()
+                }
+            )
         else:
             raise SystemExit(f"unknown engine {args.engine}")
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "records": lines, "in_bytes": size, "out_rows": sum(counts.values()), "detail": {"tables": counts, "spark_start_seconds": start_seconds}}
+    return {
+        "seconds": seconds,
+        "records": lines,
+        "in_bytes": size,
+        "out_rows": sum(counts.values()),
+        "detail": {"tables": counts, "spark_start_seconds": start_seconds},
+    }
 
 
 def step_pipeline(args) -> dict:
@@ -300,7 +358,9 @@ def step_pipeline(args) -> dict:
     shutil.rmtree(args.output, ignore_errors=True)
     output = LocalStorage(args.output)
     started = time.perf_counter()
-    report = run_ingest(inputs, registry=registry, profile=profile, output=output, sink=StorageInvalidSink(output), workers=args.workers)
+    report = run_ingest(
+        inputs, registry=registry, profile=profile, output=output, sink=StorageInvalidSink(output), workers=args.workers
+    )
     ingested = time.perf_counter() - started
     spark_factory = None
     if args.engine == "spark":
@@ -309,10 +369,25 @@ def step_pipeline(args) -> dict:
         spark_factory = lambda: local_spark_session(app_name="bench")
     out_rows = 0
     for dataset_id in sorted(report["datasets"]):
-        result = publish_dataset_with(args.engine, spark_factory, dataset_id=dataset_id, registry=registry, profile=profile, work=output, published=output, run_id="bench")
+        result = publish_dataset_with(
+            args.engine,
+            spark_factory,
+            dataset_id=dataset_id,
+            registry=registry,
+            profile=profile,
+            work=output,
+            published=output,
+            run_id="bench",
+        )
         out_rows += sum(t.rows for t in result.manifest.tables.values())
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "records": len(inputs), "in_bytes": in_bytes, "out_rows": out_rows, "detail": {"ingest_seconds": ingested, "publish_seconds": seconds - ingested}}
+    return {
+        "seconds": seconds,
+        "records": len(inputs),
+        "in_bytes": in_bytes,
+        "out_rows": out_rows,
+        "detail": {"ingest_seconds": ingested, "publish_seconds": seconds - ingested},
+    }
 
 
 def step_spark_start(args) -> dict:
@@ -334,7 +409,10 @@ def main(argv: list[str] | None = None) -> int:
     ingest.add_argument("--registry", required=True)
     ingest.add_argument("--profile", default="mtb")
     ingest.add_argument("--workers", type=int, default=None)
-    ingest.add_argument("--share", help="K/R: only archives K, K+R, K+2R, ... of the listing (a round of bench/run.py's paired comparison)")
+    ingest.add_argument(
+        "--share",
+        help="K/R: only archives K, K+R, K+2R, ... of the listing (a round of bench/run.py's paired comparison)",
+    )
     ingest_s3 = sub.add_parser("ingest-s3", help="ingest from and to emulated S3 (needs AWS_ENDPOINT_URL)")
     ingest_s3.add_argument("--impl", choices=["ours", "original"], default="ours")
     ingest_s3.add_argument("--input", required=True, help="s3://bucket/prefix of the archives")
@@ -343,8 +421,12 @@ def main(argv: list[str] | None = None) -> int:
     ingest_s3.add_argument("--registry", required=True, help="local registry directory")
     ingest_s3.add_argument("--profile", default="mtb")
     ingest_s3.add_argument("--workers", type=int, default=None)
-    ingest_s3.add_argument("--verify", action="store_true", help="read the output back and check its rows per dataset (untimed)")
-    ingest_s3.add_argument("--latency-ms", type=float, default=0, help="added before every AWS request, as S3's own latency (default 0)")
+    ingest_s3.add_argument(
+        "--verify", action="store_true", help="read the output back and check its rows per dataset (untimed)"
+    )
+    ingest_s3.add_argument(
+        "--latency-ms", type=float, default=0, help="added before every AWS request, as S3's own latency (default 0)"
+    )
     publish = sub.add_parser("publish")
     publish.add_argument("--engine", choices=["spark", "arrow"], required=True)
     publish.add_argument("--work", required=True)
@@ -370,7 +452,14 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("spark-start")
     args = parser.parse_args(argv)
     os.environ.setdefault("PYTHONHASHSEED", "0")
-    handler = {"ingest": step_ingest, "ingest-s3": step_ingest_s3, "pipeline": step_pipeline, "publish": step_publish, "relationalize": step_relationalize, "spark-start": step_spark_start}[args.step]
+    handler = {
+        "ingest": step_ingest,
+        "ingest-s3": step_ingest_s3,
+        "pipeline": step_pipeline,
+        "publish": step_publish,
+        "relationalize": step_relationalize,
+        "spark-start": step_spark_start,
+    }[args.step]
     result = handler(args)
     print("BENCH-RESULT " + json.dumps(result))
     return 0

@@ -146,7 +146,12 @@ def write_registry_source() -> None:
         source / "archive-map.json",
         {
             "anyOf": [
-                {"filename": "metadata.json", "contentType": "application/json", "isRequired": True, "jsonSchema": f"{BASE}/v1/ArchiveMetadata.json"},
+                {
+                    "filename": "metadata.json",
+                    "contentType": "application/json",
+                    "isRequired": True,
+                    "jsonSchema": f"{BASE}/v1/ArchiveMetadata.json",
+                },
                 {"filename": "info.json", "contentType": "application/json", "isRequired": False, "deprecated": True},
             ],
             "assessments": [
@@ -157,7 +162,14 @@ def write_registry_source() -> None:
                 {
                     "appId": "sample-app",
                     "default": [{"organization": "Samples", "files": [task_file(1)]}],
-                    "anyOf": [{"filename": "motion.json", "contentType": "application/json", "isRequired": False, "jsonSchema": f"{BASE}/v1/MotionRecord.json"}],
+                    "anyOf": [
+                        {
+                            "filename": "motion.json",
+                            "contentType": "application/json",
+                            "isRequired": False,
+                            "jsonSchema": f"{BASE}/v1/MotionRecord.json",
+                        }
+                    ],
                 }
             ],
         },
@@ -173,7 +185,15 @@ def write_registry_source() -> None:
     )
     dump(
         source / "dataset-mapping.json",
-        {"assessmentIdentifier": {"legacy-survey": {"assessmentRevision": {"1": {"answers.json": "SurveyAnswers_v1", "metadata.json": "TaskMetadata_v1"}}}}},
+        {
+            "assessmentIdentifier": {
+                "legacy-survey": {
+                    "assessmentRevision": {
+                        "1": {"answers.json": "SurveyAnswers_v1", "metadata.json": "TaskMetadata_v1"}
+                    }
+                }
+            }
+        },
     )
     dump(
         source / "pipeline-rules.json",
@@ -200,7 +220,10 @@ def metadata_json(task: str) -> dict:
         "taskIdentifier": task,
         "startDate": "2024-03-01T09:00:00.000-08:00",
         "endDate": "2024-03-01T09:04:00.000-08:00",
-        "files": [{"filename": "taskData.json", "contentType": "application/json"}, {"filename": "motion.json", "contentType": "application/json"}],
+        "files": [
+            {"filename": "taskData.json", "contentType": "application/json"},
+            {"filename": "motion.json", "contentType": "application/json"},
+        ],
     }
 
 
@@ -216,7 +239,9 @@ def task_data(task: str, raw_score: int, steps: int, response_time: object = 1.5
                 "identifier": f"item-{i}",
                 "response": str(i * 7 % 10),
                 "responseTime": response_time if i == 0 else 1.0 + i / 4,
-                "interactions": [{"controlEvent": "tap", "timestamp": f"2024-03-01T09:0{i}:0{j}Z"} for j in range(i % 3)],
+                "interactions": [
+                    {"controlEvent": "tap", "timestamp": f"2024-03-01T09:0{i}:0{j}Z"} for j in range(i % 3)
+                ],
             }
             for i in range(steps)
         ],
@@ -237,7 +262,9 @@ def motion(samples: int, with_step_path: bool = True) -> list[dict]:
     return records
 
 
-def bridge_metadata(record_id: str, assessment: str, revision: int, uploaded_on: str, client: str = "iOS", **extra) -> dict:
+def bridge_metadata(
+    record_id: str, assessment: str, revision: int, uploaded_on: str, client: str = "iOS", **extra
+) -> dict:
     meta = {
         "recordid": record_id,
         "assessmentid": assessment,
@@ -261,35 +288,58 @@ def write_archives() -> None:
     write_archive(
         folder,
         "rec-0001-number-match.zip",
-        {"metadata.json": metadata_json("number-match"), "taskData.json": task_data("number-match", 12, 4), "motion.json": motion(9), "info.json": {"format": "v2_generic"}},
+        {
+            "metadata.json": metadata_json("number-match"),
+            "taskData.json": task_data("number-match", 12, 4),
+            "motion.json": motion(9),
+            "info.json": {"format": "v2_generic"},
+        },
         bridge_metadata("rec-0001", "number-match", 1, "2024-03-01T17:10:00.000Z"),
     )
     write_archive(
         folder,
         "rec-0002-number-match-v3.zip",
-        {"metadata.json": metadata_json("number-match"), "taskData.json": task_data("number-match", 15, 3, locale="en_US"), "motion.json": motion(6)},
+        {
+            "metadata.json": metadata_json("number-match"),
+            "taskData.json": task_data("number-match", 15, 3, locale="en_US"),
+            "motion.json": motion(6),
+        },
         bridge_metadata("rec-0002", "number-match", 3, "2024-03-02T08:00:00.000Z"),
     )
     write_archive(
         folder,
         "rec-0003-flanker-android.zip",
-        {"metadata.json": metadata_json("flanker"), "taskData.json": task_data("flanker", 20, 5), "motion_data.json": motion(4, with_step_path=False)},
+        {
+            "metadata.json": metadata_json("flanker"),
+            "taskData.json": task_data("flanker", 20, 5),
+            "motion_data.json": motion(4, with_step_path=False),
+        },
         bridge_metadata("rec-0003", "flanker", 2, "2024-03-02T09:30:00.000Z", client="Android"),
     )
     write_archive(
         folder,
         "rec-0004-legacy-survey.zip",
-        {"metadata.json": {"taskIdentifier": "legacy-survey"}, "answers.json": {"q1": "yes", "q2": 3, "q3": {"other": "free text"}}},
+        {
+            "metadata.json": {"taskIdentifier": "legacy-survey"},
+            "answers.json": {"q1": "yes", "q2": 3, "q3": {"other": "free text"}},
+        },
         bridge_metadata("rec-0004", "legacy-survey", 1, "2024-03-03T10:00:00.000Z"),
     )
     write_archive(
         folder,
         "rec-0005-invalid-response-time.zip",
-        {"metadata.json": metadata_json("number-match"), "taskData.json": task_data("number-match", 9, 2, response_time="fast"), "motion.json": motion(3)},
+        {
+            "metadata.json": metadata_json("number-match"),
+            "taskData.json": task_data("number-match", 9, 2, response_time="fast"),
+            "motion.json": motion(3),
+        },
         bridge_metadata("rec-0005", "number-match", 1, "2024-03-03T11:00:00.000Z"),
     )
     (folder / "rec-0006-corrupt.zip").write_bytes(b"PK\x03\x04 this upload was cut short")
-    dump(folder / "rec-0006-corrupt.zip.metadata.json", bridge_metadata("rec-0006", "number-match", 1, "2024-03-03T12:00:00.000Z"))
+    dump(
+        folder / "rec-0006-corrupt.zip.metadata.json",
+        bridge_metadata("rec-0006", "number-match", 1, "2024-03-03T12:00:00.000Z"),
+    )
     write_archive(
         folder,
         "rec-0007-no-metadata.zip",
@@ -300,8 +350,14 @@ def write_archives() -> None:
     write_archive(
         folder,
         "rec-0001-number-match-reexport.zip",
-        {"metadata.json": metadata_json("number-match"), "taskData.json": task_data("number-match", 13, 4), "motion.json": motion(9)},
-        bridge_metadata("rec-0001", "number-match", 1, "2024-03-01T17:10:00.000Z", exportedon="2024-03-05T00:00:00.000Z"),
+        {
+            "metadata.json": metadata_json("number-match"),
+            "taskData.json": task_data("number-match", 13, 4),
+            "motion.json": motion(9),
+        },
+        bridge_metadata(
+            "rec-0001", "number-match", 1, "2024-03-01T17:10:00.000Z", exportedon="2024-03-05T00:00:00.000Z"
+        ),
     )
 
 
@@ -317,21 +373,43 @@ def write_export() -> None:
             "StartDate": f"2024-01-0{n + 1}T22:00:00",
             "Duration": str(28_800_000 + n),
             "InsertedDate": "2024-01-05T03:00:00Z",
-            "SleepLogDetails": [{"Type": "stage", "StartDate": f"2024-01-0{n + 1}T22:{m:02d}:00", "Value": ["wake", "light", "deep"][m % 3]} for m in range(n + 2)],
+            "SleepLogDetails": [
+                {
+                    "Type": "stage",
+                    "StartDate": f"2024-01-0{n + 1}T22:{m:02d}:00",
+                    "Value": ["wake", "light", "deep"][m % 3],
+                }
+                for m in range(n + 2)
+            ],
         }
         for p in participants
         for n in range(2)
     ]
     intraday = [
-        {"ParticipantIdentifier": p, "Type": "activities-steps", "DateTime": f"2024-01-01T00:{m:02d}:00", "Value": str(m * 3), "InsertedDate": "2024-01-05T03:00:00Z"}
+        {
+            "ParticipantIdentifier": p,
+            "Type": "activities-steps",
+            "DateTime": f"2024-01-01T00:{m:02d}:00",
+            "Value": str(m * 3),
+            "InsertedDate": "2024-01-05T03:00:00Z",
+        }
         for p in participants
         for m in range(30)
     ]
     steps = [
-        {"ParticipantIdentifier": "RX-0001", "HealthKitSampleKey": f"hk-{i}", "Type": "Steps", "Value": str(100 + i), "StartDate": f"2024-01-02T0{i}:00:00Z", "InsertedDate": "2024-01-05T03:00:00Z"}
+        {
+            "ParticipantIdentifier": "RX-0001",
+            "HealthKitSampleKey": f"hk-{i}",
+            "Type": "Steps",
+            "Value": str(100 + i),
+            "StartDate": f"2024-01-02T0{i}:00:00Z",
+            "InsertedDate": "2024-01-05T03:00:00Z",
+        }
         for i in range(5)
     ]
-    deleted = [{"ParticipantIdentifier": "RX-0001", "HealthKitSampleKey": "hk-3", "InsertedDate": "2024-01-05T04:00:00Z"}]
+    deleted = [
+        {"ParticipantIdentifier": "RX-0001", "HealthKitSampleKey": "hk-3", "InsertedDate": "2024-01-05T04:00:00Z"}
+    ]
     manifest = "ExportStartDate,ExportEndDate,ExportConfiguration,FitbitSleepLogs,FitbitIntradayCombined\n2024-01-01T00:00:00+00:00,2024-01-05T00:00:00+00:00,SampleCohort,4,60\n"
     folder = HERE / "exports"
     write_zip(

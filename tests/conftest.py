@@ -1,5 +1,5 @@
-"""Shared fixtures. Real reference data is read from ../shared/data beside the
-project's root; tests that need it skip, with the reason, where it is absent."""
+"""Fixtures for every test: no AWS credentials, the real reference data, one
+Spark session."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("BRIDGE_DOWNSTREAM_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
+from project_paths import shared_path
+from support import build_real_registry, build_sample_registry
 
 # No test may reach AWS: fake credentials and region for every boto3 client.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
@@ -17,13 +17,6 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_SESSION_TOKEN", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.pop("AWS_PROFILE", None)
-
-
-def shared_path(*parts: str) -> Path:
-    path = SHARED_DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"real reference data not available: {path} is absent")
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -39,3 +32,15 @@ def spark():
     session = local_spark_session(app_name="bridge-downstream-tests")
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    """The registry built from samples/registry-src, once per test module."""
+    return build_sample_registry(tmp_path_factory.mktemp("registry") / "reg")
+
+
+@pytest.fixture(scope="module")
+def real_registry(tmp_path_factory):
+    """The registry built from the real sources in ../shared/data (skips where absent)."""
+    return build_real_registry(tmp_path_factory.mktemp("registry") / "real")

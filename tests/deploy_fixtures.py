@@ -36,24 +36,40 @@ def require_sceptre() -> Path:
 
 def fake_aws_env(endpoint: str | None = None, region: str = "us-east-1") -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_SESSION_TOKEN="testing",
-               AWS_DEFAULT_REGION=region, AWS_REGION=region)
+    env.update(
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_SESSION_TOKEN="testing",
+        AWS_DEFAULT_REGION=region,
+        AWS_REGION=region,
+    )
     if endpoint:
         env["AWS_ENDPOINT_URL"] = endpoint
     return env
 
 
-def sceptre(args: list[str], *, cwd: Path, namespace: str | None = None, endpoint: str | None = None,
-            extra_vars: dict[str, str] | None = None, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+def sceptre(
+    args: list[str],
+    *,
+    cwd: Path,
+    namespace: str | None = None,
+    endpoint: str | None = None,
+    extra_vars: dict[str, str] | None = None,
+    check: bool = True,
+    timeout: float = 300,
+) -> subprocess.CompletedProcess:
     """Run deploy/.venv/bin/sceptre on this project (``--dir ROOT``) from ``cwd``."""
     command = [str(require_sceptre()), "--dir", str(ROOT)]
     for key, value in ({"namespace": namespace} if namespace else {}).items() | (extra_vars or {}).items():
         command += ["--var", f"{key}={value}"]
     command += args
-    result = subprocess.run(command, cwd=cwd, env=fake_aws_env(endpoint), capture_output=True, text=True,
-                            timeout=timeout, check=False)
+    result = subprocess.run(
+        command, cwd=cwd, env=fake_aws_env(endpoint), capture_output=True, text=True, timeout=timeout, check=False
+    )
     if check and result.returncode != 0:
-        raise AssertionError(f"sceptre {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        raise AssertionError(
+            f"sceptre {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
     return result
 
 
@@ -66,7 +82,9 @@ def render_group(group: str, out_dir: Path, namespace: str | None = None) -> dic
 
 
 def cfn_lint(paths: list[Path]) -> subprocess.CompletedProcess:
-    return subprocess.run([str(CFN_LINT), "--format", "parseable", *map(str, paths)], capture_output=True, text=True, check=False)
+    return subprocess.run(
+        [str(CFN_LINT), "--format", "parseable", *map(str, paths)], capture_output=True, text=True, check=False
+    )
 
 
 def lint_findings(result: subprocess.CompletedProcess, level: str = "E") -> list[str]:
@@ -122,12 +140,23 @@ class Deployment:
         url = self.queues["InputQueueUrl"]
         responses = []
         for _ in range(max_batches):
-            received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=batch_size,
-                                           AttributeNames=["All"], WaitTimeSeconds=0).get("Messages", [])
+            received = sqs.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=batch_size, AttributeNames=["All"], WaitTimeSeconds=0
+            ).get("Messages", [])
             if not received:
                 break
-            event = {"Records": [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-                                  "attributes": m.get("Attributes", {}), "eventSource": "aws:sqs"} for m in received]}
+            event = {
+                "Records": [
+                    {
+                        "messageId": m["MessageId"],
+                        "receiptHandle": m["ReceiptHandle"],
+                        "body": m["Body"],
+                        "attributes": m.get("Attributes", {}),
+                        "eventSource": "aws:sqs",
+                    }
+                    for m in received
+                ]
+            }
             response = handler(event, None)
             responses.append(response)
             failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
@@ -136,8 +165,9 @@ class Deployment:
                     sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
                 else:
                     # the visibility timeout elapsing, without waiting for it
-                    sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"],
-                                                  VisibilityTimeout=0)
+                    sqs.change_message_visibility(
+                        QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+                    )
         return responses
 
 
@@ -160,16 +190,24 @@ def launch(endpoint: str, group: str, namespace: str, work_dir: Path, registry: 
     # a branch namespace never launches the shared stacks: force them here (as on
     # a new account's first deploy, docs/deployment.md)
     shared = {"launch_shared": "true"}
-    sceptre(["launch", "-y", f"{group}/buckets.yaml"], cwd=work_dir, namespace=namespace, endpoint=endpoint,
-            extra_vars=shared)
+    sceptre(
+        ["launch", "-y", f"{group}/buckets.yaml"],
+        cwd=work_dir,
+        namespace=namespace,
+        endpoint=endpoint,
+        extra_vars=shared,
+    )
     argv = ["--upload", "--ref", namespace, "--stack-group", group]
     if registry is not None:
         argv += ["--registry", str(registry)]
     artifacts_script.main(argv, session=session)
     sceptre(["launch", "-y", group], cwd=work_dir, namespace=namespace, endpoint=endpoint, extra_vars=shared)
     cfn = session.client("cloudformation")
-    ours = [s["StackName"] for s in cfn.describe_stacks()["Stacks"]
-            if s["StackName"].startswith(f"bridge-downstream-{group}-") or s["StackName"].startswith(f"{namespace}-")]
+    ours = [
+        s["StackName"]
+        for s in cfn.describe_stacks()["Stacks"]
+        if s["StackName"].startswith(f"bridge-downstream-{group}-") or s["StackName"].startswith(f"{namespace}-")
+    ]
     # shared stacks first: bucket notifications before the subscriptions, so the
     # s3:TestEvent S3 sends on configuration does not reach the new queue
     ordered = sorted(ours, key=lambda n: (not n.startswith("bridge-downstream-"), n))

@@ -86,8 +86,13 @@ class FakeSynapse:
 
     # ----------------------------------------------------------- test API
     def add_user(self, token: str, user_name: str = "exporter", owner_id: str | None = None) -> dict:
-        profile = {"ownerId": owner_id or str(next(self.ids)), "userName": user_name,
-                   "displayName": user_name.title(), "emails": [f"{user_name}@example.org"], "etag": uuid.uuid4().hex}
+        profile = {
+            "ownerId": owner_id or str(next(self.ids)),
+            "userName": user_name,
+            "displayName": user_name.title(),
+            "emails": [f"{user_name}@example.org"],
+            "etag": uuid.uuid4().hex,
+        }
         self.users[token] = profile
         return profile
 
@@ -98,16 +103,32 @@ class FakeSynapse:
         return self._new_entity({"concreteType": FOLDER, "name": name, "parentId": parent_id}, owner)["id"]
 
     def add_external_location(self, bucket: str, base_key: str, owner: dict, *, sts: bool = False) -> int:
-        return self._new_storage_location({"concreteType": EXTERNAL_S3, "bucket": bucket, "baseKey": base_key,
-                                           "uploadType": "S3", "stsEnabled": sts}, owner, check_owner=False)["storageLocationId"]
+        return self._new_storage_location(
+            {"concreteType": EXTERNAL_S3, "bucket": bucket, "baseKey": base_key, "uploadType": "S3", "stsEnabled": sts},
+            owner,
+            check_owner=False,
+        )["storageLocationId"]
 
     def set_upload_location(self, folder_id: str, location_id: int) -> None:
-        self.project_settings[folder_id] = {"id": str(next(self.ids)), "concreteType": UPLOAD_LIST,
-                                            "projectId": folder_id, "settingsType": "upload",
-                                            "locations": [location_id], "etag": uuid.uuid4().hex}
+        self.project_settings[folder_id] = {
+            "id": str(next(self.ids)),
+            "concreteType": UPLOAD_LIST,
+            "projectId": folder_id,
+            "settingsType": "upload",
+            "locations": [location_id],
+            "etag": uuid.uuid4().hex,
+        }
 
-    def fail(self, method: str, path_regex: str, status: int, *, times: int = 1,
-             retry_after: float | None = None, reason: str = "injected failure") -> None:
+    def fail(
+        self,
+        method: str,
+        path_regex: str,
+        status: int,
+        *,
+        times: int = 1,
+        retry_after: float | None = None,
+        reason: str = "injected failure",
+    ) -> None:
         self.faults.append(Fault(method.upper(), re.compile(path_regex), status, times, retry_after, reason))
 
     def children_of(self, parent_id: str) -> list[dict]:
@@ -221,7 +242,7 @@ class FakeSynapse:
     def _authenticate(self, authorization: str) -> dict:
         if not authorization.startswith("Bearer "):
             raise HttpError(401, "Missing or malformed authentication")
-        user = self.users.get(authorization[len("Bearer "):])
+        user = self.users.get(authorization[len("Bearer ") :])
         if user is None:
             raise HttpError(401, "Invalid access token")
         return user
@@ -254,8 +275,15 @@ class FakeSynapse:
                 raise HttpError(403, "Only the creator of a FileHandle can assign it to an Entity")
         entity_id = f"syn{next(self.ids)}"
         now = _now()
-        entity = {**body, "id": entity_id, "etag": uuid.uuid4().hex, "createdOn": now, "modifiedOn": now,
-                  "createdBy": user["ownerId"], "modifiedBy": user["ownerId"]}
+        entity = {
+            **body,
+            "id": entity_id,
+            "etag": uuid.uuid4().hex,
+            "createdOn": now,
+            "modifiedOn": now,
+            "createdBy": user["ownerId"],
+            "modifiedBy": user["ownerId"],
+        }
         if concrete == FILE:
             entity.update(versionNumber=1, versionLabel="1", isLatestVersion=True)
         self.entities[entity_id] = entity
@@ -273,7 +301,8 @@ class FakeSynapse:
         if body.get("etag") != entity["etag"]:
             raise HttpError(412, f"Object: {entity_id} was updated since you last fetched it, retrieve it again")
         if body.get("name") != entity["name"] and any(
-                c["name"] == body.get("name") for c in self.children_of(entity.get("parentId"))):
+            c["name"] == body.get("name") for c in self.children_of(entity.get("parentId"))
+        ):
             raise HttpError(409, "name conflict")
         updated = {**entity, **{k: v for k, v in body.items() if k not in ("id", "createdOn", "createdBy")}}
         if entity["concreteType"] == FILE and str(body.get("dataFileHandleId")) != str(entity["dataFileHandleId"]):
@@ -299,10 +328,20 @@ class FakeSynapse:
         types = [TYPE_NAMES[t.lower()] for t in body.get("includeTypes") or ["file", "folder"]]
         items = [c for c in self.children_of(parent) if c["concreteType"] in types]
         start = int(body.get("nextPageToken") or 0)
-        page = items[start:start + self.page_size]
-        response = {"page": [{"id": c["id"], "name": c["name"], "type": c["concreteType"],
-                              "versionNumber": c.get("versionNumber"), "createdOn": c["createdOn"],
-                              "modifiedOn": c["modifiedOn"]} for c in page]}
+        page = items[start : start + self.page_size]
+        response = {
+            "page": [
+                {
+                    "id": c["id"],
+                    "name": c["name"],
+                    "type": c["concreteType"],
+                    "versionNumber": c.get("versionNumber"),
+                    "createdOn": c["createdOn"],
+                    "modifiedOn": c["modifiedOn"],
+                }
+                for c in page
+            ]
+        }
         if start + self.page_size < len(items):
             response["nextPageToken"] = str(start + self.page_size)
         return response
@@ -344,8 +383,11 @@ class FakeSynapse:
         if body.get("includeEntity"):
             bundle["entity"] = entity
         if body.get("includeAnnotations"):
-            bundle["annotations"] = {"id": entity_id, "etag": entity["etag"],
-                                     "annotations": self.annotations[entity_id]}
+            bundle["annotations"] = {
+                "id": entity_id,
+                "etag": entity["etag"],
+                "annotations": self.annotations[entity_id],
+            }
         if body.get("includeFileHandles"):
             handle = self.file_handles.get(str(entity.get("dataFileHandleId")))
             bundle["fileHandles"] = [handle] if handle else []
@@ -386,13 +428,20 @@ class FakeSynapse:
         self._entity(entity_id)
         setting = self._setting_for(entity_id)
         if setting is None:
-            return {"concreteType": "org.sagebionetworks.repo.model.file.S3UploadDestination",
-                    "storageLocationId": 1, "uploadType": "S3"}
+            return {
+                "concreteType": "org.sagebionetworks.repo.model.file.S3UploadDestination",
+                "storageLocationId": 1,
+                "uploadType": "S3",
+            }
         location = self.storage_locations[int(setting["locations"][0])]
-        return {"concreteType": "org.sagebionetworks.repo.model.file.ExternalS3UploadDestination",
-                "storageLocationId": location["storageLocationId"], "uploadType": "S3",
-                "bucket": location["bucket"], "baseKey": location.get("baseKey"),
-                "stsEnabled": location.get("stsEnabled", False)}
+        return {
+            "concreteType": "org.sagebionetworks.repo.model.file.ExternalS3UploadDestination",
+            "storageLocationId": location["storageLocationId"],
+            "uploadType": "S3",
+            "bucket": location["bucket"],
+            "baseKey": location.get("baseKey"),
+            "stsEnabled": location.get("stsEnabled", False),
+        }
 
     def _external_s3_handle(self, user, body, query):
         for name in ("bucketName", "key", "storageLocationId", "contentMd5", "contentSize", "fileName"):
@@ -412,8 +461,13 @@ class FakeSynapse:
                 raise HttpError(400, f"Unable to access the file at bucket: {body['bucketName']} key: {body['key']}")
             if int(size) != int(body["contentSize"]):
                 raise HttpError(400, "contentSize does not match the object")
-        handle = {**body, "id": str(next(self.ids)), "etag": uuid.uuid4().hex, "createdBy": user["ownerId"],
-                  "createdOn": _now()}
+        handle = {
+            **body,
+            "id": str(next(self.ids)),
+            "etag": uuid.uuid4().hex,
+            "createdBy": user["ownerId"],
+            "createdOn": _now(),
+        }
         self.file_handles[handle["id"]] = handle
         return handle
 
@@ -436,16 +490,25 @@ class FakeSynapse:
                 raise HttpError(400, f"Did not find S3 object at key: {key} from bucket: {bucket}")
             names = set(content.decode().split())
             if not names & {user["ownerId"], user["userName"]}:
-                raise HttpError(400, f"The username {user['userName']} found under key: {key} "
-                                     "is not what was expected")
+                raise HttpError(400, f"The username {user['userName']} found under key: {key} is not what was expected")
         for existing in self.storage_locations.values():  # Synapse returns the existing identical location
-            if (existing["createdBy"] == user["ownerId"] and existing["bucket"] == bucket
-                    and (existing.get("baseKey") or "") == base
-                    and bool(existing.get("stsEnabled")) == bool(body.get("stsEnabled"))):
+            if (
+                existing["createdBy"] == user["ownerId"]
+                and existing["bucket"] == bucket
+                and (existing.get("baseKey") or "") == base
+                and bool(existing.get("stsEnabled")) == bool(body.get("stsEnabled"))
+            ):
                 return existing
-        location = {**body, "baseKey": base or None, "storageLocationId": next(self.ids), "etag": uuid.uuid4().hex,
-                    "createdBy": user["ownerId"], "createdOn": _now(), "uploadType": body.get("uploadType", "S3"),
-                    "stsEnabled": bool(body.get("stsEnabled"))}
+        location = {
+            **body,
+            "baseKey": base or None,
+            "storageLocationId": next(self.ids),
+            "etag": uuid.uuid4().hex,
+            "createdBy": user["ownerId"],
+            "createdOn": _now(),
+            "uploadType": body.get("uploadType", "S3"),
+            "stsEnabled": bool(body.get("stsEnabled")),
+        }
         self.storage_locations[location["storageLocationId"]] = location
         return location
 
@@ -504,6 +567,11 @@ class FakeSynapse:
         location = self.storage_locations.get(int(setting["locations"][0])) if setting else None
         if not location or not location.get("stsEnabled"):
             raise HttpError(400, f"Entity {entity_id} does not have STS enabled")
-        return {"bucket": location["bucket"], "baseKey": location.get("baseKey"),
-                "accessKeyId": "FAKEACCESSKEY", "secretAccessKey": "fake-secret", "sessionToken": "fake-session",
-                "expiration": "2099-01-01T00:00:00.000Z"}
+        return {
+            "bucket": location["bucket"],
+            "baseKey": location.get("baseKey"),
+            "accessKeyId": "FAKEACCESSKEY",
+            "secretAccessKey": "fake-secret",
+            "sessionToken": "fake-session",
+            "expiration": "2099-01-01T00:00:00.000Z",
+        }

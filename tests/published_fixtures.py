@@ -43,12 +43,16 @@ def publish(
     """Write ``tables`` -- {table: {partition tuple: rows}} -- as one
     published version of ``dataset_id`` and return its manifest."""
     manifest = PublishManifest(
-        dataset_id=dataset_id, version=version, run_id=run_id or f"run-{version}",
-        created_at="2026-11-23T12:00:00Z", registry_version=registry_version,
+        dataset_id=dataset_id,
+        version=version,
+        run_id=run_id or f"run-{version}",
+        created_at="2026-11-23T12:00:00Z",
+        registry_version=registry_version,
     )
     for table_name, partitions in tables.items():
-        published = PublishedTable(name=table_name, dataset_id=dataset_id, parent=None,
-                                   columns=[], partition_keys=[], rows=0)
+        published = PublishedTable(
+            name=table_name, dataset_id=dataset_id, parent=None, columns=[], partition_keys=[], rows=0
+        )
         for partition, rows in partitions.items():
             partition_dict = dict(partition)
             published.partition_keys = list(partition_dict)
@@ -56,12 +60,24 @@ def publish(
             if not published.columns:
                 published.columns = [{"name": k, "type": "string"} for k in rows[0]]
             for fmt, data, name in (("parquet", parquet, "part-00000.parquet"), ("csv", csv, "part-00000.csv")):
-                key = join_key(layout.table_prefix(dataset_id, version, fmt, table_name),
-                               layout.partition_path(partition_dict), name)
+                key = join_key(
+                    layout.table_prefix(dataset_id, version, fmt, table_name),
+                    layout.partition_path(partition_dict),
+                    name,
+                )
                 storage.write_bytes(key, data)
                 md5, sha256 = _digests(data)
-                published.files.append(PublishedFile(key=key, format=fmt, size=len(data), md5=md5,
-                                                     sha256=sha256, rows=len(rows), partition=partition_dict))
+                published.files.append(
+                    PublishedFile(
+                        key=key,
+                        format=fmt,
+                        size=len(data),
+                        md5=md5,
+                        sha256=sha256,
+                        rows=len(rows),
+                        partition=partition_dict,
+                    )
+                )
             published.rows += len(rows)
         manifest.tables[table_name] = published
     storage.write_bytes(layout.manifest_key(dataset_id, version), manifest.to_json().encode())
@@ -75,9 +91,11 @@ def sample_tables(n: int = 2, extra: str = "") -> dict:
     return {
         "ArchiveMetadata_v1": {
             (("assessmentid", "spelling"), ("year", "2022"), ("month", "02")): [
-                {"recordid": f"r{i}{extra}", "value": i} for i in range(n)],
+                {"recordid": f"r{i}{extra}", "value": i} for i in range(n)
+            ],
             (("assessmentid", "vocab"), ("year", "2022"), ("month", "03")): [
-                {"recordid": f"v{i}{extra}", "value": i} for i in range(n + 1)],
+                {"recordid": f"v{i}{extra}", "value": i} for i in range(n + 1)
+            ],
         },
         "ArchiveMetadata_v1_files": {
             (): [{"recordid": f"f{i}{extra}", "filename": "taskData.json"} for i in range(n)],

@@ -13,7 +13,7 @@ from bridge_downstream.config.registry import SchemaRegistry, build_registry
 from bridge_downstream.ingest.invalid_sink import StorageInvalidSink
 from bridge_downstream.ingest.listing import ArchiveInput
 from bridge_downstream.ingest.run import run_ingest
-from conftest import PROJECT_ROOT, shared_path
+from project_paths import PROJECT_ROOT, shared_path
 
 SAMPLES = PROJECT_ROOT / "samples"
 SAMPLE_REGISTRY_SOURCE = SAMPLES / "registry-src"
@@ -85,15 +85,35 @@ def write_archive(path: Path, members: dict[str, object], metadata: dict | None 
     return path
 
 
-def mtb_metadata(record_id: str, assessment: str = "number-match", revision: int = 1, uploaded_on: str = "2024-03-01T10:00:00.000Z", **extra) -> dict:
-    return {"recordid": record_id, "assessmentid": assessment, "assessmentrevision": str(revision), "uploadedon": uploaded_on, "appid": "sample-app", **extra}
+def mtb_metadata(
+    record_id: str,
+    assessment: str = "number-match",
+    revision: int = 1,
+    uploaded_on: str = "2024-03-01T10:00:00.000Z",
+    **extra,
+) -> dict:
+    return {
+        "recordid": record_id,
+        "assessmentid": assessment,
+        "assessmentrevision": str(revision),
+        "uploadedon": uploaded_on,
+        "appid": "sample-app",
+        **extra,
+    }
 
 
 def ingest_folder(folder: Path, output: Path, registry: SchemaRegistry, profile: str = "mtb", workers: int = 1) -> dict:
     storage = LocalStorage(folder)
     inputs = [ArchiveInput(storage, p.relative_to(folder).as_posix()) for p in sorted(folder.rglob("*.zip"))]
     out = LocalStorage(output)
-    return run_ingest(inputs, registry=registry, profile=load_profile(profile), output=out, sink=StorageInvalidSink(out), workers=workers)
+    return run_ingest(
+        inputs,
+        registry=registry,
+        profile=load_profile(profile),
+        output=out,
+        sink=StorageInvalidSink(out),
+        workers=workers,
+    )
 
 
 def read_dataset(output: Path, dataset_id: str) -> list[dict]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PROJECT_ROOT
+from project_paths import PROJECT_ROOT
 
 SRC = PROJECT_ROOT / "src"
 CORE = "bridge_downstream"
@@ -67,7 +67,10 @@ CORE_MODULES = [p for p in ALL_MODULES if p.relative_to(SRC).parts[0] == CORE]
 ADAPTER_MODULES = [p for p in ALL_MODULES if p.relative_to(SRC).parts[0] == ADAPTERS]
 CLI_MODULES = [p for p in ALL_MODULES if p.relative_to(SRC).parts[0] == CLI]
 ENTRY_POINT_SCRIPTS = [p for p in ALL_MODULES if p.relative_to(SRC).parts[0] in ENTRY_POINT_FOLDERS]
-ids = lambda p: str(p.relative_to(SRC))  # noqa: E731
+
+
+def ids(path: Path) -> str:
+    return str(path.relative_to(SRC))
 
 
 def test_every_module_is_in_one_checked_group():

@@ -72,8 +72,27 @@ def _short_form(tag: str):
     return construct
 
 
-for _tag in ("Ref", "Sub", "GetAtt", "Join", "If", "Equals", "Not", "And", "Or", "Select", "Split",
-             "ImportValue", "FindInMap", "Base64", "GetAZs", "Condition", "Cidr", "Length", "ToJsonString"):
+for _tag in (
+    "Ref",
+    "Sub",
+    "GetAtt",
+    "Join",
+    "If",
+    "Equals",
+    "Not",
+    "And",
+    "Or",
+    "Select",
+    "Split",
+    "ImportValue",
+    "FindInMap",
+    "Base64",
+    "GetAZs",
+    "Condition",
+    "Cidr",
+    "Length",
+    "ToJsonString",
+):
     _CfnLoader.add_constructor(f"!{_tag}", _short_form(_tag))
 
 
@@ -108,7 +127,8 @@ class StackContext:
     """
 
     template: dict
-    parameters: dict[str, str] = field(default_factory=dict)
+    # Given as strings; __post_init__ turns List<...> and CommaDelimitedList ones into lists.
+    parameters: dict[str, str | list[str]] = field(default_factory=dict)
     physical_ids: dict[str, str] = field(default_factory=dict)
     stack_name: str = "stack"
     region: str = "us-east-1"
@@ -117,8 +137,8 @@ class StackContext:
     get_att: Callable[[str, str], Any] | None = None
     exports: dict[str, str] = field(default_factory=dict)
 
-    def __post_init__(self):
-        params = {}
+    def __post_init__(self) -> None:
+        params: dict[str, str | list[str]] = {}
         for name, spec in (self.template.get("Parameters") or {}).items():
             if name in self.parameters:
                 params[name] = self.parameters[name]
@@ -176,19 +196,19 @@ class StackContext:
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
-            (key, arg), = value.items()
+            ((key, arg),) = value.items()
             if key == "Ref":
                 return self.ref(arg)
             if key == "Condition" and isinstance(arg, str):
                 return self.condition(arg)
             if key.startswith("Fn::"):
                 return self._function(key[4:], arg)
-        out = {}
+        resolved_map: dict[Any, Any] = {}
         for k, v in value.items():
             resolved = self.resolve(v)
             if resolved is not NO_VALUE:
-                out[k] = resolved
-        return out
+                resolved_map[k] = resolved
+        return resolved_map
 
     def _function(self, name: str, arg: Any) -> Any:
         if name == "Sub":
@@ -365,7 +385,9 @@ class Harness:
         if rtype == "AWS::SQS::Queue":
             if attribute == "QueueUrl":
                 return physical
-            attrs = self.client("sqs").get_queue_attributes(QueueUrl=physical, AttributeNames=["QueueArn"])["Attributes"]
+            attrs = self.client("sqs").get_queue_attributes(QueueUrl=physical, AttributeNames=["QueueArn"])[
+                "Attributes"
+            ]
             return {"Arn": attrs["QueueArn"], "QueueName": attrs["QueueArn"].rsplit(":", 1)[1]}[attribute]
         if rtype == "AWS::SNS::Topic":
             return {"TopicArn": physical, "TopicName": physical.rsplit(":", 1)[1]}[attribute]
@@ -414,9 +436,13 @@ class Harness:
         s3 = self.client("s3")
         bucket = context.ref(logical)
         if "VersioningConfiguration" in props:
-            s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": props["VersioningConfiguration"]["Status"]})
+            s3.put_bucket_versioning(
+                Bucket=bucket, VersioningConfiguration={"Status": props["VersioningConfiguration"]["Status"]}
+            )
         if "PublicAccessBlockConfiguration" in props:
-            s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"])
+            s3.put_public_access_block(
+                Bucket=bucket, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"]
+            )
         if "OwnershipControls" in props:
             s3.put_bucket_ownership_controls(Bucket=bucket, OwnershipControls=props["OwnershipControls"])
         if "LifecycleConfiguration" in props:
@@ -435,7 +461,8 @@ class Harness:
             if len(kept) != len(document["Statement"]):
                 self._report.adjusted.append(
                     f"{context.stack_name}:{logical}: conditional Deny statements left out "
-                    "(moto ignores their Condition and would deny every request)")
+                    "(moto ignores their Condition and would deny every request)"
+                )
             document["Statement"] = kept
         if document["Statement"]:
             self.client("s3").put_bucket_policy(Bucket=props["Bucket"], Policy=json.dumps(document))
@@ -443,7 +470,9 @@ class Harness:
     # SQS / SNS
     def _emulate_sqs_queuepolicy(self, context, logical, props):
         for url in props["Queues"]:
-            self.client("sqs").set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(props["PolicyDocument"])})
+            self.client("sqs").set_queue_attributes(
+                QueueUrl=url, Attributes={"Policy": json.dumps(props["PolicyDocument"])}
+            )
 
     def _emulate_sns_topicpolicy(self, context, logical, props):
         for arn in props["Topics"]:
@@ -456,14 +485,20 @@ class Harness:
         for key in ("RawMessageDelivery", "FilterPolicyScope", "DeliveryPolicy"):
             if key in props:
                 value = props[key]
-                attributes[key] = str(value).lower() if isinstance(value, bool) else (
-                    json.dumps(value) if isinstance(value, dict) else str(value))
+                attributes[key] = (
+                    str(value).lower()
+                    if isinstance(value, bool)
+                    else (json.dumps(value) if isinstance(value, dict) else str(value))
+                )
         for key in ("FilterPolicy", "RedrivePolicy"):
             if key in props:
                 attributes[key] = json.dumps(props[key]) if not isinstance(props[key], str) else props[key]
         response = self.client("sns").subscribe(
-            TopicArn=props["TopicArn"], Protocol=props["Protocol"], Endpoint=props["Endpoint"],
-            Attributes=attributes, ReturnSubscriptionArn=True,
+            TopicArn=props["TopicArn"],
+            Protocol=props["Protocol"],
+            Endpoint=props["Endpoint"],
+            Attributes=attributes,
+            ReturnSubscriptionArn=True,
         )
         return response["SubscriptionArn"]
 
@@ -490,9 +525,25 @@ class Harness:
             glue.update_database(Name=name, DatabaseInput=props["DatabaseInput"])
         return name
 
-    _JOB_KEYS = ("Description", "Role", "Command", "DefaultArguments", "NonOverridableArguments", "GlueVersion",
-                 "WorkerType", "NumberOfWorkers", "Timeout", "MaxRetries", "ExecutionProperty", "MaxCapacity",
-                 "Connections", "SecurityConfiguration", "NotificationProperty", "ExecutionClass", "Tags")
+    _JOB_KEYS = (
+        "Description",
+        "Role",
+        "Command",
+        "DefaultArguments",
+        "NonOverridableArguments",
+        "GlueVersion",
+        "WorkerType",
+        "NumberOfWorkers",
+        "Timeout",
+        "MaxRetries",
+        "ExecutionProperty",
+        "MaxCapacity",
+        "Connections",
+        "SecurityConfiguration",
+        "NotificationProperty",
+        "ExecutionClass",
+        "Tags",
+    )
 
     def _emulate_glue_job(self, context, logical, props):
         glue = self.client("glue")
@@ -523,8 +574,20 @@ class Harness:
             glue.delete_trigger(Name=props["Name"])
         except glue.exceptions.EntityNotFoundException:
             pass
-        args = {k: props[k] for k in ("WorkflowName", "Type", "Schedule", "Predicate", "Actions", "Description",
-                                      "StartOnCreation", "EventBatchingCondition") if k in props}
+        args = {
+            k: props[k]
+            for k in (
+                "WorkflowName",
+                "Type",
+                "Schedule",
+                "Predicate",
+                "Actions",
+                "Description",
+                "StartOnCreation",
+                "EventBatchingCondition",
+            )
+            if k in props
+        }
         if isinstance(args.get("StartOnCreation"), str):
             args["StartOnCreation"] = args["StartOnCreation"].lower() == "true"
         glue.create_trigger(Name=props["Name"], **args)
@@ -538,12 +601,15 @@ def _lifecycle_rule(rule: Mapping[str, Any]) -> dict:
     if "ExpirationInDays" in rule:
         out["Expiration"] = {"Days": int(rule["ExpirationInDays"])}
     if "NoncurrentVersionExpiration" in rule:
-        out["NoncurrentVersionExpiration"] = {"NoncurrentDays": int(rule["NoncurrentVersionExpiration"]["NoncurrentDays"])}
+        out["NoncurrentVersionExpiration"] = {
+            "NoncurrentDays": int(rule["NoncurrentVersionExpiration"]["NoncurrentDays"])
+        }
     if "NoncurrentVersionExpirationInDays" in rule:
         out["NoncurrentVersionExpiration"] = {"NoncurrentDays": int(rule["NoncurrentVersionExpirationInDays"])}
     if "AbortIncompleteMultipartUpload" in rule:
         out["AbortIncompleteMultipartUpload"] = {
-            "DaysAfterInitiation": int(rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"])}
+            "DaysAfterInitiation": int(rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"])
+        }
     return out
 
 
@@ -573,7 +639,9 @@ def emulate_stacks(stack_names: Iterable[str], session=None, region: str | None 
     return Harness(session=session, region=region).emulate_stacks(stack_names)
 
 
-def disable_event_source_mappings(function_name: str | None = None, session=None, region: str | None = None) -> list[str]:
+def disable_event_source_mappings(
+    function_name: str | None = None, session=None, region: str | None = None
+) -> list[str]:
     """Disable (emulated) Lambda event source mappings.
 
     moto invokes a mapped function in Docker whenever a message reaches its

@@ -62,18 +62,33 @@ def glue_bool(value: str) -> bool:
 
 def add_synapse_arguments(parser: argparse.ArgumentParser, *, glue: bool = False) -> None:
     """``glue``: every option takes a value (``--dry-run true``), as Glue passes them."""
-    parser.add_argument("--published-root", required=True,
-                        help="the pipeline root in S3, s3://bucket/<namespace>/<app>/<study>")
+    parser.add_argument(
+        "--published-root", required=True, help="the pipeline root in S3, s3://bucket/<namespace>/<app>/<study>"
+    )
     parser.add_argument("--synapse-folder-id", required=True, help="the export root folder, e.g. syn12345678")
-    parser.add_argument("--ssm-parameter-name",
-                        help="SSM parameter with the Synapse auth token (default: env BRIDGE_DOWNSTREAM_SYNAPSE_AUTH_TOKEN)")
-    parser.add_argument("--dataset", action="append", dest="datasets",
-                        help="export only this dataset (repeatable); only its folders are pruned")
+    parser.add_argument(
+        "--ssm-parameter-name",
+        help="SSM parameter with the Synapse auth token (default: env BRIDGE_DOWNSTREAM_SYNAPSE_AUTH_TOKEN)",
+    )
+    parser.add_argument(
+        "--dataset",
+        action="append",
+        dest="datasets",
+        help="export only this dataset (repeatable); only its folders are pruned",
+    )
     parser.add_argument("--table", action="append", dest="tables", help="export only this table (repeatable)")
-    parser.add_argument("--format", action="append", dest="formats", choices=["parquet", "csv"],
-                        help="formats to register (default both)")
-    parser.add_argument("--storage-location-id", type=int,
-                        help="the external S3 storage location (default: the folder's upload destination)")
+    parser.add_argument(
+        "--format",
+        action="append",
+        dest="formats",
+        choices=["parquet", "csv"],
+        help="formats to register (default both)",
+    )
+    parser.add_argument(
+        "--storage-location-id",
+        type=int,
+        help="the external S3 storage location (default: the folder's upload destination)",
+    )
     parser.add_argument("--synapse-endpoint", help="Synapse base URL (default: production)")
     if glue:
         parser.add_argument("--dry-run", type=glue_bool, default=False, help="true: print the plan only")
@@ -88,8 +103,13 @@ def add_deliver_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--study", required=True)
     parser.add_argument("--name", help="run only this configured delivery (default: all for the app and study)")
     parser.add_argument("--run-id", help="recorded in manifest.json (default: generated)")
-    parser.add_argument("--version", action="append", dest="versions", metavar="DATASET=VERSION",
-                        help="deliver this published version instead of the current one (repeatable)")
+    parser.add_argument(
+        "--version",
+        action="append",
+        dest="versions",
+        metavar="DATASET=VERSION",
+        help="deliver this published version instead of the current one (repeatable)",
+    )
     parser.add_argument("--retention-only", action="store_true", help="apply retention only, copy nothing")
     parser.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
 
@@ -104,10 +124,17 @@ def run_synapse_export(args: argparse.Namespace, *, s3_client=None, ssm_client=N
     try:
         token = synapse_auth_token(args.ssm_parameter_name, ssm_client=ssm_client)
         result = export_published_root(
-            args.published_root, args.synapse_folder_id, token,
-            endpoint=args.synapse_endpoint, datasets=args.datasets, tables=args.tables,
-            formats=args.formats or ("parquet", "csv"), storage_location_id=args.storage_location_id,
-            dry_run=args.dry_run, retry=retry, s3_client=s3_client,
+            args.published_root,
+            args.synapse_folder_id,
+            token,
+            endpoint=args.synapse_endpoint,
+            datasets=args.datasets,
+            tables=args.tables,
+            formats=args.formats or ("parquet", "csv"),
+            storage_location_id=args.storage_location_id,
+            dry_run=args.dry_run,
+            retry=retry,
+            s3_client=s3_client,
         )
     except (SecretError, SynapseExportError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -124,8 +151,9 @@ def run_deliver(args: argparse.Namespace, *, s3_client=None, now: datetime | Non
 
     now = now or datetime.now(UTC)
     try:
-        targets = dl.targets_for(dl.load_delivery_config(read_text(args.config, s3_client)),
-                                 args.app, args.study, args.name)
+        targets = dl.targets_for(
+            dl.load_delivery_config(read_text(args.config, s3_client)), args.app, args.study, args.name
+        )
         source = open_storage(args.published_root, s3_client)
         results = []
         for target in targets:
@@ -137,8 +165,15 @@ def run_deliver(args: argparse.Namespace, *, s3_client=None, now: datetime | Non
                 removed = dl.apply_retention(destination, target.retention_days, now, dry_run=args.dry_run)
                 results.append({"delivery": target.name, "removed_by_retention": removed})
                 continue
-            result = dl.run_delivery(source, destination, target, now=now, run_id=args.run_id,
-                                     versions=_pairs(args.versions, "--version"), dry_run=args.dry_run)
+            result = dl.run_delivery(
+                source,
+                destination,
+                target,
+                now=now,
+                run_id=args.run_id,
+                versions=_pairs(args.versions, "--version"),
+                dry_run=args.dry_run,
+            )
             if args.dry_run:
                 for copy in result.plan.copies:
                     print(f"would copy {source.uri(copy.source_key)} -> {destination.uri(result.plan.key(copy))}")

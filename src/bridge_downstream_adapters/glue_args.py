@@ -12,7 +12,9 @@ class MissingJobArgument(Exception):
     pass
 
 
-def resolve_options(argv: Sequence[str], required: Iterable[str], optional: dict[str, str | None] | None = None) -> dict[str, str | None]:
+def resolve_options(
+    argv: Sequence[str], required: Iterable[str], optional: dict[str, str | None] | None = None
+) -> dict[str, str | None]:
     values: dict[str, str] = {}
     items = list(argv[1:]) if argv and not str(argv[0]).startswith("--") else list(argv)
     index = 0

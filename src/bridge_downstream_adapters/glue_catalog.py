@@ -7,6 +7,8 @@ partitions, so the catalog always describes the current version.
 
 from __future__ import annotations
 
+from typing import Any
+
 import boto3
 
 from bridge_downstream.common.storage import Storage
@@ -73,7 +75,7 @@ class GlueCatalog:
         self._replace_partitions(name, table, location)
 
     def _replace_partitions(self, name: str, table: PublishedTable, location: str) -> None:
-        existing = []
+        existing: list[dict[str, Any]] = []
         paginator = self.client.get_paginator("get_partitions")
         for page in paginator.paginate(DatabaseName=self.database, TableName=name):
             existing.extend({"Values": p["Values"]} for p in page.get("Partitions", []))
@@ -81,12 +83,21 @@ class GlueCatalog:
             self.client.batch_delete_partition(DatabaseName=self.database, TableName=name, PartitionsToDelete=chunk)
         if not table.partition_keys:
             return
-        values = sorted({tuple(f.partition.get(k, "") for k in table.partition_keys) for f in table.files_of("parquet")})
+        values = sorted(
+            {tuple(f.partition.get(k, "") for k in table.partition_keys) for f in table.files_of("parquet")}
+        )
         inputs = []
         for partition_values in values:
             path = "/".join(f"{k}={v}" for k, v in zip(table.partition_keys, partition_values))
-            inputs.append({"Values": list(partition_values), "StorageDescriptor": self._storage_descriptor(location + path + "/", table.columns)})
+            inputs.append(
+                {
+                    "Values": list(partition_values),
+                    "StorageDescriptor": self._storage_descriptor(location + path + "/", table.columns),
+                }
+            )
         for chunk in _chunks(inputs, 100):
-            response = self.client.batch_create_partition(DatabaseName=self.database, TableName=name, PartitionInputList=chunk)
+            response = self.client.batch_create_partition(
+                DatabaseName=self.database, TableName=name, PartitionInputList=chunk
+            )
             if response.get("Errors"):
                 raise RuntimeError(f"Glue refused partitions of {name}: {response['Errors'][:3]}")

@@ -14,6 +14,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import cast
 
 from bridge_downstream.config.limits import ArchiveLimits
 from bridge_downstream.config.profiles import load_profile
@@ -36,14 +37,16 @@ class IngestJobConfig:
     endpoint_url: str | None = field(default_factory=lambda: os.environ.get("AWS_ENDPOINT_URL"))
 
 
-_EXECUTOR_CACHE: dict[str, object] = {}
+_EXECUTOR_CACHE: dict[str, SchemaRegistry] = {}
 
 
 def _context(config: IngestJobConfig, already_ingested: IngestLedger) -> IngestContext:
     # One registry load per executor process, not per task.
     registry = _EXECUTOR_CACHE.get(config.registry_uri)
     if registry is None:
-        registry = _EXECUTOR_CACHE[config.registry_uri] = SchemaRegistry.load(S3Storage.from_uri(config.registry_uri, endpoint_url=config.endpoint_url))
+        registry = _EXECUTOR_CACHE[config.registry_uri] = SchemaRegistry.load(
+            S3Storage.from_uri(config.registry_uri, endpoint_url=config.endpoint_url)
+        )
     profile = load_profile(config.profile)
     return IngestContext(registry, profile, ArchiveLimits(), config.app_id, already_ingested, default_prefetch(profile))
 
@@ -56,15 +59,21 @@ def message_inputs(messages: list[dict], endpoint_url: str | None = None) -> lis
         if bucket not in storages:
             storages[bucket] = S3Storage(bucket, endpoint_url=endpoint_url)
         storage = storages[bucket]
-        inputs.append(ArchiveInput(storage, message["source_key"], source_bucket=bucket, raw_folder_id=message.get("raw_folder_id")))
+        inputs.append(
+            ArchiveInput(
+                storage, message["source_key"], source_bucket=bucket, raw_folder_id=message.get("raw_folder_id")
+            )
+        )
     return inputs
 
 
-def process_slice(task: int, messages: list[dict], config: IngestJobConfig, already_ingested: IngestLedger, run_id: str) -> TaskResult:
+def process_slice(
+    task: int, messages: list[dict], config: IngestJobConfig, already_ingested: IngestLedger, run_id: str
+) -> TaskResult:
     ctx = _context(config, already_ingested)
     output = S3Storage.from_uri(config.json_root, endpoint_url=config.endpoint_url)
     inputs = sorted(message_inputs(messages, config.endpoint_url), key=lambda i: i.source)  # the outcome spool's order
-    return process_batch(task, inputs, ctx, output, run_id)
+    return cast(TaskResult, process_batch(task, inputs, ctx, output, run_id))  # last=True: a finished task
 
 
 def split_messages(messages: list[dict], slices: int) -> list[list[dict]]:
@@ -73,7 +82,9 @@ def split_messages(messages: list[dict], slices: int) -> list[list[dict]]:
     return [ordered[i::count] for i in range(count)]
 
 
-def run_ingest_on_spark(spark, messages: list[dict], config: IngestJobConfig, invalid_sink, run_id: str | None = None) -> dict:
+def run_ingest_on_spark(
+    spark, messages: list[dict], config: IngestJobConfig, invalid_sink, run_id: str | None = None
+) -> dict:
     started = datetime.now(UTC)
     run_id = run_id or new_run_id()
     output = S3Storage.from_uri(config.json_root, endpoint_url=config.endpoint_url)

@@ -33,6 +33,7 @@ Command line (``python -m bridge_downstream_adapters.glue_workflow``)::
 from __future__ import annotations
 
 import argparse
+import importlib.machinery
 import importlib.util
 import logging
 import subprocess
@@ -43,7 +44,8 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import Any, cast
 
 log = logging.getLogger("glue_workflow")
 
@@ -134,16 +136,23 @@ def _trigger_from_api(trigger: Mapping[str, Any]) -> TriggerDefinition:
     for condition in predicate.get("Conditions", []):
         if "JobName" not in condition:
             raise ValueError(f"trigger {trigger['Name']}: crawler conditions are not supported by the local runner")
-        conditions.append(Condition(condition["JobName"], condition.get("State", "SUCCEEDED"),
-                                    condition.get("LogicalOperator", "EQUALS")))
+        conditions.append(
+            Condition(
+                condition["JobName"], condition.get("State", "SUCCEEDED"), condition.get("LogicalOperator", "EQUALS")
+            )
+        )
     actions = []
     for action in trigger.get("Actions", []):
         if "JobName" not in action:
             raise ValueError(f"trigger {trigger['Name']}: only job actions are supported by the local runner")
         actions.append(Action(action["JobName"], dict(action.get("Arguments") or {})))
     return TriggerDefinition(
-        name=trigger["Name"], type=trigger["Type"], actions=tuple(actions), conditions=tuple(conditions),
-        logical=predicate.get("Logical", "AND"), schedule=trigger.get("Schedule"),
+        name=trigger["Name"],
+        type=trigger["Type"],
+        actions=tuple(actions),
+        conditions=tuple(conditions),
+        logical=predicate.get("Logical", "AND"),
+        schedule=trigger.get("Schedule"),
     )
 
 
@@ -178,9 +187,14 @@ def workflow_from_glue(name: str, glue_client) -> WorkflowDefinition:
     return WorkflowDefinition(name, definitions, jobs, dict(workflow.get("DefaultRunProperties") or {}))
 
 
-def workflows_from_template(template: Any, parameters: Mapping[str, str] | None = None, *,
-                            stack_name: str = "local", region: str = "us-east-1",
-                            account_id: str = "123456789012") -> dict[str, WorkflowDefinition]:
+def workflows_from_template(
+    template: Any,
+    parameters: Mapping[str, str] | None = None,
+    *,
+    stack_name: str = "local",
+    region: str = "us-east-1",
+    account_id: str = "123456789012",
+) -> dict[str, WorkflowDefinition]:
     """Every workflow of a rendered template (JSON/YAML text or dict), by name.
 
     ``parameters`` are the stack parameters (bucket names, namespace, ...);
@@ -189,8 +203,13 @@ def workflows_from_template(template: Any, parameters: Mapping[str, str] | None 
     from bridge_downstream_adapters.cfn_harness import StackContext, load_template
 
     template = load_template(template)
-    context = StackContext(template=template, parameters=dict(parameters or {}), stack_name=stack_name,
-                           region=region, account_id=account_id)
+    context = StackContext(
+        template=template,
+        parameters=dict(parameters or {}),
+        stack_name=stack_name,
+        region=region,
+        account_id=account_id,
+    )
     missing = [p for p in (template.get("Parameters") or {}) if p not in context.parameters]
     if missing:
         raise ValueError(f"template parameters without a value: {', '.join(missing)}")
@@ -223,13 +242,15 @@ def workflows_from_template(template: Any, parameters: Mapping[str, str] | None 
         unknown = used - set(jobs)
         if unknown:
             raise ValueError(f"workflow {name}: jobs not in the template: {sorted(unknown)}")
-        out[name] = WorkflowDefinition(name, definitions, {j: jobs[j] for j in used},
-                                       dict(p.get("DefaultRunProperties") or {}))
+        out[name] = WorkflowDefinition(
+            name, definitions, {j: jobs[j] for j in used}, dict(p.get("DefaultRunProperties") or {})
+        )
     return out
 
 
-def workflow_from_template(template: Any, name: str, parameters: Mapping[str, str] | None = None,
-                           **kwargs) -> WorkflowDefinition:
+def workflow_from_template(
+    template: Any, name: str, parameters: Mapping[str, str] | None = None, **kwargs
+) -> WorkflowDefinition:
     workflows = workflows_from_template(template, parameters, **kwargs)
     if name not in workflows:
         raise KeyError(f"no workflow {name!r} in the template (has {sorted(workflows)})")
@@ -291,8 +312,10 @@ class WorkflowRunResult:
     def summary(self) -> str:
         lines = [f"{self.workflow_name} run {self.run_id}: {'SUCCEEDED' if self.succeeded else 'FAILED'}"]
         for r in self.job_runs:
-            lines.append(f"  {r.job_name}: {r.state} in {r.seconds:.1f}s (trigger {r.trigger_name})"
-                         + (f"\n    {r.error.strip().splitlines()[-1]}" if r.error else ""))
+            lines.append(
+                f"  {r.job_name}: {r.state} in {r.seconds:.1f}s (trigger {r.trigger_name})"
+                + (f"\n    {r.error.strip().splitlines()[-1]}" if r.error else "")
+            )
         return "\n".join(lines)
 
 
@@ -347,9 +370,14 @@ def run_workflow(
         trigger_name, action = queue.pop(0)
         job = workflow.jobs[action.job_name]
         job_run_id = f"jr_local_{uuid.uuid4().hex[:24]}"
-        arguments = {**job.default_arguments, **action.arguments,
-                     "--JOB_NAME": job.name, "--JOB_RUN_ID": job_run_id,
-                     "--WORKFLOW_NAME": workflow.name, "--WORKFLOW_RUN_ID": run_id}
+        arguments = {
+            **job.default_arguments,
+            **action.arguments,
+            "--JOB_NAME": job.name,
+            "--JOB_RUN_ID": job_run_id,
+            "--WORKFLOW_NAME": workflow.name,
+            "--WORKFLOW_RUN_ID": run_id,
+        }
         properties = _read_properties(glue_client, workflow.name, run_id, local_properties)
         invocation = JobInvocation(job, workflow.name, run_id, job_run_id, arguments, properties, glue_client)
         log.info("%s: running %s (%s)", workflow.name, job.name, job.script_name)
@@ -372,23 +400,29 @@ def run_workflow(
     final = _read_properties(glue_client, workflow.name, run_id, local_properties)
     if glue_client is not None and mark_completed:
         status = "SUCCEEDED" if all(s == "SUCCEEDED" for s in states.values()) else "FAILED"
-        glue_client.put_workflow_run_properties(Name=workflow.name, RunId=run_id,
-                                                RunProperties={RUNNER_STATUS_PROPERTY: status})
+        glue_client.put_workflow_run_properties(
+            Name=workflow.name, RunId=run_id, RunProperties={RUNNER_STATUS_PROPERTY: status}
+        )
     return WorkflowRunResult(workflow.name, run_id, job_runs, final, fired)
 
 
 def pending_runs(glue_client, workflow_name: str) -> list[str]:
     """Runs of a workflow the local runner has not run yet (oldest first)."""
     runs = glue_client.get_workflow_runs(Name=workflow_name)["Runs"]
-    pending = [r for r in runs if r.get("Status") == "RUNNING"
-               and RUNNER_STATUS_PROPERTY not in (r.get("WorkflowRunProperties") or {})]
+    pending = [
+        r
+        for r in runs
+        if r.get("Status") == "RUNNING" and RUNNER_STATUS_PROPERTY not in (r.get("WorkflowRunProperties") or {})
+    ]
     return [r["WorkflowRunId"] for r in sorted(pending, key=lambda r: r["StartedOn"])]
 
 
 def run_pending(workflow: WorkflowDefinition, job_runner: JobRunner, glue_client) -> list[WorkflowRunResult]:
     """Run every pending run of the workflow (e.g. those the Lambda started)."""
-    return [run_workflow(workflow, job_runner, glue_client=glue_client, run_id=run_id)
-            for run_id in pending_runs(glue_client, workflow.name)]
+    return [
+        run_workflow(workflow, job_runner, glue_client=glue_client, run_id=run_id)
+        for run_id in pending_runs(glue_client, workflow.name)
+    ]
 
 
 # ------------------------------------------------------------------ job runners
@@ -396,6 +430,7 @@ def run_pending(workflow: WorkflowDefinition, job_runner: JobRunner, glue_client
 
 def mapping_runner(jobs: Mapping[str, Callable[[list[str]], Any]]) -> JobRunner:
     """Call ``jobs[script name](argv)``; e.g. ``{"s3_to_json": partial(main, spark=spark)}``."""
+
     def run(invocation: JobInvocation):
         if invocation.job.script_name not in jobs:
             raise KeyError(f"no local implementation for job script {invocation.job.script_name!r}")
@@ -404,12 +439,14 @@ def mapping_runner(jobs: Mapping[str, Callable[[list[str]], Any]]) -> JobRunner:
     return run
 
 
-def _load_script(path: Path):
+def _load_script(path: Path) -> ModuleType:
     name = f"glue_job_{path.stem}"
-    spec = importlib.util.spec_from_file_location(name, path)
+    # A path ending in .py always gets a spec, with a SourceFileLoader.
+    spec = cast(importlib.machinery.ModuleSpec, importlib.util.spec_from_file_location(name, path))
+    loader = cast(importlib.machinery.SourceFileLoader, spec.loader)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    loader.exec_module(module)
     return module
 
 
@@ -425,7 +462,9 @@ def script_main_runner(scripts_dir: str | Path, **main_kwargs) -> JobRunner:
         if script not in modules:
             path = scripts_dir / f"{script}.py"
             if not path.exists():
-                raise FileNotFoundError(f"job script {path} not found (ScriptLocation {invocation.job.script_location})")
+                raise FileNotFoundError(
+                    f"job script {path} not found (ScriptLocation {invocation.job.script_location})"
+                )
             modules[script] = _load_script(path)
         kwargs = dict(main_kwargs)
         if "glue_client" not in kwargs and invocation.glue_client is not None:
@@ -435,8 +474,12 @@ def script_main_runner(scripts_dir: str | Path, **main_kwargs) -> JobRunner:
     return run
 
 
-def subprocess_runner(scripts_dir: str | Path, python: str = sys.executable, env: Mapping[str, str] | None = None,
-                      timeout: float | None = None) -> JobRunner:
+def subprocess_runner(
+    scripts_dir: str | Path,
+    python: str = sys.executable,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+) -> JobRunner:
     """Run ``python <scripts_dir>/<script>.py --key value ...`` (the environment
     carries AWS_ENDPOINT_URL and credentials to reach the emulated services)."""
     import os
@@ -445,8 +488,14 @@ def subprocess_runner(scripts_dir: str | Path, python: str = sys.executable, env
 
     def run(invocation: JobInvocation):
         path = scripts_dir / f"{invocation.job.script_name}.py"
-        result = subprocess.run([python, str(path), *invocation.argv[1:]], env={**os.environ, **dict(env or {})},
-                                capture_output=True, text=True, timeout=timeout, check=False)
+        result = subprocess.run(
+            [python, str(path), *invocation.argv[1:]],
+            env={**os.environ, **dict(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
         if result.returncode != 0:
             raise RuntimeError(f"{path.name} exited {result.returncode}:\n{result.stderr[-4000:]}")
 
@@ -502,8 +551,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.pending:
         results = run_pending(workflow, runner, glue)
     else:
-        results = [run_workflow(workflow, runner, glue_client=glue, run_id=args.run_id,
-                                run_properties=_pairs(args.property))]
+        results = [
+            run_workflow(workflow, runner, glue_client=glue, run_id=args.run_id, run_properties=_pairs(args.property))
+        ]
     for result in results:
         print(result.summary())
     return 0 if all(r.succeeded for r in results) else 1

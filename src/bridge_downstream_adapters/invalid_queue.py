@@ -45,7 +45,14 @@ def _chunks(items: list, size: int = BATCH):
 
 
 class SqsInvalidStore:
-    def __init__(self, queue_url: str, client=None, visibility_timeout: int = 60, wait_seconds: int = 1, max_messages: int | None = None):
+    def __init__(
+        self,
+        queue_url: str,
+        client=None,
+        visibility_timeout: int = 60,
+        wait_seconds: int = 1,
+        max_messages: int | None = None,
+    ):
         self.sink = SqsInvalidSink(queue_url, client)
         self.client = self.sink.client
         self.queue_url = queue_url
@@ -78,8 +85,8 @@ class SqsInvalidStore:
                     # Received again (its visibility ran out): only the newest
                     # receipt handle reliably deletes it.
                     seen[message["MessageId"]] = handle
-                    for stored in by_identity.values():
-                        stored.handles = [handle if h == previous else h for h in stored.handles]
+                    for kept in by_identity.values():
+                        kept.handles = [handle if h == previous else h for h in kept.handles]
                     continue
                 seen[message["MessageId"]] = handle
                 try:
@@ -87,7 +94,11 @@ class SqsInvalidStore:
                     if not isinstance(entry, dict):
                         raise TypeError("not a JSON object")
                 except (ValueError, TypeError) as error:
-                    log.warning("invalid queue message %s is not an invalid-record entry (%s); left in the queue", message["MessageId"], error)
+                    log.warning(
+                        "invalid queue message %s is not an invalid-record entry (%s); left in the queue",
+                        message["MessageId"],
+                        error,
+                    )
                     unreadable.append(message["MessageId"])
                     continue
                 identity = str(entry.get("identity") or message["MessageId"])
@@ -115,7 +126,9 @@ class SqsInvalidStore:
             )
             removed += len(response.get("Successful", []))
             for failure in response.get("Failed", []):
-                log.warning("could not delete an invalid-queue message: %s", failure.get("Message") or failure.get("Code"))
+                log.warning(
+                    "could not delete an invalid-queue message: %s", failure.get("Message") or failure.get("Code")
+                )
         return removed
 
     def release(self, handles: Iterable[str]) -> None:
@@ -154,6 +167,12 @@ def s3_input_resolver(client=None, endpoint_url: str | None = None):
                 raise SourceUnavailable(f"archive not found: s3://{bucket}/{key}") from error
             raise
         metadata = choose_metadata(fresh, entry)
-        return ArchiveInput(storage, key, source_bucket=bucket, raw_folder_id=entry.get("raw_folder_id"), metadata=metadata if metadata is not None else {})
+        return ArchiveInput(
+            storage,
+            key,
+            source_bucket=bucket,
+            raw_folder_id=entry.get("raw_folder_id"),
+            metadata=metadata if metadata is not None else {},
+        )
 
     return resolve

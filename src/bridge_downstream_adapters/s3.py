@@ -1,4 +1,4 @@
-"""S3 implementation of :class:`bridge_downstream.storage.Storage`."""
+"""S3 implementation of :class:`bridge_downstream.common.storage.Storage`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import io
 import os
 import threading
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import BinaryIO, NoReturn
 from urllib.parse import urlparse
 
 import boto3
@@ -17,7 +17,7 @@ from bridge_downstream.common.storage import ObjectInfo, join_key
 _NOT_FOUND = ("404", "NoSuchKey", "NotFound")
 
 
-def _raise_translated(error: ClientError, uri: str):
+def _raise_translated(error: ClientError, uri: str) -> NoReturn:
     """A missing object is FileNotFoundError, as for local files, so the core
     treats it the same way whatever the storage."""
     if str(error.response.get("Error", {}).get("Code")) in _NOT_FOUND:

@@ -99,8 +99,9 @@ def token_from_env(environ: Mapping[str, str] | None = None) -> SecretToken:
     return SecretToken(value, source=f"env:{TOKEN_ENV_VAR}")
 
 
-def synapse_auth_token(ssm_parameter_name: str | None = None, *, environ: Mapping[str, str] | None = None,
-                       ssm_client=None) -> SecretToken:
+def synapse_auth_token(
+    ssm_parameter_name: str | None = None, *, environ: Mapping[str, str] | None = None, ssm_client=None
+) -> SecretToken:
     """SSM when a parameter name is given, else the environment variable."""
     if ssm_parameter_name:
         return token_from_ssm(ssm_parameter_name, ssm_client=ssm_client)

@@ -19,13 +19,18 @@ class SqsInvalidSink:
         if len(body.encode()) > SQS_MAX_MESSAGE_BYTES:
             # Keep the record's identity and reason; drop the bulky parts.
             slim = {k: v for k, v in entry.items() if k not in ("metadata",)}
-            slim["validation_result"] = {**entry["validation_result"], "errors": {f: m[:1] for f, m in entry["validation_result"]["errors"].items()}}
+            slim["validation_result"] = {
+                **entry["validation_result"],
+                "errors": {f: m[:1] for f, m in entry["validation_result"]["errors"].items()},
+            }
             body = json.dumps(slim, sort_keys=True)
         self.client.send_message(QueueUrl=self.queue_url, MessageBody=body)
 
     def receive(self, max_messages: int = 10, wait_seconds: int = 0) -> list[tuple[str, dict]]:
         """(receipt handle, entry) pairs, for listing and replay."""
-        response = self.client.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=max_messages, WaitTimeSeconds=wait_seconds)
+        response = self.client.receive_message(
+            QueueUrl=self.queue_url, MaxNumberOfMessages=max_messages, WaitTimeSeconds=wait_seconds
+        )
         return [(m["ReceiptHandle"], json.loads(m["Body"])) for m in response.get("Messages", [])]
 
     def delete(self, receipt_handle: str) -> None:

@@ -37,7 +37,7 @@ import tempfile
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 from bridge_downstream.exports import synapse_plan as sp
@@ -97,17 +97,23 @@ def endpoints_for(base_url: str | None) -> dict[str, str]:
 
 def _status_hint(status: int, what: str) -> str:
     if status == 401:
-        return ("Synapse rejected the auth token (expired, revoked or wrong): renew the personal access "
-                "token and update the SSM parameter / BRIDGE_DOWNSTREAM_SYNAPSE_AUTH_TOKEN")
+        return (
+            "Synapse rejected the auth token (expired, revoked or wrong): renew the personal access "
+            "token and update the SSM parameter / BRIDGE_DOWNSTREAM_SYNAPSE_AUTH_TOKEN"
+        )
     if status == 403:
-        return (f"the token's Synapse user is not allowed to {what}: the token needs the 'view' and "
-                "'modify' scopes and the user Edit & Delete access on the export folder (see docs/synapse.md)")
+        return (
+            f"the token's Synapse user is not allowed to {what}: the token needs the 'view' and "
+            "'modify' scopes and the user Edit & Delete access on the export folder (see docs/synapse.md)"
+        )
     if status == 404:
         return f"not found while trying to {what}"
     if status == 429:
         return "Synapse kept rate-limiting (HTTP 429) after all retries; rerun later (the export is idempotent)"
     if status >= 500:
-        return f"Synapse server error (HTTP {status}) persisted after all retries; rerun later (the export is idempotent)"
+        return (
+            f"Synapse server error (HTTP {status}) persisted after all retries; rerun later (the export is idempotent)"
+        )
     return f"Synapse refused to {what} (HTTP {status})"
 
 
@@ -127,8 +133,12 @@ class SynapseApi:
         kwargs: dict[str, Any] = {"retryPolicy": self.retry.as_dict()}
         if file_endpoint:
             kwargs["endpoint"] = self.syn.fileHandleEndpoint
-        fn = {"GET": self.syn.restGET, "POST": self.syn.restPOST, "PUT": self.syn.restPUT,
-              "DELETE": self.syn.restDELETE}[method]
+        fn = {
+            "GET": self.syn.restGET,
+            "POST": self.syn.restPOST,
+            "PUT": self.syn.restPUT,
+            "DELETE": self.syn.restDELETE,
+        }[method]
         try:
             if method in ("POST", "PUT"):
                 return fn(uri, body=json.dumps(body), **kwargs)
@@ -197,21 +207,32 @@ class SynapseApi:
 
     def create_with_annotations(self, entity: dict, annotations: dict[str, list]) -> dict:
         body = {"entity": entity, "annotations": {"annotations": sp.annotations_to_v2(annotations)}}
-        return self.post("/entity/bundle2/create", body,
-                         what=f"create {entity.get('name')!r} in {entity.get('parentId')}")["entity"]
+        return self.post(
+            "/entity/bundle2/create", body, what=f"create {entity.get('name')!r} in {entity.get('parentId')}"
+        )["entity"]
 
     def update_with_annotations(self, entity: dict, annotations: dict[str, list]) -> dict:
-        body = {"entity": entity, "annotations": {"id": entity["id"], "etag": entity["etag"],
-                                                  "annotations": sp.annotations_to_v2(annotations)}}
+        body = {
+            "entity": entity,
+            "annotations": {
+                "id": entity["id"],
+                "etag": entity["etag"],
+                "annotations": sp.annotations_to_v2(annotations),
+            },
+        }
         return self.put(f"/entity/{entity['id']}/bundle2", body, what=f"update {entity['id']}")["entity"]
 
     # -- files and storage
     def upload_destination(self, parent_id: str) -> dict:
-        return self.get(f"/entity/{parent_id}/uploadDestination", file_endpoint=True,
-                        what=f"read the upload destination of {parent_id}")
+        return self.get(
+            f"/entity/{parent_id}/uploadDestination",
+            file_endpoint=True,
+            what=f"read the upload destination of {parent_id}",
+        )
 
-    def create_external_s3_file_handle(self, *, bucket: str, key: str, size: int, md5: str,
-                                       storage_location_id: int, content_type: str | None) -> dict:
+    def create_external_s3_file_handle(
+        self, *, bucket: str, key: str, size: int, md5: str, storage_location_id: int, content_type: str | None
+    ) -> dict:
         body = {
             "concreteType": S3_FILE_HANDLE,
             "bucketName": bucket,
@@ -222,8 +243,12 @@ class SynapseApi:
             "contentType": content_type or "application/octet-stream",
             "storageLocationId": int(storage_location_id),
         }
-        return self.post("/externalFileHandle/s3", body, file_endpoint=True,
-                         what=f"register s3://{bucket}/{key} as an external file handle")
+        return self.post(
+            "/externalFileHandle/s3",
+            body,
+            file_endpoint=True,
+            what=f"register s3://{bucket}/{key} as an external file handle",
+        )
 
     def create_storage_location(self, body: dict) -> dict:
         return self.post("/storageLocation", body, what="create a storage location")
@@ -247,24 +272,27 @@ class SynapseApi:
         self.put("/projectSettings", body, what=f"set the storage of {body.get('projectId')}")
 
     def sts_token(self, entity_id: str, permission: str = "read_only") -> dict:
-        return self.get(f"/entity/{entity_id}/sts?permission={quote(permission)}",
-                        what=f"get STS credentials for {entity_id}")
+        return self.get(
+            f"/entity/{entity_id}/sts?permission={quote(permission)}", what=f"get STS credentials for {entity_id}"
+        )
 
 
 def _bundle_annotations(bundle: dict) -> dict:
     return sp.annotations_from_v2(((bundle.get("annotations") or {}).get("annotations")) or {})
 
 
-def _reason(error) -> str:
-    response = getattr(error, "response", None)
+def _reason(error: Exception) -> str:
+    # Without a response (None) or with a non-JSON body, the except below answers.
+    response: Any = getattr(error, "response", None)
     try:
         return str(response.json().get("reason", ""))[:500]
     except Exception:  # noqa: BLE001 - not JSON
         return (getattr(response, "text", "") or "")[:200]
 
 
-def connect(token: SecretToken, *, endpoint: str | None = None, cache_dir: str | None = None,
-            retry: RetryPolicy | None = None):
+def connect(
+    token: SecretToken, *, endpoint: str | None = None, cache_dir: str | None = None, retry: RetryPolicy | None = None
+):
     """A logged-in ``synapseclient.Synapse`` that never reads a config file,
     never checks for client updates and never leaks the token into logs.
 
@@ -275,8 +303,9 @@ def connect(token: SecretToken, *, endpoint: str | None = None, cache_dir: str |
     import synapseclient
     from synapseclient.core.exceptions import SynapseAuthenticationError, SynapseHTTPError
 
-    owned_cache_dir = None if cache_dir else tempfile.mkdtemp(prefix="synapse-cache-")
-    cache_dir = cache_dir or owned_cache_dir
+    owned_cache_dir: str | None = None
+    if not cache_dir:
+        owned_cache_dir = cache_dir = tempfile.mkdtemp(prefix="synapse-cache-")
     no_config = os.path.join(cache_dir, "no-synapse-config")  # absent on purpose: no file credentials
     syn = synapseclient.Synapse(
         **endpoints_for(endpoint),
@@ -297,13 +326,17 @@ def connect(token: SecretToken, *, endpoint: str | None = None, cache_dir: str |
         syn.login(authToken=token.reveal(), silent=True)
     except SynapseHTTPError as error:
         status = getattr(getattr(error, "response", None), "status_code", 0)
-        raise SynapseExportError(f"Synapse login failed: HTTP {status} -- {_status_hint(status, 'log in')}",
-                                 status=status) from None
+        raise SynapseExportError(
+            f"Synapse login failed: HTTP {status} -- {_status_hint(status, 'log in')}", status=status
+        ) from None
     except SynapseAuthenticationError as error:
-        raise SynapseExportError(f"Synapse login failed: {error} -- {_status_hint(401, 'log in')}", status=401) from None
+        raise SynapseExportError(
+            f"Synapse login failed: {error} -- {_status_hint(401, 'log in')}", status=401
+        ) from None
     except requests.exceptions.RequestException as error:
-        raise SynapseExportError(f"cannot reach Synapse at {endpoint or PRODUCTION_ENDPOINT}: "
-                                 f"{type(error).__name__}") from None
+        raise SynapseExportError(
+            f"cannot reach Synapse at {endpoint or PRODUCTION_ENDPOINT}: {type(error).__name__}"
+        ) from None
     log.info("logged in to Synapse as %s (token from %s)", syn.credentials.username, token.source)
     return syn
 
@@ -319,8 +352,12 @@ class ExportResult:
     storage_location_id: int | None = None
 
     def summary(self) -> dict[str, Any]:
-        return {"applied": self.applied, "storageLocationId": self.storage_location_id,
-                **self.plan.counts(), "leftAlone": len(self.plan.left_alone)}
+        return {
+            "applied": self.applied,
+            "storageLocationId": self.storage_location_id,
+            **self.plan.counts(),
+            "leftAlone": len(self.plan.left_alone),
+        }
 
 
 class SynapseExporter:
@@ -351,8 +388,14 @@ class SynapseExporter:
         handle = next((h for h in bundle.get("fileHandles") or [] if str(h.get("id")) == handle_id), None)
         annotations = _bundle_annotations(bundle)
         if handle and handle.get("bucketName"):
-            return sp.ExistingFile(entity_id, name, sp.ObjectLocation(handle["bucketName"], handle["key"]),
-                                   handle.get("contentSize"), handle.get("contentMd5"), annotations)
+            return sp.ExistingFile(
+                entity_id,
+                name,
+                sp.ObjectLocation(handle["bucketName"], handle["key"]),
+                handle.get("contentSize"),
+                handle.get("contentMd5"),
+                annotations,
+            )
         return sp.ExistingFile(entity_id, name, None, None, None, annotations)
 
     # -- storage location
@@ -382,8 +425,9 @@ class SynapseExporter:
     def plan(self, desired: sp.DesiredTree, prune_datasets: Iterable[str] | None = None) -> sp.Plan:
         return sp.diff(desired, self.read_tree(), prune_datasets=prune_datasets)
 
-    def export(self, desired: sp.DesiredTree, *, dry_run: bool = False,
-               prune_datasets: Iterable[str] | None = None) -> ExportResult:
+    def export(
+        self, desired: sp.DesiredTree, *, dry_run: bool = False, prune_datasets: Iterable[str] | None = None
+    ) -> ExportResult:
         existing = self.read_tree()
         plan = sp.diff(desired, existing, prune_datasets=prune_datasets)
         for line in plan.left_alone:
@@ -402,28 +446,42 @@ class SynapseExporter:
 
     def _apply(self, action: sp.Action, folder_ids: dict[str, str], location: int | None) -> None:
         api = self.api
+        # sp.diff fills in what each kind needs: annotations for creates and
+        # updates, file for file creates and updates, entity_id for updates
+        # and deletes. The casts below take those as given.
         if action.kind == sp.CREATE_FOLDER:
             entity = api.create_with_annotations(
-                {"concreteType": FOLDER, "name": action.folder, "parentId": self.root_folder_id}, action.annotations)
+                {"concreteType": FOLDER, "name": action.folder, "parentId": self.root_folder_id},
+                cast(sp.Annotations, action.annotations),
+            )
             folder_ids[action.folder] = entity["id"]
         elif action.kind == sp.UPDATE_FOLDER_ANNOTATIONS:
-            current = api.annotations(action.entity_id)
-            api.set_annotations(action.entity_id, current["etag"], action.annotations)
+            entity_id = cast(str, action.entity_id)
+            current = api.annotations(entity_id)
+            api.set_annotations(entity_id, current["etag"], cast(sp.Annotations, action.annotations))
         elif action.kind == sp.CREATE_FILE:
-            handle = self._file_handle(action.file, location)
-            api.create_with_annotations({"concreteType": FILE_ENTITY, "name": action.name,
-                                         "parentId": folder_ids[action.folder], "dataFileHandleId": handle["id"]},
-                                        action.annotations)
+            handle = self._file_handle(cast(sp.DesiredFile, action.file), location)
+            api.create_with_annotations(
+                {
+                    "concreteType": FILE_ENTITY,
+                    "name": action.name,
+                    "parentId": folder_ids[action.folder],
+                    "dataFileHandleId": handle["id"],
+                },
+                cast(sp.Annotations, action.annotations),
+            )
         elif action.kind == sp.UPDATE_FILE:
-            handle = self._file_handle(action.file, location)
-            entity = api.entity(action.entity_id)
+            handle = self._file_handle(cast(sp.DesiredFile, action.file), location)
+            entity = api.entity(cast(str, action.entity_id))
             entity["dataFileHandleId"] = handle["id"]
-            api.update_with_annotations(entity, action.annotations)  # Synapse versions the File in place
+            # Synapse versions the File in place
+            api.update_with_annotations(entity, cast(sp.Annotations, action.annotations))
         elif action.kind == sp.UPDATE_FILE_ANNOTATIONS:
-            current = api.annotations(action.entity_id)
-            api.set_annotations(action.entity_id, current["etag"], action.annotations)
+            entity_id = cast(str, action.entity_id)
+            current = api.annotations(entity_id)
+            api.set_annotations(entity_id, current["etag"], cast(sp.Annotations, action.annotations))
         elif action.kind in (sp.DELETE_FILE, sp.DELETE_FOLDER):
-            api.delete_entity(action.entity_id)
+            api.delete_entity(cast(str, action.entity_id))
             if action.kind == sp.DELETE_FOLDER:
                 folder_ids.pop(action.folder, None)
         else:  # pragma: no cover
@@ -433,13 +491,18 @@ class SynapseExporter:
         if location is None:
             raise SynapseExportError("no storage location for the external file handles")
         return self.api.create_external_s3_file_handle(
-            bucket=want.location.bucket, key=want.location.key, size=want.size, md5=want.md5,
-            storage_location_id=location, content_type=CONTENT_TYPES.get(want.format),
+            bucket=want.location.bucket,
+            key=want.location.key,
+            size=want.size,
+            md5=want.md5,
+            storage_location_id=location,
+            content_type=CONTENT_TYPES.get(want.format),
         )
 
 
-def manifests_to_export(storage, datasets: Iterable[str] | None = None,
-                        versions: dict[str, str] | None = None) -> list[PublishManifest]:
+def manifests_to_export(
+    storage, datasets: Iterable[str] | None = None, versions: dict[str, str] | None = None
+) -> list[PublishManifest]:
     """The current manifest of every (or each chosen) dataset; ``versions``
     pins a dataset to another published version."""
     versions = dict(versions or {})
@@ -478,17 +541,21 @@ def export_published_root(
     from bridge_downstream_adapters.s3 import S3Storage
 
     if not published_root.startswith("s3://"):
-        raise SynapseExportError("the Synapse export needs the published root in S3 (s3://bucket/prefix): "
-                                 "Synapse file handles point at S3 objects")
+        raise SynapseExportError(
+            "the Synapse export needs the published root in S3 (s3://bucket/prefix): "
+            "Synapse file handles point at S3 objects"
+        )
     storage = S3Storage.from_uri(published_root, client=s3_client)
     datasets = list(datasets) if datasets else None
     manifests = manifests_to_export(storage, datasets)
     if not manifests:
         # Never mirror "nothing": a wrong root would otherwise empty the tree.
-        raise SynapseExportError(f"nothing published under {published_root} (no published/<dataset>/CURRENT); "
-                                 "check --published-root")
-    desired = sp.desired_tree(manifests, s3_locator(storage), formats=tuple(formats),
-                              tables=list(tables) if tables else None)
+        raise SynapseExportError(
+            f"nothing published under {published_root} (no published/<dataset>/CURRENT); check --published-root"
+        )
+    desired = sp.desired_tree(
+        manifests, s3_locator(storage), formats=tuple(formats), tables=list(tables) if tables else None
+    )
     syn = connect(token, endpoint=endpoint, retry=retry)
     exporter = SynapseExporter(SynapseApi(syn, retry), folder_id, storage_location_id=storage_location_id)
     # Whole-root export: remove folders of tables no longer published. With a

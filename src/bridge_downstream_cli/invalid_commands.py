@@ -36,17 +36,27 @@ def add_location_arguments(parser: argparse.ArgumentParser, visibility_default: 
     where.add_argument("--output", help="local pipeline root: its invalid/ folder is the sink")
     where.add_argument("--queue-url", help="the invalid-records SQS queue (AWS)")
     parser.add_argument(
-        "--visibility-timeout", type=int, default=visibility_default,
+        "--visibility-timeout",
+        type=int,
+        default=visibility_default,
         help=f"SQS: seconds the received messages stay hidden while this command works (default {visibility_default}); "
-        "messages it does not settle are made visible again at the end")
+        "messages it does not settle are made visible again at the end",
+    )
     parser.add_argument("--wait-seconds", type=int, default=1, help="SQS: long-poll seconds per receive (default 1)")
 
 
 def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--record", action="append", dest="records", metavar="ID",
-                        help="a record id, source key or file name, or identity prefix (repeatable)")
+    parser.add_argument(
+        "--record",
+        action="append",
+        dest="records",
+        metavar="ID",
+        help="a record id, source key or file name, or identity prefix (repeatable)",
+    )
     parser.add_argument("--reason", help="case-insensitive text in the reason or in an error message")
-    parser.add_argument("--assessment", action="append", dest="assessments", metavar="ID", help="an assessment id (repeatable)")
+    parser.add_argument(
+        "--assessment", action="append", dest="assessments", metavar="ID", help="an assessment id (repeatable)"
+    )
 
 
 def add_invalid_commands(subparsers) -> argparse.ArgumentParser:
@@ -67,17 +77,24 @@ def add_invalid_commands(subparsers) -> argparse.ArgumentParser:
     show.set_defaults(handler=command_show, func=command_show)
 
     replay = commands.add_parser(
-        "replay", help="re-ingest chosen invalid records; those that pass leave the sink, the others stay with new reasons")
+        "replay",
+        help="re-ingest chosen invalid records; those that pass leave the sink, the others stay with new reasons",
+    )
     add_location_arguments(replay, visibility_default=900)
     add_filter_arguments(replay)
     replay.add_argument("--all", action="store_true", help="replay every invalid record")
     replay.add_argument("--registry", required=True, help="registry directory or s3:// URI (the fixed one)")
     replay.add_argument("--profile", help="profile name or YAML (default: the profile the records were ingested with)")
-    replay.add_argument("--json-root", help="with --queue-url: the pipeline root the datasets go to (s3://... or a directory)")
+    replay.add_argument(
+        "--json-root", help="with --queue-url: the pipeline root the datasets go to (s3://... or a directory)"
+    )
     replay.add_argument("--app-id", help="app id for records whose metadata names none")
     replay.add_argument("--workers", type=int, default=1, help="ingest worker processes (default 1)")
-    replay.add_argument("--publish", action="store_true",
-                        help="then publish the datasets the replay wrote (local pipeline roots), as `run` does")
+    replay.add_argument(
+        "--publish",
+        action="store_true",
+        help="then publish the datasets the replay wrote (local pipeline roots), as `run` does",
+    )
     replay.add_argument("--retention", type=int, default=3, help="with --publish: complete versions kept per dataset")
     replay.add_argument("--dry-run", action="store_true", help="show what would be replayed, change nothing")
     replay.add_argument("--json", action="store_true", help="print the replay report as JSON")
@@ -93,7 +110,9 @@ def open_store(args):
     if args.queue_url:
         from bridge_downstream_adapters.invalid_queue import SqsInvalidStore
 
-        return SqsInvalidStore(args.queue_url, visibility_timeout=args.visibility_timeout, wait_seconds=args.wait_seconds)
+        return SqsInvalidStore(
+            args.queue_url, visibility_timeout=args.visibility_timeout, wait_seconds=args.wait_seconds
+        )
     if not Path(args.output).is_dir():
         raise UsageError(f"--output {args.output} is not a directory")
     return StorageInvalidStore(LocalStorage(args.output))
@@ -158,7 +177,9 @@ def _profile_name(args, chosen) -> str:
         return args.profile
     recorded = sorted({s.entry.get("profile") for s in chosen if s.entry.get("profile")})
     if len(recorded) > 1:
-        raise UsageError(f"the chosen records were ingested with different profiles ({', '.join(recorded)}): pass --profile")
+        raise UsageError(
+            f"the chosen records were ingested with different profiles ({', '.join(recorded)}): pass --profile"
+        )
     return recorded[0] if recorded else "mtb"
 
 
@@ -195,8 +216,10 @@ def replay_command(args) -> dict:
             return local_archive_input(entry)
 
     if args.publish and publish_root is None:
-        raise UsageError("--publish works on local pipeline roots; in AWS the JSON-to-Parquet workflow publishes "
-                           "the datasets listed in the replay report")
+        raise UsageError(
+            "--publish works on local pipeline roots; in AWS the JSON-to-Parquet workflow publishes "
+            "the datasets listed in the replay report"
+        )
     registry = _registry(args.registry)
     store = open_store(args)
     loaded = store.load()
@@ -219,7 +242,11 @@ def replay_command(args) -> dict:
     )
     if args.publish and not args.dry_run and report["datasets"]:
         # The replay's registry and profile, resolved above, publish what it wrote.
-        config = RunConfig(registry=registry, profile=profile, output=LocalStorage(publish_root), retention=args.retention)
+        # The --publish check above rejected a replay without a local root.
+        assert publish_root is not None
+        config = RunConfig(
+            registry=registry, profile=profile, output=LocalStorage(publish_root), retention=args.retention
+        )
         Path(publish_root).mkdir(parents=True, exist_ok=True)
         report["publish"] = publish_stage(config, sorted(report["datasets"]), run_id=report["run_id"])
         output.write_bytes(replay_report_key(report["run_id"]), json.dumps(report, indent=2).encode())
@@ -233,7 +260,9 @@ def command_replay(args) -> int:
         return 0
     print(format_replay_summary(report))
     if not report.get("dry_run"):
-        print(f"report: {report.get('ingest_report') or 'no archive was re-ingested'} (ingest), reports/replay-{report['run_id']}.json (replay)")
+        print(
+            f"report: {report.get('ingest_report') or 'no archive was re-ingested'} (ingest), reports/replay-{report['run_id']}.json (replay)"
+        )
     if "publish" in report:
         print_publish_summary(report["publish"])
     return 0

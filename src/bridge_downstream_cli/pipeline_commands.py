@@ -61,7 +61,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
 
 def discover_archives(paths: list[str]) -> Sequence[ArchiveInput]:
     """Archives named directly, or found (recursively) in named folders."""
-    listings = []
+    listings: list[Sequence[ArchiveInput]] = []
     for raw in paths:
         path = Path(raw).resolve()
         if path.is_dir():
@@ -101,7 +101,6 @@ def print_ingest_summary(report: dict, output: Path) -> None:
         more = ", ".join(f"{count} more {status}" for status, count in not_listed.items())
         print(f"  ... {more}: every archive is in {output / report['records']}")
     print(f"datasets: {output / layout.JSON_PREFIX}   report: {output / 'run-report.json'}")
-
 
 
 def ingest_stage(config: RunConfig, inputs: Sequence[ArchiveInput], show_progress: bool) -> dict:
@@ -165,7 +164,6 @@ def print_publish_summary(summary: dict) -> None:
         print(f"  {name:<48} {table['rows']:>9} rows")
     output = Path(summary["catalog"]).parent
     print(f'query them: pipenv run bridge-downstream query --output {output} "SELECT * FROM <table> LIMIT 10"')
-
 
 
 def _show_progress(args) -> bool:
@@ -236,7 +234,9 @@ def command_registry_build(args) -> int:
         out=args.out,
         version=args.version,
     )
-    print(f"registry {index['version']}: {len(index['schemas'])} schemas, {len(index['aliases'])} aliases -> {args.out}")
+    print(
+        f"registry {index['version']}: {len(index['schemas'])} schemas, {len(index['aliases'])} aliases -> {args.out}"
+    )
     for url in index["unresolved_archive_map_urls"]:
         print(f"  warning: the archive map names {url}, which no schema file provides")
     return 0
@@ -253,16 +253,21 @@ def add_engine_argument(parser, default: str | None = None) -> None:
     )
 
 
-
 def add_pipeline_commands(commands) -> None:
     """Register the pipeline's commands on the command line's subparsers."""
-    registry = commands.add_parser("registry", help="schema registry artifacts").add_subparsers(dest="registry_command", required=True)
+    registry = commands.add_parser("registry", help="schema registry artifacts").add_subparsers(
+        dest="registry_command", required=True
+    )
     build = registry.add_parser("build", help="assemble a registry directory from an archive map, schemas and mappings")
     build.add_argument("--archive-map", required=True)
-    build.add_argument("--schemas", action="append", required=True, metavar="DIR", help="a folder of JSON Schemas (repeatable)")
+    build.add_argument(
+        "--schemas", action="append", required=True, metavar="DIR", help="a folder of JSON Schemas (repeatable)"
+    )
     build.add_argument("--schema-mapping", required=True, help="JSON: schema $id or URL -> dataset id")
     build.add_argument("--dataset-mapping", required=True, help="JSON: legacy assessment/revision/file -> dataset id")
-    build.add_argument("--alias", action="append", metavar="URL=FILE", help="a schema published at URL whose $id differs (repeatable)")
+    build.add_argument(
+        "--alias", action="append", metavar="URL=FILE", help="a schema published at URL whose $id differs (repeatable)"
+    )
     build.add_argument("--pipeline-rules", help="JSON: accepted client deviations and file-name aliases")
     build.add_argument("--version", help="registry version (default: a digest of its content)")
     build.add_argument("--out", required=True)

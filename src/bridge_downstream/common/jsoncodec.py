@@ -54,12 +54,14 @@ class Rows:
     def line(self, element, index: int) -> bytes:
         if type(element) is dict and element and self._names.isdisjoint(element):
             return b"%b%b%d}\n" % (orjson.dumps(element)[:-1], self._tail, index)
-        return line({**(element if isinstance(element, dict) else {"value": element}), **self._shared, "sourceindex": index})
+        return line(
+            {**(element if isinstance(element, dict) else {"value": element}), **self._shared, "sourceindex": index}
+        )
 
     def block(self, elements: list, start: int = 0) -> bytes:
         """The lines of ``elements``, indexed from ``start``, as one block."""
         dumps, names, tail, merged = orjson.dumps, self._names, self._tail, self.line
-        pieces = []
+        pieces: list[bytes] = []
         for index, element in enumerate(elements, start):
             if type(element) is dict and element and names.isdisjoint(element):
                 pieces += (dumps(element)[:-1], tail, b"%d}\n" % index)

@@ -2,7 +2,7 @@
 
 Keys are POSIX-style relative paths ("json/dataset=X/part-0.ndjson"). The
 local implementation maps them to files under a directory; the S3
-implementation (``bridge_downstream_aws.s3.S3Storage``) to objects under a
+implementation (``bridge_downstream_adapters.s3.S3Storage``) to objects under a
 bucket prefix. Writes of a whole object are atomic in both: a reader sees the
 old object or the new one, never a torn one.
 """
@@ -281,4 +281,3 @@ def _walk_in_key_order(folder: str, key_prefix: str) -> Iterator[tuple[str, int]
                 yield key_prefix + name, entry.stat().st_size
             except FileNotFoundError:  # gone since the folder was read
                 continue
-

@@ -5,7 +5,7 @@ and the :class:`RunConfig` that the edges build once.
 Imports only :mod:`bridge_downstream.common`.
 """
 
-from bridge_downstream.config.limits import ArchiveLimits
+from bridge_downstream.config.limits import DEFAULT_LIMITS, ArchiveLimits
 from bridge_downstream.config.profiles import (
     DedupRule,
     Profile,
@@ -23,6 +23,7 @@ from bridge_downstream.config.run_config import DEFAULT_ENGINE, DEFAULT_RETENTIO
 
 __all__ = [
     "DEFAULT_ENGINE",
+    "DEFAULT_LIMITS",
     "DEFAULT_RETENTION",
     "ArchiveLimits",
     "DedupRule",

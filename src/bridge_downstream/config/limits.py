@@ -15,3 +15,6 @@ class ArchiveLimits:
     max_members: int = 10_000
     ratio_floor_bytes: int = 1 << 20  # tiny members may compress very well
 
+
+# Frozen, so one instance serves as every default.
+DEFAULT_LIMITS = ArchiveLimits()

@@ -113,5 +113,7 @@ def load_profile(name_or_path: str | os.PathLike) -> Profile:
         if resource.is_file():
             text = resource.read_text()
     if text is None:
-        raise ProfileError(f"no profile {str(name_or_path)!r}: built-in profiles are {', '.join(builtin_profiles())}, or give a YAML file")
+        raise ProfileError(
+            f"no profile {str(name_or_path)!r}: built-in profiles are {', '.join(builtin_profiles())}, or give a YAML file"
+        )
     return Profile.from_mapping(yaml.safe_load(text))

@@ -67,7 +67,7 @@ class PipelineRules:
 
 
 def _no_retrieval(uri: str):
-    raise NoSuchResource(ref=uri)
+    raise NoSuchResource(ref=uri)  # type: ignore[call-arg]  # an attrs class; mypy misses its init
 
 
 class SchemaRegistry:
@@ -98,7 +98,8 @@ class SchemaRegistry:
         for url, schema_id in self.aliases.items():
             resource = Resource.from_contents(self.schemas[schema_id], default_specification=DRAFT7)
             resources.append((url, resource))
-        self._referencing = Registry(retrieve=_no_retrieval).with_resources(resources).crawl()
+        # retrieve= is an attrs alias of Registry's private field, which mypy's attrs support does not see.
+        self._referencing = Registry(retrieve=_no_retrieval).with_resources(resources).crawl()  # type: ignore[call-arg]
         self._validators: dict[str, Any] = {}
 
     # -- lookups -----------------------------------------------------------
@@ -234,7 +235,7 @@ def build_registry(
     schema_dirs: Iterable[str | os.PathLike],
     schema_mapping: str | os.PathLike,
     dataset_mapping: str | os.PathLike,
-    aliases: Mapping[str, str | os.PathLike] = (),
+    aliases: Mapping[str, str | os.PathLike] | None = None,
     pipeline_rules: str | os.PathLike | None = None,
     out: str | os.PathLike,
     version: str | None = None,
@@ -253,15 +254,14 @@ def build_registry(
     chosen = {schema_id: _prefer(schema_id, paths) for schema_id, paths in claims.items()}
 
     alias_ids: dict[str, str] = {}
-    for url, file_path in dict(aliases).items():
+    for url, file_path in dict(aliases or {}).items():
         path = Path(file_path)
         schema = _load_json(path)
         schema_id = schema.get("$id") if isinstance(schema, dict) else None
         if not schema_id:
             raise RegistryError(f"alias {url}: {path} has no $id")
-        if schema_id in chosen and chosen[schema_id] != path:
-            if _load_json(chosen[schema_id]) != schema:
-                raise RegistryError(f"alias {url}: $id {schema_id!r} of {path} is already held by {chosen[schema_id]}")
+        if schema_id in chosen and chosen[schema_id] != path and _load_json(chosen[schema_id]) != schema:
+            raise RegistryError(f"alias {url}: $id {schema_id!r} of {path} is already held by {chosen[schema_id]}")
         chosen[schema_id] = path
         alias_ids[url] = schema_id
 

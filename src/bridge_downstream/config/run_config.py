@@ -8,10 +8,10 @@ configuration themselves.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from bridge_downstream.common.storage import Storage
-from bridge_downstream.config.limits import ArchiveLimits
+from bridge_downstream.config.limits import DEFAULT_LIMITS, ArchiveLimits
 from bridge_downstream.config.profiles import Profile
 from bridge_downstream.config.registry import SchemaRegistry
 
@@ -28,7 +28,7 @@ class RunConfig:
     engine: str = DEFAULT_ENGINE  # the publish engine, "arrow" or "spark"
     workers: int | None = None  # ingest worker processes (default: one per core)
     app_id: str | None = None  # for records whose metadata names none
-    limits: ArchiveLimits = field(default_factory=ArchiveLimits)
+    limits: ArchiveLimits = DEFAULT_LIMITS
     retention: int = DEFAULT_RETENTION
 
     @property

@@ -76,22 +76,28 @@ class DeliveryTarget:
         tables = raw.get("tables")
         if tables is not None and (isinstance(tables, str) or not tables):
             raise DeliveryError(f"delivery {raw['name']!r}: tables must be a non-empty list (omit it for all)")
-        return cls(name=str(raw["name"]), app=str(raw["app"]), study=str(raw["study"]),
-                   destination=str(raw["destination"]), tables=tuple(tables) if tables else None,
-                   formats=formats, retention_days=retention)
+        return cls(
+            name=str(raw["name"]),
+            app=str(raw["app"]),
+            study=str(raw["study"]),
+            destination=str(raw["destination"]),
+            tables=tuple(tables) if tables else None,
+            formats=formats,
+            retention_days=retention,
+        )
 
 
 def load_delivery_config(text: str) -> list[DeliveryTarget]:
     """Parse a delivery configuration (YAML or JSON)::
 
-        deliveries:
-          - name: partner-a
-            app: mobile-toolbox
-            study: cxhnxd
-            destination: s3://partner-a-drop/mtb/cxhnxd
-            tables: [ArchiveMetadata_v1]      # optional; default all
-            formats: [parquet, csv]           # optional
-            retention_days: 30                # optional; default keep all
+    deliveries:
+      - name: partner-a
+        app: mobile-toolbox
+        study: cxhnxd
+        destination: s3://partner-a-drop/mtb/cxhnxd
+        tables: [ArchiveMetadata_v1]      # optional; default all
+        formats: [parquet, csv]           # optional
+        retention_days: 30                # optional; default keep all
     """
     import yaml
 
@@ -109,11 +115,14 @@ def load_delivery_config(text: str) -> list[DeliveryTarget]:
     return targets
 
 
-def targets_for(targets: Iterable[DeliveryTarget], app: str, study: str, name: str | None = None) -> list[DeliveryTarget]:
+def targets_for(
+    targets: Iterable[DeliveryTarget], app: str, study: str, name: str | None = None
+) -> list[DeliveryTarget]:
     chosen = [t for t in targets if t.app == app and t.study == study and (name is None or t.name == name)]
     if not chosen:
-        raise DeliveryError(f"no delivery configured for app {app!r}, study {study!r}"
-                            + (f" named {name!r}" if name else ""))
+        raise DeliveryError(
+            f"no delivery configured for app {app!r}, study {study!r}" + (f" named {name!r}" if name else "")
+        )
     return chosen
 
 
@@ -164,12 +173,13 @@ def folder_time(name: str) -> datetime | None:
 def _path_in_delivery(manifest: PublishManifest, fmt: str, table: str, key: str) -> str:
     # published/<D>/versions/<v>/<fmt>/<table>/<rest>  ->  <fmt>/<table>/<rest>
     prefix = manifest.tables[table].location(manifest.version, fmt) + "/"
-    rest = key[len(prefix):] if key.startswith(prefix) else key.rsplit("/", 1)[-1]
+    rest = key[len(prefix) :] if key.startswith(prefix) else key.rsplit("/", 1)[-1]
     return join_key(fmt, table, rest)
 
 
-def plan_delivery(target: DeliveryTarget, manifests: Sequence[PublishManifest], *, now: datetime,
-                  run_id: str | None = None) -> DeliveryPlan:
+def plan_delivery(
+    target: DeliveryTarget, manifests: Sequence[PublishManifest], *, now: datetime, run_id: str | None = None
+) -> DeliveryPlan:
     """What a delivery run copies: the chosen tables of ``manifests``."""
     folder = folder_name(now)
     plan = DeliveryPlan(target, folder, run_id or f"delivery-{folder}-{uuid.uuid4().hex[:8]}")
@@ -184,25 +194,43 @@ def plan_delivery(target: DeliveryTarget, manifests: Sequence[PublishManifest], 
                 raise DeliveryError(f"table {table.name!r} is published by two datasets")
             found.add(table.name)
             used = True
-            plan.tables[table.name] = {"dataset_id": manifest.dataset_id, "version": manifest.version,
-                                       "rows": table.rows, "columns": table.columns,
-                                       "partition_keys": table.partition_keys}
+            plan.tables[table.name] = {
+                "dataset_id": manifest.dataset_id,
+                "version": manifest.version,
+                "rows": table.rows,
+                "columns": table.columns,
+                "partition_keys": table.partition_keys,
+            }
             for published in table.files:
                 if published.format not in target.formats:
                     continue
-                plan.copies.append(PlannedCopy(
-                    source_key=published.key,
-                    path=_path_in_delivery(manifest, published.format, table.name, published.key),
-                    dataset_id=manifest.dataset_id, version=manifest.version, table=table.name,
-                    format=published.format, size=published.size, sha256=published.sha256,
-                    rows=published.rows, partition=dict(published.partition),
-                ))
+                plan.copies.append(
+                    PlannedCopy(
+                        source_key=published.key,
+                        path=_path_in_delivery(manifest, published.format, table.name, published.key),
+                        dataset_id=manifest.dataset_id,
+                        version=manifest.version,
+                        table=table.name,
+                        format=published.format,
+                        size=published.size,
+                        sha256=published.sha256,
+                        rows=published.rows,
+                        partition=dict(published.partition),
+                    )
+                )
         if used:
-            plan.sources.append({"dataset_id": manifest.dataset_id, "version": manifest.version,
-                                 "publish_run_id": manifest.run_id, "schema_version": manifest.registry_version})
+            plan.sources.append(
+                {
+                    "dataset_id": manifest.dataset_id,
+                    "version": manifest.version,
+                    "publish_run_id": manifest.run_id,
+                    "schema_version": manifest.registry_version,
+                }
+            )
     if wanted is not None and wanted - found:
-        raise DeliveryError(f"delivery {target.name!r}: no published version of table(s) "
-                            f"{', '.join(sorted(wanted - found))}")
+        raise DeliveryError(
+            f"delivery {target.name!r}: no published version of table(s) {', '.join(sorted(wanted - found))}"
+        )
     paths = [c.path for c in plan.copies]
     if len(paths) != len(set(paths)):
         raise DeliveryError("two published files map to the same delivery path")
@@ -220,8 +248,16 @@ def delivery_manifest(plan: DeliveryPlan, write_date: datetime) -> dict:
         "sources": plan.sources,
         "tables": plan.tables,
         "files": [
-            {"path": c.path, "table": c.table, "format": c.format, "dataset_id": c.dataset_id,
-             "size": c.size, "sha256": c.sha256, "rows": c.rows, "partition": dict(c.partition)}
+            {
+                "path": c.path,
+                "table": c.table,
+                "format": c.format,
+                "dataset_id": c.dataset_id,
+                "size": c.size,
+                "sha256": c.sha256,
+                "rows": c.rows,
+                "partition": dict(c.partition),
+            }
             for c in plan.copies
         ],
     }
@@ -264,12 +300,15 @@ class DeliveryFolder:
 def list_deliveries(destination: Storage) -> list[DeliveryFolder]:
     """Delivery folders at the top of ``destination``, oldest first."""
     seen: dict[str, bool] = {}
+    times: dict[str, datetime] = {}
     for info in destination.list(""):
         top, _, rest = info.key.partition("/")
-        if not rest or folder_time(top) is None:
+        when = folder_time(top)
+        if not rest or when is None:
             continue
+        times[top] = when
         seen[top] = seen.get(top, False) or rest == DELIVERY_MANIFEST
-    return [DeliveryFolder(name, folder_time(name), complete) for name, complete in sorted(seen.items())]
+    return [DeliveryFolder(name, times[name], complete) for name, complete in sorted(seen.items())]
 
 
 def expired_folders(folders: Sequence[DeliveryFolder], retention_days: int, now: datetime) -> list[DeliveryFolder]:
@@ -329,14 +368,27 @@ class DeliveryResult:
     removed: list[str]
 
     def summary(self) -> dict:
-        return {"delivery": self.target.name, "folder": self.plan.folder, "run_id": self.plan.run_id,
-                "files": len(self.plan.copies), "bytes": sum(c.size for c in self.plan.copies),
-                "complete": self.manifest is not None, "removed_by_retention": self.removed}
+        return {
+            "delivery": self.target.name,
+            "folder": self.plan.folder,
+            "run_id": self.plan.run_id,
+            "files": len(self.plan.copies),
+            "bytes": sum(c.size for c in self.plan.copies),
+            "complete": self.manifest is not None,
+            "removed_by_retention": self.removed,
+        }
 
 
-def run_delivery(source: Storage, destination: Storage, target: DeliveryTarget, *, now: datetime | None = None,
-                 run_id: str | None = None, versions: Mapping[str, str] | None = None,
-                 dry_run: bool = False) -> DeliveryResult:
+def run_delivery(
+    source: Storage,
+    destination: Storage,
+    target: DeliveryTarget,
+    *,
+    now: datetime | None = None,
+    run_id: str | None = None,
+    versions: Mapping[str, str] | None = None,
+    dry_run: bool = False,
+) -> DeliveryResult:
     """Deliver the current (or pinned) published version of the target's
     tables from ``source`` (a pipeline root) to ``destination``, then apply
     the target's retention."""

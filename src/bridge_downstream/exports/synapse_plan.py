@@ -39,8 +39,18 @@ MANAGED_BY = "bridge-downstream"
 # Annotation keys the export sets itself; a partition column with one of these
 # names is annotated as ``partition_<name>``.
 RESERVED_KEYS = frozenset(
-    {MANAGED_BY_KEY, "datasetId", "table", "format", "publishVersion", "runId",
-     "schemaVersion", "rowCount", "sha256", "fileCount"}
+    {
+        MANAGED_BY_KEY,
+        "datasetId",
+        "table",
+        "format",
+        "publishVersion",
+        "runId",
+        "schemaVersion",
+        "rowCount",
+        "sha256",
+        "fileCount",
+    }
 )
 
 MAX_NAME_LENGTH = 256
@@ -128,8 +138,15 @@ UPDATE_FILE = "update_file"  # new file handle (and annotations)
 UPDATE_FILE_ANNOTATIONS = "update_file_annotations"
 DELETE_FILE = "delete_file"
 DELETE_FOLDER = "delete_folder"
-ACTION_ORDER = (CREATE_FOLDER, UPDATE_FOLDER_ANNOTATIONS, CREATE_FILE, UPDATE_FILE,
-                UPDATE_FILE_ANNOTATIONS, DELETE_FILE, DELETE_FOLDER)
+ACTION_ORDER = (
+    CREATE_FOLDER,
+    UPDATE_FOLDER_ANNOTATIONS,
+    CREATE_FILE,
+    UPDATE_FILE,
+    UPDATE_FILE_ANNOTATIONS,
+    DELETE_FILE,
+    DELETE_FOLDER,
+)
 
 
 @dataclass(frozen=True)
@@ -274,7 +291,7 @@ def folder_annotations(manifest: PublishManifest, table: PublishedTable) -> Anno
 def _relative_to_table(manifest: PublishManifest, table: PublishedTable, published: PublishedFile) -> str:
     prefix = table.location(manifest.version, published.format) + "/"
     if published.key.startswith(prefix):
-        return published.key[len(prefix):]
+        return published.key[len(prefix) :]
     # Not under the documented layout: fall back to everything after the version.
     version_prefix = layout.version_prefix(manifest.dataset_id, manifest.version) + "/"
     return published.key.removeprefix(version_prefix)
@@ -338,11 +355,7 @@ def desired_tree(
 
 
 def _same_object(want: DesiredFile, have: ExistingFile) -> bool:
-    return (
-        have.location == want.location
-        and have.size == want.size
-        and (have.md5 or "").lower() == want.md5.lower()
-    )
+    return have.location == want.location and have.size == want.size and (have.md5 or "").lower() == want.md5.lower()
 
 
 def diff(desired: DesiredTree, existing: ExistingTree, *, prune_datasets: Iterable[str] | None = None) -> Plan:
@@ -357,32 +370,66 @@ def diff(desired: DesiredTree, existing: ExistingTree, *, prune_datasets: Iterab
     for folder_name, want_folder in sorted(desired.folders.items()):
         have_folder = existing.folders.get(folder_name)
         if have_folder is None:
-            plan.actions.append(Action(CREATE_FOLDER, folder_name, annotations=want_folder.annotations,
-                                       reason=f"new table {want_folder.dataset_id}/{want_folder.table}"))
+            plan.actions.append(
+                Action(
+                    CREATE_FOLDER,
+                    folder_name,
+                    annotations=want_folder.annotations,
+                    reason=f"new table {want_folder.dataset_id}/{want_folder.table}",
+                )
+            )
             for name, want in sorted(want_folder.files.items()):
                 plan.actions.append(Action(CREATE_FILE, folder_name, name, file=want, annotations=want.annotations))
             continue
         if not annotations_equal(want_folder.annotations, have_folder.annotations):
-            plan.actions.append(Action(UPDATE_FOLDER_ANNOTATIONS, folder_name, entity_id=have_folder.entity_id,
-                                       annotations=want_folder.annotations, reason="annotations changed"))
+            plan.actions.append(
+                Action(
+                    UPDATE_FOLDER_ANNOTATIONS,
+                    folder_name,
+                    entity_id=have_folder.entity_id,
+                    annotations=want_folder.annotations,
+                    reason="annotations changed",
+                )
+            )
         for name, want in sorted(want_folder.files.items()):
             have = have_folder.files.get(name)
             if have is None:
                 plan.actions.append(Action(CREATE_FILE, folder_name, name, file=want, annotations=want.annotations))
             elif not _same_object(want, have):
-                plan.actions.append(Action(UPDATE_FILE, folder_name, name, entity_id=have.entity_id, file=want,
-                                           annotations=want.annotations, reason="object changed"))
+                plan.actions.append(
+                    Action(
+                        UPDATE_FILE,
+                        folder_name,
+                        name,
+                        entity_id=have.entity_id,
+                        file=want,
+                        annotations=want.annotations,
+                        reason="object changed",
+                    )
+                )
             elif not annotations_equal(want.annotations, have.annotations):
-                plan.actions.append(Action(UPDATE_FILE_ANNOTATIONS, folder_name, name, entity_id=have.entity_id,
-                                           file=want, annotations=want.annotations, reason="annotations changed"))
+                plan.actions.append(
+                    Action(
+                        UPDATE_FILE_ANNOTATIONS,
+                        folder_name,
+                        name,
+                        entity_id=have.entity_id,
+                        file=want,
+                        annotations=want.annotations,
+                        reason="annotations changed",
+                    )
+                )
             else:
                 plan.unchanged += 1
         for name, have in sorted(have_folder.files.items()):
             if name in want_folder.files:
                 continue
             if have.managed:
-                plan.actions.append(Action(DELETE_FILE, folder_name, name, entity_id=have.entity_id,
-                                           reason="not in the current version"))
+                plan.actions.append(
+                    Action(
+                        DELETE_FILE, folder_name, name, entity_id=have.entity_id, reason="not in the current version"
+                    )
+                )
             else:
                 plan.left_alone.append(f"{folder_name}/{name} ({have.entity_id})")
 
@@ -401,13 +448,23 @@ def diff(desired: DesiredTree, existing: ExistingTree, *, prune_datasets: Iterab
                 # Keep the folder (and what others put there); remove our files.
                 for name, have in sorted(have_folder.files.items()):
                     if have.managed:
-                        plan.actions.append(Action(DELETE_FILE, folder_name, name, entity_id=have.entity_id,
-                                                   reason="table no longer published"))
+                        plan.actions.append(
+                            Action(
+                                DELETE_FILE,
+                                folder_name,
+                                name,
+                                entity_id=have.entity_id,
+                                reason="table no longer published",
+                            )
+                        )
                     else:
                         plan.left_alone.append(f"{folder_name}/{name} ({have.entity_id})")
             else:
-                plan.actions.append(Action(DELETE_FOLDER, folder_name, entity_id=have_folder.entity_id,
-                                           reason="table no longer published"))
+                plan.actions.append(
+                    Action(
+                        DELETE_FOLDER, folder_name, entity_id=have_folder.entity_id, reason="table no longer published"
+                    )
+                )
     order = {kind: i for i, kind in enumerate(ACTION_ORDER)}
     plan.actions.sort(key=lambda a: order[a.kind])
     return plan

@@ -70,7 +70,9 @@ _METADATA_JSON = json.JSONEncoder(sort_keys=True).encode
 PROCESSORS: dict[str, Callable] = {"bridge-archive": read_bridge_upload, "ndjson-export": read_ndjson_export}
 
 
-def _invalid_entry(inp: ArchiveInput, metadata: dict[str, str], ctx: IngestContext, reason: str, errors: dict, identity: str) -> dict:
+def _invalid_entry(
+    inp: ArchiveInput, metadata: dict[str, str], ctx: IngestContext, reason: str, errors: dict, identity: str
+) -> dict:
     result = ValidationResult(
         assessment_id=metadata.get("assessmentid", ""),
         assessment_revision=metadata.get("assessmentrevision", ""),
@@ -124,7 +126,9 @@ def prefetched(inputs: Iterable[ArchiveInput], depth: int) -> Iterator[tuple[Arc
                     future.result()[0].close()
 
 
-def ingest_archive(inp: ArchiveInput, ctx: IngestContext, writer: PartWriter, opening: Future | None = None) -> ArchiveOutcome:
+def ingest_archive(
+    inp: ArchiveInput, ctx: IngestContext, writer: PartWriter, opening: Future | None = None
+) -> ArchiveOutcome:
     source = inp.source  # a path computation: once per archive
     outcome = ArchiveOutcome(source=source, status=PROCESSED)
     metadata: dict[str, str] = {}
@@ -146,7 +150,10 @@ def ingest_archive(inp: ArchiveInput, ctx: IngestContext, writer: PartWriter, op
             stream = in_memory_if_small(opened)
             identity = outcome.identity = archive_identity(stream, metadata)
             if identity in ctx.already_ingested:
-                outcome.status, outcome.reason = SKIPPED, "already ingested: the same archive and metadata are in the ingest ledger"
+                outcome.status, outcome.reason = (
+                    SKIPPED,
+                    "already ingested: the same archive and metadata are in the ingest ledger",
+                )
                 return outcome
             if not metadata:
                 return invalid(
@@ -174,4 +181,3 @@ def ingest_archive(inp: ArchiveInput, ctx: IngestContext, writer: PartWriter, op
         return outcome
     writer.commit(identity)
     return outcome
-

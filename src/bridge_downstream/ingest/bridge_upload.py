@@ -23,11 +23,13 @@ from bridge_downstream.ingest.validation import (
 
 
 def parse_uploaded_on(value: str) -> datetime:
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    parsed = datetime.fromisoformat(value)  # Python 3.11 reads a trailing Z
     return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def read_bridge_upload(archive: SafeArchive, metadata: dict[str, str], ctx: IngestContext, writer: PartWriter, outcome: ArchiveOutcome) -> None:
+def read_bridge_upload(
+    archive: SafeArchive, metadata: dict[str, str], ctx: IngestContext, writer: PartWriter, outcome: ArchiveOutcome
+) -> None:
     profile, registry = ctx.profile, ctx.registry
     record_id = metadata["recordid"]
     assessment_id = metadata["assessmentid"]
@@ -44,7 +46,12 @@ def read_bridge_upload(archive: SafeArchive, metadata: dict[str, str], ctx: Inge
     metadata_document = archive.read_json("metadata.json") if archive.has("metadata.json") else None
     self_refs = self_referenced_schemas(metadata_document)
     validate = not registry.is_legacy_assessment(assessment_id, revision)
-    partition = (("assessmentid", assessment_id), ("year", uploaded.year), ("month", uploaded.month), ("day", uploaded.day))
+    partition = (
+        ("assessmentid", assessment_id),
+        ("year", uploaded.year),
+        ("month", uploaded.month),
+        ("day", uploaded.day),
+    )
     enrichment = {
         "assessmentid": assessment_id,
         "year": uploaded.year,
@@ -70,11 +77,17 @@ def read_bridge_upload(archive: SafeArchive, metadata: dict[str, str], ctx: Inge
     for member in sorted(archive.names):
         file_name = posixpath.basename(member)
         resolution = resolve_file(
-            registry, file_name=file_name, app_id=app_id, assessment_id=assessment_id, revision=revision, self_references=self_refs
+            registry,
+            file_name=file_name,
+            app_id=app_id,
+            assessment_id=assessment_id,
+            revision=revision,
+            self_references=self_refs,
         )
-        if resolution.skipped:
+        dataset_id = resolution.dataset_id
+        if dataset_id is None:
             # Interned: one string per distinct name/reason, also after pickling to the parent.
-            outcome.files_skipped.append({"file": sys.intern(member), "reason": sys.intern(resolution.reason)})
+            outcome.files_skipped.append({"file": sys.intern(member), "reason": sys.intern(resolution.reason or "")})
             continue
         document = metadata_document if member == "metadata.json" else archive.read_json(member)
         if validate and resolution.schema_url and registry.schema(resolution.schema_url) is not None:
@@ -82,15 +95,14 @@ def read_bridge_upload(archive: SafeArchive, metadata: dict[str, str], ctx: Inge
             if messages:
                 errors[member] = messages
                 continue
-        if resolution.dataset_id in profile.record_metadata_datasets:
+        if dataset_id in profile.record_metadata_datasets:
             extra = {**enrichment, **metadata, "sourcefile": member}
         else:
             extra = {**enrichment, "sourcefile": member}
         elements = document if isinstance(document, list) else [document]
         # One write per file, not per row.
-        writer.write_block(resolution.dataset_id, partition, jsoncodec.Rows(extra).block(elements), len(elements))
-        outcome.rows[resolution.dataset_id] = outcome.rows.get(resolution.dataset_id, 0) + len(elements)
+        writer.write_block(dataset_id, partition, jsoncodec.Rows(extra).block(elements), len(elements))
+        outcome.rows[dataset_id] = outcome.rows.get(dataset_id, 0) + len(elements)
     if errors:
         files = ", ".join(sorted(errors))
         raise InvalidArchive(f"failed validation: {files}", errors)
-

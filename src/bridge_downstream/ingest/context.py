@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bridge_downstream.config.limits import ArchiveLimits
+from bridge_downstream.config.limits import DEFAULT_LIMITS, ArchiveLimits
 from bridge_downstream.config.profiles import Profile
 from bridge_downstream.config.registry import SchemaRegistry
 from bridge_downstream.ingest.outcomes import (
@@ -29,7 +29,7 @@ class ArchiveOutcome:
 class IngestContext:
     registry: SchemaRegistry
     profile: Profile
-    limits: ArchiveLimits = ArchiveLimits()
+    limits: ArchiveLimits = DEFAULT_LIMITS
     app_id: str | None = None  # the pipeline's app, when records do not say
     already_ingested: IngestLedger = field(default_factory=IngestLedger)
     # Archives read ahead on threads while one is processed: on S3 a GET waits
@@ -50,4 +50,3 @@ class InvalidArchive(Exception):
         super().__init__(reason)
         self.reason = reason
         self.errors = errors or {}
-

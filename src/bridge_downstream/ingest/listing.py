@@ -100,4 +100,3 @@ class ArchiveListing(Sequence):
 
     def close(self) -> None:
         self._file.close()
-

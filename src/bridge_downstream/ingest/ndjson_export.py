@@ -50,12 +50,16 @@ def _export_dates(archive: SafeArchive) -> dict[str, str]:
             starts.append(match.group("start"))
             ends.append(match.group("end") or match.group("start"))
     if not starts:
-        raise InvalidArchive("export dates unknown: no Manifest.csv with ExportStartDate/ExportEndDate and no dated data file")
+        raise InvalidArchive(
+            "export dates unknown: no Manifest.csv with ExportStartDate/ExportEndDate and no dated data file"
+        )
     iso = lambda d: f"{d[:4]}-{d[4:6]}-{d[6:]}"
     return {"exportstartdate": iso(min(starts)), "exportenddate": iso(max(ends))}
 
 
-def read_ndjson_export(archive: SafeArchive, metadata: dict[str, str], ctx: IngestContext, writer: PartWriter, outcome: ArchiveOutcome) -> None:
+def read_ndjson_export(
+    archive: SafeArchive, metadata: dict[str, str], ctx: IngestContext, writer: PartWriter, outcome: ArchiveOutcome
+) -> None:
     cohort = metadata.get("cohort") or ctx.profile.cohort
     if not cohort:
         raise InvalidArchive("no cohort: the export's metadata has no 'cohort' and the profile sets no default")
@@ -69,7 +73,10 @@ def read_ndjson_export(archive: SafeArchive, metadata: dict[str, str], ctx: Inge
         dataset_id = export_dataset_id(file_name)
         if dataset_id is None:
             outcome.files_skipped.append(
-                {"file": member, "reason": "name does not follow {DataType}_[{SubType}_][Deleted_]{YYYYMMDD}[-{YYYYMMDD}].json"}
+                {
+                    "file": member,
+                    "reason": "name does not follow {DataType}_[{SubType}_][Deleted_]{YYYYMMDD}[-{YYYYMMDD}].json",
+                }
             )
             continue
         rows = jsoncodec.Rows({"cohort": cohort, **dates, "sourcefile": member})
@@ -80,7 +87,10 @@ def read_ndjson_export(archive: SafeArchive, metadata: dict[str, str], ctx: Inge
                 continue
             row = parse_json_document(line, f"{member} line {number + 1}")
             if not isinstance(row, dict):
-                raise InvalidArchive(f"{member} line {number + 1} is not a JSON object", {member: [f"line {number + 1} is not a JSON object"]})
+                raise InvalidArchive(
+                    f"{member} line {number + 1} is not a JSON object",
+                    {member: [f"line {number + 1} is not a JSON object"]},
+                )
             lines.append(rows.line(row, number))
             count += 1
             if len(lines) >= EXPORT_WRITE_BATCH:  # bounded memory for any file size
@@ -91,4 +101,3 @@ def read_ndjson_export(archive: SafeArchive, metadata: dict[str, str], ctx: Inge
             outcome.files_skipped.append({"file": member, "reason": "empty data file"})
         else:
             outcome.rows[dataset_id] = count
-

@@ -251,7 +251,17 @@ class OutcomeSpool:
     def add_part(self, part) -> None:
         """A part file the task published (as the part writer publishes it)."""
         self.tally.count_part(part.dataset_id)
-        self._parts.write(jsoncodec.line({"dataset": part.dataset_id, "partition": dict(part.partition), "key": part.key, "rows": part.rows, "size": part.size}))
+        self._parts.write(
+            jsoncodec.line(
+                {
+                    "dataset": part.dataset_id,
+                    "partition": dict(part.partition),
+                    "key": part.key,
+                    "rows": part.rows,
+                    "size": part.size,
+                }
+            )
+        )
         self._parts_written += 1
 
     def finish(self, storage: Storage) -> TaskResult:
@@ -331,7 +341,9 @@ def _report_entry(record: dict) -> dict:
     return entry
 
 
-def finish_run(run_id: str, ctx, results: Sequence[TaskResult], started: datetime, output: Storage, sink: InvalidSink) -> dict[str, Any]:
+def finish_run(
+    run_id: str, ctx, results: Sequence[TaskResult], started: datetime, output: Storage, sink: InvalidSink
+) -> dict[str, Any]:
     """Merge the tasks' spools into the sink, the ledger, the records file and the report."""
     results = sorted(results, key=lambda r: r.task)
     tally = RunTally()
@@ -351,7 +363,15 @@ def finish_run(run_id: str, ctx, results: Sequence[TaskResult], started: datetim
             if status == INVALID and record.get("invalid_entry") is not None:
                 sink.send(record["invalid_entry"])
             elif status == PROCESSED:
-                ledger.write({"identity": record["identity"], "source": record["source"], "recordid": record["recordid"], "datasets": record["datasets"], "run_id": run_id})
+                ledger.write(
+                    {
+                        "identity": record["identity"],
+                        "source": record["source"],
+                        "recordid": record["recordid"],
+                        "datasets": record["datasets"],
+                        "run_id": run_id,
+                    }
+                )
                 ledger_digests.append(IngestLedger.digest(record["identity"]))
             entry = _report_entry(record)
             if status in listed and len(listed[status]) < REPORT_LIST_LIMIT:
@@ -375,7 +395,8 @@ def finish_run(run_id: str, ctx, results: Sequence[TaskResult], started: datetim
         for lines in (ledger, ledger_digests, records, parts):
             lines.discard()
     files_skipped = [
-        {"file": file, "reason": reason, "archives": count} for (file, reason), count in sorted(tally.files_skipped.items())
+        {"file": file, "reason": reason, "archives": count}
+        for (file, reason), count in sorted(tally.files_skipped.items())
     ]
     report = {
         "run_id": run_id,

@@ -223,7 +223,13 @@ class PartWriter:
         self._append_waiting(part)
         dataset_id, partition = slot
         tag = hashlib.sha256(f"{part.identity_sum:064x}/{part.archives}".encode()).hexdigest()[:16]
-        written = WrittenPart(dataset_id, partition, layout.json_part_key(dataset_id, dict(partition), tag, self.task), part.rows, part.size)
+        written = WrittenPart(
+            dataset_id,
+            partition,
+            layout.json_part_key(dataset_id, dict(partition), tag, self.task),
+            part.rows,
+            part.size,
+        )
         # Many small uploads: on S3 each waits for a round trip, so several go
         # at once -- a bounded few, not one pending task per partition.
         if self._pool is None:

@@ -38,14 +38,16 @@ class Resolution:
         return self.dataset_id is None
 
 
-def _find(entries: Iterable[Mapping], file_name: str) -> str | None:
+def _find(entries: Iterable[Mapping] | None, file_name: str) -> str | None:
     for entry in entries or []:
         if entry.get("filename") == file_name and entry.get("jsonSchema"):
             return entry["jsonSchema"]
     return None
 
 
-def archive_map_schema(archive_map: Mapping, *, file_name: str, app_id: str, assessment_id: str, revision: int) -> tuple[str | None, str]:
+def archive_map_schema(
+    archive_map: Mapping, *, file_name: str, app_id: str, assessment_id: str, revision: int
+) -> tuple[str | None, str]:
     candidates = [
         a
         for a in archive_map.get("assessments", [])
@@ -78,7 +80,11 @@ def self_referenced_schemas(archive_metadata: object) -> dict[str, str]:
         return {}
     found = {}
     for entry in archive_metadata.get("files") or []:
-        if isinstance(entry, dict) and isinstance(entry.get("filename"), str) and isinstance(entry.get("jsonSchema"), str):
+        if (
+            isinstance(entry, dict)
+            and isinstance(entry.get("filename"), str)
+            and isinstance(entry.get("jsonSchema"), str)
+        ):
             found[entry["filename"]] = entry["jsonSchema"]
     return found
 
@@ -113,7 +119,9 @@ def resolve_file(
     return resolution
 
 
-def _resolve(registry: SchemaRegistry, file_name: str, app_id: str, assessment_id: str, revision: int, self_reference: str | None) -> Resolution:
+def _resolve(
+    registry: SchemaRegistry, file_name: str, app_id: str, assessment_id: str, revision: int, self_reference: str | None
+) -> Resolution:
     url, source = None, "none"
     if self_reference is not None:
         url, source = self_reference, "self-reference"

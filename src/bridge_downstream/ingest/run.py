@@ -20,10 +20,10 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from bridge_downstream.common.storage import Storage
-from bridge_downstream.config.limits import ArchiveLimits
+from bridge_downstream.config.limits import DEFAULT_LIMITS, ArchiveLimits
 from bridge_downstream.config.profiles import Profile
 from bridge_downstream.config.registry import SchemaRegistry
 from bridge_downstream.ingest.archive_ingest import ingest_archive, prefetched
@@ -80,7 +80,9 @@ def process_batch(
         writer = PartWriter.taking_over(task, output, resume.parts, on_published=spool.add_part)
     else:
         spool = OutcomeSpool(task, run_id, directory=scratch and _scratch_folder(scratch, "outcomes"))
-        writer = PartWriter(task, output, on_published=spool.add_part, staging_dir=scratch and _scratch_folder(scratch, "parts"))
+        writer = PartWriter(
+            task, output, on_published=spool.add_part, staging_dir=scratch and _scratch_folder(scratch, "parts")
+        )
     try:
         done = 0
         for inp, opening in prefetched(inputs, ctx.prefetch):
@@ -123,7 +125,9 @@ PROGRESS_EVERY = 16  # archives per progress message from a worker
 ARCHIVES_PER_PROCESS = 4096
 
 
-def _run_worker(task: int, inputs, run_id: str, messages, scratch: str, resume: TaskState | None, last: bool, report_progress: bool) -> None:
+def _run_worker(
+    task: int, inputs, run_id: str, messages, scratch: str, resume: TaskState | None, last: bool, report_progress: bool
+) -> None:
     """One worker process: one segment of a task's archives, into the task's
     part files and outcome spool; the parent hears only progress (when it
     shows it) and, at the end, the task's tally or the state the next
@@ -133,8 +137,18 @@ def _run_worker(task: int, inputs, run_id: str, messages, scratch: str, resume: 
         # A message wakes the queue's feeder thread, which then competes with
         # the worker for the interpreter: none is sent when nobody listens.
         report = (lambda done: messages.put(("progress", task, done))) if report_progress else None
-        outcome = process_batch(task, inputs, ctx, output, run_id, on_archive=report, progress_every=PROGRESS_EVERY,
-                                scratch=scratch, resume=resume, last=last)
+        outcome = process_batch(
+            task,
+            inputs,
+            ctx,
+            output,
+            run_id,
+            on_archive=report,
+            progress_every=PROGRESS_EVERY,
+            scratch=scratch,
+            resume=resume,
+            last=last,
+        )
         messages.put(("result" if last else "handover", task, outcome))
     except BaseException as error:  # noqa: BLE001 - reported to the parent, which fails the run
         import traceback
@@ -151,8 +165,14 @@ def split_tasks(inputs: Sequence[ArchiveInput], workers: int) -> list[list[Archi
     return [ordered[i::count] for i in range(count)]
 
 
-def _run_parallel(tasks: list[list[ArchiveInput]], ctx: IngestContext, output: Storage, run_id: str,
-                  progress: Callable[[int], None] | None, archives_per_process: int) -> list[TaskResult]:
+def _run_parallel(
+    tasks: list[list[ArchiveInput]],
+    ctx: IngestContext,
+    output: Storage,
+    run_id: str,
+    progress: Callable[[int], None] | None,
+    archives_per_process: int,
+) -> list[TaskResult]:
     import multiprocessing
     import queue
 
@@ -166,15 +186,32 @@ def _run_parallel(tasks: list[list[ArchiveInput]], ctx: IngestContext, output: S
     gc.freeze()
     # The run's local files live here, so they go even if a worker is killed.
     scratch = tempfile.mkdtemp(prefix="bridge-downstream-ingest-")
-    segments = [deque(task_inputs[start : start + archives_per_process] for start in range(0, len(task_inputs), archives_per_process))
-                for task_inputs in tasks]
+    segments = [
+        deque(
+            task_inputs[start : start + archives_per_process]
+            for start in range(0, len(task_inputs), archives_per_process)
+        )
+        for task_inputs in tasks
+    ]
     running: dict[int, Any] = {}
 
     def start_next_segment(task: int, resume: TaskState | None) -> None:
         inputs = segments[task].popleft()
-        process = fork.Process(target=_run_worker, name=f"ingest-task-{task}", daemon=True,
-                               args=(task, inputs, run_id, messages, os.path.join(scratch, f"task-{task:05d}"),
-                                     resume, not segments[task], progress is not None))
+        process = fork.Process(
+            target=_run_worker,
+            name=f"ingest-task-{task}",
+            daemon=True,
+            args=(
+                task,
+                inputs,
+                run_id,
+                messages,
+                os.path.join(scratch, f"task-{task:05d}"),
+                resume,
+                not segments[task],
+                progress is not None,
+            ),
+        )
         process.start()
         running[task] = process
 
@@ -188,7 +225,9 @@ def _run_parallel(tasks: list[list[ArchiveInput]], ctx: IngestContext, output: S
             except queue.Empty:
                 dead = [t for t, process in sorted(running.items()) if process.exitcode not in (None, 0)]
                 if dead:
-                    raise RuntimeError(f"ingest worker {dead[0]} died (exit code {running[dead[0]].exitcode})") from None
+                    raise RuntimeError(
+                        f"ingest worker {dead[0]} died (exit code {running[dead[0]].exitcode})"
+                    ) from None
                 continue
             if kind == "progress":
                 if progress:
@@ -221,7 +260,7 @@ def run_ingest(
     sink: InvalidSink,
     workers: int | None = None,
     app_id: str | None = None,
-    limits: ArchiveLimits = ArchiveLimits(),
+    limits: ArchiveLimits = DEFAULT_LIMITS,
     progress: Callable[[int], None] | None = None,
     run_id: str | None = None,
     prefetch: int = 0,
@@ -236,6 +275,9 @@ def run_ingest(
     if len(tasks) > 1 or any(len(task_inputs) > per_process for task_inputs in tasks):
         results = _run_parallel(tasks, ctx, output, run_id, progress, per_process)
     else:  # one process's worth of archives: no worker process needed
-        results = [process_batch(index, task_inputs, ctx, output, run_id, on_archive=progress) for index, task_inputs in enumerate(tasks)]
+        results = [
+            # last=True (the default): a finished task's result
+            cast(TaskResult, process_batch(index, task_inputs, ctx, output, run_id, on_archive=progress))
+            for index, task_inputs in enumerate(tasks)
+        ]
     return finish_run(run_id, ctx, results, started, output, sink)
-

@@ -14,10 +14,10 @@ import struct
 import zipfile
 import zlib
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import BinaryIO, Self
 
 from bridge_downstream.common import jsoncodec
-from bridge_downstream.config.limits import ArchiveLimits
+from bridge_downstream.config.limits import DEFAULT_LIMITS, ArchiveLimits
 
 # What zipfile and zlib raise for a member that cannot be read: a bad header or
 # CRC, damaged deflate data (zlib.error, not an OSError), encryption, an
@@ -34,7 +34,8 @@ def _inflate(compressed: bytes, size: int) -> bytes | None:
 _INFLATERS = {zipfile.ZIP_STORED: lambda compressed, size: compressed, zipfile.ZIP_DEFLATED: _inflate}
 
 
-_LOCAL_HEADER = struct.Struct(zipfile.structFileHeader)
+# zipfile's own layout of a local file header (private names, absent from typeshed).
+_LOCAL_HEADER = struct.Struct(zipfile.structFileHeader)  # type: ignore[attr-defined]
 
 
 _FLAG_UTF8_NAME = 0x800
@@ -77,14 +78,16 @@ class SafeArchive:
     declared sizes are within the limits.
     """
 
-    def __init__(self, stream: BinaryIO, limits: ArchiveLimits = ArchiveLimits(), name: str = "archive"):
+    def __init__(self, stream: BinaryIO, limits: ArchiveLimits = DEFAULT_LIMITS, name: str = "archive"):
         self.limits = limits
         self.name = name
         stream.seek(0, io.SEEK_END)
         size = stream.tell()
         stream.seek(0)
         if size > limits.max_archive_bytes:
-            raise ArchiveError("oversized-archive", f"{size} bytes is more than the limit of {limits.max_archive_bytes}")
+            raise ArchiveError(
+                "oversized-archive", f"{size} bytes is more than the limit of {limits.max_archive_bytes}"
+            )
         try:
             self.zip = zipfile.ZipFile(stream)
             infos = self.zip.infolist()
@@ -97,7 +100,9 @@ class SafeArchive:
         if not self.members:
             raise ArchiveError("empty-archive", "the archive holds no files")
         if len(self.members) > limits.max_members:
-            raise ArchiveError("too-many-members", f"{len(self.members)} members, more than the limit of {limits.max_members}")
+            raise ArchiveError(
+                "too-many-members", f"{len(self.members)} members, more than the limit of {limits.max_members}"
+            )
         seen: set[str] = set()
         total = 0
         for info in self.members:
@@ -111,7 +116,9 @@ class SafeArchive:
             self._check_declared(info)
             total += info.file_size
         if total > limits.max_total_bytes:
-            raise ArchiveError("zip-bomb", f"members inflate to {total} bytes, more than the limit of {limits.max_total_bytes}")
+            raise ArchiveError(
+                "zip-bomb", f"members inflate to {total} bytes, more than the limit of {limits.max_total_bytes}"
+            )
 
     def _check_declared(self, info: zipfile.ZipInfo) -> None:
         if info.file_size > self.limits.max_member_bytes:
@@ -184,8 +191,12 @@ class SafeArchive:
         start = offset + _LOCAL_HEADER.size
         raw_name = data[start : start + name_length]
         # ASCII reads the same in both encodings, without cp437's codec (Python code).
-        name = raw_name.decode("ascii") if raw_name.isascii() else raw_name.decode("utf-8" if flags & _FLAG_UTF8_NAME else "cp437", "replace")
-        if signature != zipfile.stringFileHeader or name != info.orig_filename:
+        name = (
+            raw_name.decode("ascii")
+            if raw_name.isascii()
+            else raw_name.decode("utf-8" if flags & _FLAG_UTF8_NAME else "cp437", "replace")
+        )
+        if signature != zipfile.stringFileHeader or name != info.orig_filename:  # type: ignore[attr-defined]
             return None
         start += name_length + extra_length
         compressed = data[start : start + info.compress_size]
@@ -205,13 +216,12 @@ class SafeArchive:
     def iter_lines(self, name: str) -> Iterator[tuple[int, bytes]]:
         """(line number from 0, line) of a member, streamed."""
         with self.open(name) as reader:
-            for number, line in enumerate(reader):
-                yield number, line
+            yield from enumerate(reader)
 
     def close(self) -> None:
         self.zip.close()
 
-    def __enter__(self) -> SafeArchive:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -235,12 +245,22 @@ class _BoundedRaw(io.RawIOBase):
         try:
             data = self.raw.read(len(target))
         except _INFLATE_ERRORS as error:
-            raise ArchiveError("corrupt-archive", f"member {self.name!r} cannot be inflated ({error})", self.name) from error
+            raise ArchiveError(
+                "corrupt-archive", f"member {self.name!r} cannot be inflated ({error})", self.name
+            ) from error
         self.count += len(data)
         if self.count > self.limits.max_member_bytes:
-            raise ArchiveError("oversized-member", f"member {self.name!r} inflates past {self.limits.max_member_bytes} bytes", self.name)
+            raise ArchiveError(
+                "oversized-member",
+                f"member {self.name!r} inflates past {self.limits.max_member_bytes} bytes",
+                self.name,
+            )
         if self.count > self.limits.ratio_floor_bytes and self.count / self.compressed > self.limits.max_ratio:
-            raise ArchiveError("zip-bomb", f"member {self.name!r} inflates more than {self.limits.max_ratio:.0f} times its size", self.name)
+            raise ArchiveError(
+                "zip-bomb",
+                f"member {self.name!r} inflates more than {self.limits.max_ratio:.0f} times its size",
+                self.name,
+            )
         target[: len(data)] = data
         return len(data)
 
@@ -263,4 +283,3 @@ def parse_json_document(data: bytes, where: str):
     except jsoncodec.JSONDecodeError as error:
         decode_utf8(data, where)  # text that is not UTF-8 is reported as such
         raise ArchiveError("not-json", f"{where} is not JSON ({error})", where) from error
-

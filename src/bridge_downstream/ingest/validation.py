@@ -67,7 +67,11 @@ def _compile_fast(registry: SchemaRegistry, schema_id: str, waived: frozenset[st
     except ImportError:  # pragma: no cover - a declared dependency; without it every file takes the slow path
         return None
 
-    schemas = registry.schemas if not waived else {key: _without_requirements(schema, waived) for key, schema in registry.schemas.items()}
+    schemas = (
+        registry.schemas
+        if not waived
+        else {key: _without_requirements(schema, waived) for key, schema in registry.schemas.items()}
+    )
     # Every schema by $id and by alias. The retriever holds this, not the
     # registry: the compiled validators are cached per registry (weakly), and
     # must not keep it alive.
@@ -155,7 +159,9 @@ def validate_document(
     return validate_document_slow(registry, schema_url, document, acceptable)
 
 
-def validate_document_slow(registry: SchemaRegistry, schema_url: str, document, accepted: Collection[str] = ()) -> list[str]:
+def validate_document_slow(
+    registry: SchemaRegistry, schema_url: str, document, accepted: Collection[str] = ()
+) -> list[str]:
     """jsonschema only (the reference for messages and for the fast path's
     parity). Accepted deviations are passed over as they come, so a
     document whose first errors are all accepted is still read to its end."""
@@ -201,7 +207,9 @@ def _subschema(registry: SchemaRegistry, location: str) -> dict | None:
     return known[location]
 
 
-def _messages_of_compiled_errors(registry: SchemaRegistry, schema_url: str, compiled, document, accepted: Collection[str]) -> list[str] | None:
+def _messages_of_compiled_errors(
+    registry: SchemaRegistry, schema_url: str, compiled, document, accepted: Collection[str]
+) -> list[str] | None:
     """jsonschema's messages for the errors jsonschema-rs finds, when that
     is certain to be what jsonschema would say: [] when every error is an
     accepted deviation, [message] when exactly one is not; None otherwise
@@ -223,7 +231,9 @@ def _messages_of_compiled_errors(registry: SchemaRegistry, schema_url: str, comp
     for error in compiled.iter_errors(document):
         parent, _, keyword = (error.absolute_keyword_location or "").rpartition("/")
         function = keyword_functions.get(keyword) if keyword in _LEAF_KEYWORDS else None
-        subschema = _subschema(registry, parent) if function is not None else None
+        if function is None:
+            return None
+        subschema = _subschema(registry, parent)
         if subschema is None or keyword not in subschema:
             return None
         found = 0
@@ -243,7 +253,18 @@ def _messages_of_compiled_errors(registry: SchemaRegistry, schema_url: str, comp
 # Keywords whose subschemas must all hold for theirs to, and whose subschemas'
 # errors jsonschema reports as they are. A schema that evaluates only these
 # and leaf keywords holds exactly when every leaf check holds.
-_CONJUNCTIVE_APPLICATORS = frozenset({"properties", "patternProperties", "additionalProperties", "items", "additionalItems", "prefixItems", "allOf", "$ref"})
+_CONJUNCTIVE_APPLICATORS = frozenset(
+    {
+        "properties",
+        "patternProperties",
+        "additionalProperties",
+        "items",
+        "additionalItems",
+        "prefixItems",
+        "allOf",
+        "$ref",
+    }
+)
 _REQUIRED_MESSAGE = "{!r} is a required property"  # jsonschema's, for a name missing from an object
 
 
@@ -337,10 +358,14 @@ def _without_requirements(schema, waived: frozenset[str]):
     return copy
 
 
-_WAIVING_VALIDATORS: weakref.WeakKeyDictionary[SchemaRegistry, dict[tuple[str, tuple], Any]] = weakref.WeakKeyDictionary()
+_WAIVING_VALIDATORS: weakref.WeakKeyDictionary[SchemaRegistry, dict[tuple[str, tuple], Any]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
-def _valid_but_for_accepted_requirements(registry: SchemaRegistry, schema_url: str, document, accepted: Collection[str]) -> bool:
+def _valid_but_for_accepted_requirements(
+    registry: SchemaRegistry, schema_url: str, document, accepted: Collection[str]
+) -> bool:
     """True when the document's only errors are missing properties whose
     message is accepted (without a location: anywhere in the document). One
     call of a compiled validator of the schema without those requirements
@@ -353,7 +378,9 @@ def _valid_but_for_accepted_requirements(registry: SchemaRegistry, schema_url: s
     cache = _WAIVING_VALIDATORS.setdefault(registry, {})
     key = (schema_id, tuple(accepted))
     if key not in cache:
-        waived = frozenset(name for name in _waivable_requirements(registry, schema_id) if _REQUIRED_MESSAGE.format(name) in accepted)
+        waived = frozenset(
+            name for name in _waivable_requirements(registry, schema_id) if _REQUIRED_MESSAGE.format(name) in accepted
+        )
         cache[key] = _compile_fast(registry, schema_id, waived) if waived else None
     compiled = cache[key]
     return compiled is not None and compiled.is_valid(document)
@@ -384,7 +411,9 @@ def accepted_messages(
     names = {file_name, base, (file_aliases or {}).get(base, base), "*"}
     accepted: list[str] = []
     for rule in rules:
-        if rule.get("file") in names and _rule_applies(rule.get("when", {}), app_id=app_id, client_info=client_info, assessment_id=assessment_id):
+        if rule.get("file") in names and _rule_applies(
+            rule.get("when", {}), app_id=app_id, client_info=client_info, assessment_id=assessment_id
+        ):
             accepted.extend(rule.get("messages", []))
     return tuple(accepted)
 
@@ -407,7 +436,14 @@ def drop_accepted_deviations(
     """The errors (file name -> every message) that remain once accepted deviations are removed."""
     remaining: dict[str, list[str]] = {}
     for file_name, messages in errors.items():
-        accepted = accepted_messages(rules, file_name, app_id=app_id, client_info=client_info, assessment_id=assessment_id, file_aliases=file_aliases)
+        accepted = accepted_messages(
+            rules,
+            file_name,
+            app_id=app_id,
+            client_info=client_info,
+            assessment_id=assessment_id,
+            file_aliases=file_aliases,
+        )
         kept = [m for m in messages if not is_accepted(m, accepted)]
         if kept:
             remaining[file_name] = kept

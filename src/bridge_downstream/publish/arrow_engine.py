@@ -1,14 +1,14 @@
 """Publish on Arrow: the same versions, manifests, Parquet and CSV as
-:func:`publish.publish_dataset` (Spark), without a JVM -- for single-machine
+:func:`.spark_engine.publish_dataset` (Spark), without a JVM -- for single-machine
 runs (the local command, tests, small batches). Spark stays the engine on Glue.
 
-Steps (the engine-neutral ones are :mod:`publish`'s own functions):
+Steps (the engine-neutral ones are :mod:`.engine_steps`'):
 
-1. plan, version (:func:`publish.begin_publish`);
+1. plan, version (:func:`.engine_steps.begin_publish`);
 2. the dataset's NDJSON part files are read in chunks of about
    ``chunk_bytes`` (whole part files, in key order) with the relationalize
    plan's types (:func:`relationalize.arrow_executor.read_ndjson`, vectorized);
-3. dedup, as :mod:`dedup` does it on Spark: per record key, order by the
+3. dedup, as :mod:`.spark_dedup` does it on Spark: per record key, order by the
    profile's ``order_by`` (descending, nulls last) then by part file
    (descending); Bridge records keep every row of the winning version
    (``dense_rank``), export rows keep one row (``row_number``, then
@@ -19,7 +19,7 @@ Steps (the engine-neutral ones are :mod:`publish`'s own functions):
 4. each table is written as snappy Parquet under Hive partition folders named
    as Spark names them (zero-padded, escaped, ``__HIVE_DEFAULT_PARTITION__``),
    without the partition columns in the files, as Spark writes them;
-5. CSVs, manifest, CURRENT, catalog, pruning: :mod:`publish`'s functions.
+5. CSVs, manifest, CURRENT, catalog, pruning: :mod:`.engine_steps`.
 
 Values compared with Spark: a key or order field is compared as the text
 ``get_json_object`` returns for it; for a value that does not fit the plan's
@@ -60,7 +60,6 @@ if TYPE_CHECKING:
     import numpy as np
 
 
-
 # NDJSON read at a time. A publish's peak memory is one chunk parsed and
 # relationalized (about three times its NDJSON for the nested TaskData tables)
 # on top of the process's fixed ~150 MiB, so the chunk sets the peak; at 8 MiB
@@ -77,7 +76,7 @@ HIVE_DEFAULT_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 
 
 # Characters Spark escapes in partition folder names (ExternalCatalogUtils.escapePathName).
-_ESCAPED = set(range(0x01, 0x20)) | {ord(c) for c in '"#%\'*/:=?\\{[]^'} | {0x7F}
+_ESCAPED = set(range(0x01, 0x20)) | {ord(c) for c in "\"#%'*/:=?\\{[]^"} | {0x7F}
 
 
 @dataclass
@@ -95,7 +94,9 @@ def _count_rows(data: bytes) -> int:
 
 
 def _stage_chunks(storage: Storage, dataset_id: str, folder: str, chunk_bytes: int) -> list[_Chunk]:
-    keys = sorted(info.key for info in storage.list(layout.dataset_prefix(dataset_id) + "/") if info.key.endswith(".ndjson"))
+    keys = sorted(
+        info.key for info in storage.list(layout.dataset_prefix(dataset_id) + "/") if info.key.endswith(".ndjson")
+    )
     chunks: list[_Chunk] = []
     handle, size = None, 0
     for rank, key in enumerate(keys):
@@ -277,8 +278,9 @@ def _deleted_keys(storage: Storage, dataset_id: str, key: tuple[str, ...]):
                 continue
             row = json.loads(line)
             parts = [_json_text(row.get(name)) if isinstance(row, dict) else None for name in key]
-            if all(p is not None for p in parts):
-                values.add("\x1f".join(parts))
+            texts = [part for part in parts if part is not None]
+            if len(texts) == len(key):
+                values.add("\x1f".join(texts))
     return pa.array(sorted(values), pa.string())
 
 
@@ -339,7 +341,9 @@ def _partition_texts(table, partition_keys: list[str]):
     return texts
 
 
-def _write_partitioned(published: Storage, prefix: str, table, partition_keys: list[str], task: int, staging: str) -> int:
+def _write_partitioned(
+    published: Storage, prefix: str, table, partition_keys: list[str], task: int, staging: str
+) -> int:
     """Parquet files of one table chunk, one per partition; returns files written."""
     import numpy as np
     import pyarrow as pa
@@ -365,7 +369,11 @@ def _write_partitioned(published: Storage, prefix: str, table, partition_keys: l
         return written
     texts = _partition_texts(table, partition_keys)
     combined = pc.binary_join_element_wise(*[pc.fill_null(t, "\x00") for t in texts], "\x1f")
-    encoded = pc.dictionary_encode(combined).combine_chunks() if isinstance(combined, pa.ChunkedArray) else pc.dictionary_encode(combined)
+    encoded = (
+        pc.dictionary_encode(combined).combine_chunks()
+        if isinstance(combined, pa.ChunkedArray)
+        else pc.dictionary_encode(combined)
+    )
     codes = encoded.indices.to_numpy(zero_copy_only=False)
     order = np.argsort(codes, kind="stable")
     bounds = np.flatnonzero(np.diff(codes[order])) + 1
@@ -418,12 +426,13 @@ def publish_dataset_arrow(
     fail_after_tables: int | None = None,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
 ) -> PublishResult:
-    """:func:`publish.publish_dataset` on Arrow; same arguments (no Spark, no location)."""
+    """:func:`.spark_engine.publish_dataset` on Arrow; same arguments (no Spark, no location)."""
     import pyarrow as pa
 
     from bridge_downstream.relationalize.arrow_executor import execute
 
-    version, previous, plan, schema_id = begin_publish(registry, profile, dataset_id, work, published)
+    pending = begin_publish(registry, profile, dataset_id, work, published, run_id)
+    version, plan = pending.version, pending.plan
     staging = tempfile.mkdtemp(prefix="bridge-downstream-publish-")
     try:
         chunks = _stage_chunks(work, dataset_id, staging, chunk_bytes)
@@ -443,7 +452,12 @@ def publish_dataset_arrow(
             for written, table in enumerate(plan.tables):
                 check_interrupt(dataset_id, written, fail_after_tables)
                 files_written[table.name] += _write_partitioned(
-                    published, table_prefixes[table.name], frames[table.name], table_partition_keys(plan, table), number, staging
+                    published,
+                    table_prefixes[table.name],
+                    frames[table.name],
+                    table_partition_keys(plan, table),
+                    number,
+                    staging,
                 )
             del root, frames
             _release_memory()  # keep the peak at one chunk
@@ -459,10 +473,7 @@ def publish_dataset_arrow(
         check_interrupt(dataset_id, written, fail_after_tables)  # (no chunk: nothing checked yet)
         tables[table.name] = describe_table(published, plan, dataset_id, version, table, mapper)
         _release_memory()
-    return complete_publish(
-        published, plan, dataset_id=dataset_id, version=version, previous=previous, schema_id=schema_id,
-        run_id=run_id, registry=registry, tables=tables, catalog=catalog, retention=retention,
-    )
+    return complete_publish(pending, published, tables, catalog=catalog, retention=retention)
 
 
 def _empty_schema(plan, table):
@@ -472,4 +483,3 @@ def _empty_schema(plan, table):
     for name in table_partition_keys(plan, table):
         schema = schema.remove(schema.get_field_index(name))
     return schema
-

@@ -69,5 +69,12 @@ class DuckDBCatalog:
         import duckdb
 
         with duckdb.connect(str(self.path), read_only=True) as connection:
-            views = [row[0] for row in connection.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()]
-            return {view: connection.execute(f"SELECT count(*) FROM {_quote(view)}").fetchone()[0] for view in sorted(views)}
+            views = [
+                row[0]
+                for row in connection.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()
+            ]
+            counts = {}
+            for view in sorted(views):
+                row = connection.execute(f"SELECT count(*) FROM {_quote(view)}").fetchone()
+                counts[view] = row[0] if row is not None else 0
+            return counts

@@ -3,7 +3,7 @@
 One publish handles one dataset:
 
 1. plan the tables (from the dataset's JSON Schema, else inferred from rows);
-2. keep one version of each record (:mod:`dedup`);
+2. keep one version of each record (:mod:`.spark_dedup`, or the Arrow engine's own);
 3. relationalize and write every table as snappy Parquet, partitioned as the
    input, under a new version prefix;
 4. write a CSV beside every Parquet file (same rows, plus the partition
@@ -26,6 +26,7 @@ import posixpath
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from bridge_downstream.common import layout
 from bridge_downstream.common.storage import Storage
@@ -41,9 +42,10 @@ from bridge_downstream.publish.manifest import (
 )
 from bridge_downstream.publish.versions import new_version, prune_versions, set_current
 
+if TYPE_CHECKING:
+    from bridge_downstream.relationalize import RelationalizePlan
+
 log = logging.getLogger(__name__)
-
-
 
 
 @dataclass
@@ -55,9 +57,9 @@ class PublishResult:
 def dataset_schema(registry: SchemaRegistry, dataset_id: str) -> tuple[str, dict] | None:
     for url, mapped in sorted(registry.schema_mapping.items()):
         if mapped == dataset_id:
-            schema = registry.schema(url)
-            if schema is not None:
-                return registry.schema_id_for(url), schema
+            schema, schema_id = registry.schema(url), registry.schema_id_for(url)
+            if schema is not None and schema_id is not None:
+                return schema_id, schema
     return None
 
 
@@ -72,12 +74,12 @@ def iter_dataset_rows(storage: Storage, dataset_id: str) -> Iterator[dict]:
 def plan_dataset(registry: SchemaRegistry, profile: Profile, dataset_id: str, work: Storage):
     from bridge_downstream.relationalize import plan_from_rows, plan_from_schema
 
-    arguments = dict(
-        extra_columns=profile.extra_columns(dataset_id),
-        identity_columns=list(profile.identity_fields),
-        carry_columns=[c for c in profile.carry_fields],
-        partition_columns=list(profile.partition_fields),
-    )
+    arguments: dict[str, Any] = {
+        "extra_columns": profile.extra_columns(dataset_id),
+        "identity_columns": list(profile.identity_fields),
+        "carry_columns": list(profile.carry_fields),
+        "partition_columns": list(profile.partition_fields),
+    }
     found = dataset_schema(registry, dataset_id)
     if found is not None:
         schema_id, schema = found
@@ -86,7 +88,9 @@ def plan_dataset(registry: SchemaRegistry, profile: Profile, dataset_id: str, wo
         except TypeError as error:
             # A schema whose top level is not an object with properties
             # (a definitions-only document) says nothing about columns.
-            log.warning("%s: schema %s gives no table layout (%s); inferring from the rows", dataset_id, schema_id, error)
+            log.warning(
+                "%s: schema %s gives no table layout (%s); inferring from the rows", dataset_id, schema_id, error
+            )
     return plan_from_rows(dataset_id, iter_dataset_rows(work, dataset_id), **arguments), None
 
 
@@ -127,7 +131,9 @@ def _parquet_rows(storage: Storage, key: str) -> int:
     return pq.read_metadata(io.BytesIO(storage.read_bytes(key))).num_rows
 
 
-def finish_table_files(storage: Storage, dataset_id: str, version: str, table_name: str, mapper: Callable = map) -> PublishedFiles:
+def finish_table_files(
+    storage: Storage, dataset_id: str, version: str, table_name: str, mapper: Callable = map
+) -> PublishedFiles:
     """Remove Spark's bookkeeping files, write the CSVs, describe every file."""
     version_prefix = layout.version_prefix(dataset_id, version)
     parquet_prefix = layout.table_prefix(dataset_id, version, "parquet", table_name) + "/"
@@ -142,7 +148,12 @@ def finish_table_files(storage: Storage, dataset_id: str, version: str, table_na
     def finish(parquet_key: str) -> list[PublishedFile]:
         relative = parquet_key[len(parquet_prefix) :]
         partition = layout.parse_partition_path(posixpath.dirname(relative))
-        csv_key = layout.table_prefix(dataset_id, version, "csv", table_name) + "/" + relative[: -len(".parquet")].removesuffix(".snappy") + ".csv"
+        csv_key = (
+            layout.table_prefix(dataset_id, version, "csv", table_name)
+            + "/"
+            + relative[: -len(".parquet")].removesuffix(".snappy")
+            + ".csv"
+        )
         rows = parquet_to_csv(storage, parquet_key, csv_key, partition)
         return [
             describe_file(storage, parquet_key, "parquet", _parquet_rows(storage, parquet_key), version_prefix),
@@ -156,18 +167,43 @@ def finish_table_files(storage: Storage, dataset_id: str, version: str, table_na
     return described
 
 
-def begin_publish(registry: SchemaRegistry, profile: Profile, dataset_id: str, work: Storage, published: Storage):
-    """``(version, previous version, plan, schema id)`` of a new publish."""
-    version = new_version()
-    previous = current_version(published, dataset_id)
+@dataclass(frozen=True)
+class PendingVersion:
+    """A publish under way: the version it writes, the one it replaces, and
+    what its tables were planned from."""
+
+    dataset_id: str
+    version: str
+    previous: str | None
+    plan: RelationalizePlan
+    schema_id: str | None
+    registry_version: str
+    run_id: str
+
+
+def begin_publish(
+    registry: SchemaRegistry, profile: Profile, dataset_id: str, work: Storage, published: Storage, run_id: str
+) -> PendingVersion:
     plan, schema_id = plan_dataset(registry, profile, dataset_id, work)
-    return version, previous, plan, schema_id
+    return PendingVersion(
+        dataset_id=dataset_id,
+        version=new_version(),
+        previous=current_version(published, dataset_id),
+        plan=plan,
+        schema_id=schema_id,
+        registry_version=registry.version,
+        run_id=run_id,
+    )
 
 
 def deleted_dataset(profile: Profile, dataset_id: str, work: Storage) -> str | None:
     """The ``_Deleted`` companion dataset whose keys remove rows, when it has data."""
     suffix = profile.dedup.deleted_suffix
-    if suffix and not dataset_id.endswith(suffix) and any(True for _ in work.list(layout.dataset_prefix(dataset_id + suffix) + "/")):
+    if (
+        suffix
+        and not dataset_id.endswith(suffix)
+        and any(True for _ in work.list(layout.dataset_prefix(dataset_id + suffix) + "/"))
+    ):
         return dataset_id + suffix
     return None
 
@@ -181,7 +217,9 @@ def table_partition_keys(plan, table) -> list[str]:
     return [c for c in plan.partition_columns if c in {col.name for col in table.columns}]
 
 
-def describe_table(published: Storage, plan, dataset_id: str, version: str, table, mapper: Callable = map) -> PublishedTable:
+def describe_table(
+    published: Storage, plan, dataset_id: str, version: str, table, mapper: Callable = map
+) -> PublishedTable:
     """Once a table's Parquet files are written: its CSVs, and its manifest entry."""
     partition_keys = table_partition_keys(plan, table)
     files = finish_table_files(published, dataset_id, version, table.name, mapper)
@@ -198,36 +236,30 @@ def describe_table(published: Storage, plan, dataset_id: str, version: str, tabl
 
 
 def complete_publish(
+    pending: PendingVersion,
     published: Storage,
-    plan,
-    *,
-    dataset_id: str,
-    version: str,
-    previous: str | None,
-    schema_id: str | None,
-    run_id: str,
-    registry: SchemaRegistry,
     tables: dict[str, PublishedTable],
+    *,
     catalog: Catalog | None,
     retention: int,
 ) -> PublishResult:
     """Manifest, then CURRENT (the commit point), then catalog and pruning."""
     manifest = PublishManifest(
-        dataset_id=dataset_id,
-        version=version,
-        run_id=run_id,
+        dataset_id=pending.dataset_id,
+        version=pending.version,
+        run_id=pending.run_id,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        registry_version=registry.version,
+        registry_version=pending.registry_version,
         tables=tables,
-        previous_version=previous,
-        schema_id=schema_id,
-        plan=plan.to_json(),
+        previous_version=pending.previous,
+        schema_id=pending.schema_id,
+        plan=pending.plan.to_json(),
     )
-    manifest.store(published, layout.manifest_key(dataset_id, version))
-    set_current(published, dataset_id, version)
+    manifest.store(published, layout.manifest_key(pending.dataset_id, pending.version))
+    set_current(published, pending.dataset_id, pending.version)
     if catalog is not None:
         catalog.register(manifest)
-    pruned = prune_versions(published, dataset_id, retention)
+    pruned = prune_versions(published, pending.dataset_id, retention)
     return PublishResult(manifest, pruned)
 
 
@@ -238,4 +270,3 @@ def json_datasets(storage: Storage) -> list[str]:
     for info in storage.list(prefix):
         found.add(info.key[len(prefix) :].split("/", 1)[0])
     return sorted(found)
-

@@ -4,18 +4,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from bridge_downstream.publish.arrow_engine import publish_dataset_arrow
 from bridge_downstream.publish.engine_steps import (
     PublishResult,
 )
 from bridge_downstream.publish.spark_engine import publish_dataset
-
-if TYPE_CHECKING:
-    pass
-
-
 
 ENGINES = ("arrow", "spark")
 
@@ -39,7 +33,7 @@ def once(factory: Callable[[], object]) -> Callable[[], object]:
 
 
 def publish_dataset_with(engine: str, spark_factory: Callable[[], object] | None, **kwargs) -> PublishResult:
-    """:func:`publish.publish_dataset` on the chosen engine. ``spark_factory``
+    """:func:`.spark_engine.publish_dataset` on the chosen engine. ``spark_factory``
     is only called for ``spark`` (so the Arrow engine never starts a JVM)."""
     if engine == "spark":
         if spark_factory is None:
@@ -49,4 +43,3 @@ def publish_dataset_with(engine: str, spark_factory: Callable[[], object] | None
         kwargs.pop("location", None)  # Spark's view of storage; Arrow reads and writes the Storage
         return publish_dataset_arrow(**kwargs)
     raise ValueError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
-

@@ -156,7 +156,7 @@ def published_datasets(storage: Storage) -> list[str]:
     prefix = layout.PUBLISHED_PREFIX + "/"
     found = set()
     for info in storage.list(prefix):
-        rest = info.key[len(prefix):]
+        rest = info.key[len(prefix) :]
         if rest.endswith("/CURRENT") and rest.count("/") == 1:
             found.add(rest.split("/", 1)[0])
     return sorted(found)

@@ -43,7 +43,9 @@ def dedup_lines(lines, dataset_id: str, profile: Profile, deleted_lines=None, pa
         return lines
     lines = lines.where(F.trim(F.col("value")) != "").withColumn("_source_file", F.input_file_name())
     export = profile.kind != "bridge-archive"
-    names = list(dict.fromkeys([*key, *(name for name, _ in profile.dedup.order_by), *(["sourceindex"] if export else [])]))
+    names = list(
+        dict.fromkeys([*key, *(name for name, _ in profile.dedup.order_by), *(["sourceindex"] if export else [])])
+    )
     keyed, column = _with_fields(lines, names)
     key_names = [column[name] for name in key]
     if partitions:
@@ -55,10 +57,14 @@ def dedup_lines(lines, dataset_id: str, profile: Profile, deleted_lines=None, pa
         window = Window.partitionBy(*key_names).orderBy(*ordering, F.col("_source_file").desc())
         survivors = keyed.withColumn("_rank", F.dense_rank().over(window)).where(F.col("_rank") == 1)
     else:
-        window = Window.partitionBy(*key_names).orderBy(*ordering, F.col("_source_file").desc(), F.col(column["sourceindex"]).cast("bigint").desc())
+        window = Window.partitionBy(*key_names).orderBy(
+            *ordering, F.col("_source_file").desc(), F.col(column["sourceindex"]).cast("bigint").desc()
+        )
         survivors = keyed.withColumn("_rank", F.row_number().over(window)).where(F.col("_rank") == 1)
     if deleted_lines is not None:
         deleted, deleted_column = _with_fields(deleted_lines, list(key))
-        deleted_keys = deleted.select(*[F.col(deleted_column[name]).alias(key_names[i]) for i, name in enumerate(key)]).distinct()
+        deleted_keys = deleted.select(
+            *[F.col(deleted_column[name]).alias(key_names[i]) for i, name in enumerate(key)]
+        ).distinct()
         survivors = survivors.join(deleted_keys, on=key_names, how="left_anti")
     return survivors.select("value")

@@ -105,18 +105,25 @@ def publish_dataset(
 
     ``fail_after_tables`` interrupts the publish on purpose after that many
     tables (tests use it to show that an interrupted publish changes nothing).
-    The Spark engine; :mod:`publish_arrow` is the same publish on Arrow.
+    The Spark engine; :mod:`.arrow_engine` is the same publish on Arrow.
     """
     from bridge_downstream.relationalize import relationalize_spark
 
     location = location or DirectLocation()
-    version, previous, plan, schema_id = begin_publish(registry, profile, dataset_id, work, published)
+    pending = begin_publish(registry, profile, dataset_id, work, published, run_id)
+    version, plan = pending.version, pending.plan
 
-    lines = spark.read.text(location.read_uri(work, layout.dataset_prefix(dataset_id)), pathGlobFilter="*.ndjson", recursiveFileLookup=True)
+    lines = spark.read.text(
+        location.read_uri(work, layout.dataset_prefix(dataset_id)), pathGlobFilter="*.ndjson", recursiveFileLookup=True
+    )
     deleted = None
     deleted_id = deleted_dataset(profile, dataset_id, work)
     if deleted_id is not None:
-        deleted = spark.read.text(location.read_uri(work, layout.dataset_prefix(deleted_id)), pathGlobFilter="*.ndjson", recursiveFileLookup=True)
+        deleted = spark.read.text(
+            location.read_uri(work, layout.dataset_prefix(deleted_id)),
+            pathGlobFilter="*.ndjson",
+            recursiveFileLookup=True,
+        )
     partitions = shuffle_partitions(spark, work, dataset_id)
     survivors = dedup_lines(lines, dataset_id, profile, deleted, partitions=partitions)
     # Parsed once and kept: every table reads the same rows, so dedup (a
@@ -135,12 +142,8 @@ def publish_dataset(
             tables[table.name] = describe_table(published, plan, dataset_id, version, table, mapper)
     finally:
         spark.catalog.clearCache()  # the persisted rows of this publish
-    return complete_publish(
-        published, plan, dataset_id=dataset_id, version=version, previous=previous, schema_id=schema_id,
-        run_id=run_id, registry=registry, tables=tables, catalog=catalog, retention=retention,
-    )
+    return complete_publish(pending, published, tables, catalog=catalog, retention=retention)
 
 
 def publish_all(spark, datasets: Iterable[str], **kwargs) -> dict[str, PublishResult]:
     return {dataset_id: publish_dataset(spark, dataset_id=dataset_id, **kwargs) for dataset_id in datasets}
-

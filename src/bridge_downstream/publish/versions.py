@@ -22,7 +22,9 @@ def new_version() -> str:
 
 def set_current(storage: Storage, dataset_id: str, version: str) -> None:
     if not storage.exists(layout.manifest_key(dataset_id, version)):
-        raise ValueError(f"version {version} of {dataset_id} has no manifest: it is incomplete and cannot be made current")
+        raise ValueError(
+            f"version {version} of {dataset_id} has no manifest: it is incomplete and cannot be made current"
+        )
     storage.write_bytes(layout.current_pointer_key(dataset_id), json.dumps({"version": version}).encode())
 
 
@@ -50,7 +52,9 @@ def prune_versions(storage: Storage, dataset_id: str, retention: int) -> list[st
     return doomed
 
 
-def rollback(storage: Storage, dataset_id: str, to_version: str | None = None, catalog: Catalog | None = None) -> PublishManifest:
+def rollback(
+    storage: Storage, dataset_id: str, to_version: str | None = None, catalog: Catalog | None = None
+) -> PublishManifest:
     """Make an earlier complete version current again (default: the one before)."""
     current = current_version(storage, dataset_id)
     if current is None:
@@ -66,4 +70,3 @@ def rollback(storage: Storage, dataset_id: str, to_version: str | None = None, c
     if catalog is not None:
         catalog.register(manifest)
     return manifest
-

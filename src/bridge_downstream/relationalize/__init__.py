@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from os import PathLike
-from typing import Any
+from typing import Any, Required, TypedDict, Unpack
 
 from bridge_downstream.relationalize.inference import infer_type, infer_type_from_ndjson
 from bridge_downstream.relationalize.plan import (
@@ -25,6 +25,7 @@ from bridge_downstream.relationalize.types import Type, merge, type_from_json, t
 
 __all__ = [
     "ColumnPlan",
+    "PlanColumns",
     "RelationalizePlan",
     "TablePlan",
     "Type",
@@ -44,70 +45,44 @@ __all__ = [
 ]
 
 
+class PlanColumns(TypedDict, total=False):
+    """The columns a plan adds to or takes from the rows, whatever its type tree
+    comes from (the keyword arguments of :func:`build_plan`)."""
+
+    extra_columns: Required[dict[str, str]]
+    identity_columns: Required[list[str]]
+    carry_columns: list[str] | tuple[str, ...]
+    partition_columns: list[str] | tuple[str, ...]
+
+
 def plan_from_schema(
     dataset_id: str,
     schema: dict,
     resolve: Resolver | None = None,
     *,
-    extra_columns: dict[str, str],
-    identity_columns: list[str],
-    carry_columns: list[str] = (),
-    partition_columns: list[str] = (),
     base_uri: str | None = None,
     strict: bool = False,
+    **columns: Unpack[PlanColumns],
 ) -> RelationalizePlan:
     """Plan for a dataset with a JSON Schema (no inference pass).
 
     Raises TypeError when the schema does not describe an object (or an array of
     objects) with properties -- e.g. a definitions-only schema: infer instead."""
-    return build_plan(
-        dataset_id,
-        root_row_type(schema, resolve, base_uri, strict=strict),
-        extra_columns=extra_columns,
-        identity_columns=identity_columns,
-        carry_columns=carry_columns,
-        partition_columns=partition_columns,
-    )
+    return build_plan(dataset_id, root_row_type(schema, resolve, base_uri, strict=strict), **columns)
 
 
 def plan_from_rows(
-    dataset_id: str,
-    rows: Iterable[dict[str, Any]],
-    *,
-    extra_columns: dict[str, str],
-    identity_columns: list[str],
-    carry_columns: list[str] = (),
-    partition_columns: list[str] = (),
+    dataset_id: str, rows: Iterable[dict[str, Any]], **columns: Unpack[PlanColumns]
 ) -> RelationalizePlan:
     """Plan for a dataset without a schema: the type tree is inferred from the root rows."""
-    return build_plan(
-        dataset_id,
-        infer_type(rows),
-        extra_columns=extra_columns,
-        identity_columns=identity_columns,
-        carry_columns=carry_columns,
-        partition_columns=partition_columns,
-    )
+    return build_plan(dataset_id, infer_type(rows), **columns)
 
 
 def plan_from_ndjson(
-    dataset_id: str,
-    paths: Iterable[str | PathLike],
-    *,
-    extra_columns: dict[str, str],
-    identity_columns: list[str],
-    carry_columns: list[str] = (),
-    partition_columns: list[str] = (),
+    dataset_id: str, paths: Iterable[str | PathLike], **columns: Unpack[PlanColumns]
 ) -> RelationalizePlan:
     """:func:`plan_from_rows` over local NDJSON files (streamed)."""
-    return build_plan(
-        dataset_id,
-        infer_type_from_ndjson(paths),
-        extra_columns=extra_columns,
-        identity_columns=identity_columns,
-        carry_columns=carry_columns,
-        partition_columns=partition_columns,
-    )
+    return build_plan(dataset_id, infer_type_from_ndjson(paths), **columns)
 
 
 def relationalize_spark(spark, plan: RelationalizePlan, source, **kwargs):

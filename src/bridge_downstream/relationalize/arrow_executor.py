@@ -28,9 +28,10 @@ from __future__ import annotations
 import io
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from os import PathLike
+from typing import cast
 
 import numpy as np
 import pyarrow as pa
@@ -88,9 +89,7 @@ def arrow_type(t: Type, positional: bool = True) -> pa.DataType:
     if isinstance(t, Array):
         return pa.list_(arrow_type(t.element, positional))
     if isinstance(t, Map):
-        return pa.list_(
-            pa.struct([pa.field("k", pa.string()), pa.field("v", arrow_type(t.value, positional))])
-        )
+        return pa.list_(pa.struct([pa.field("k", pa.string()), pa.field("v", arrow_type(t.value, positional))]))
     raise TypeError(f"not a finished type: {t!r}")
 
 
@@ -137,7 +136,9 @@ def java_double(x: float) -> str:
         sci = len(text) - 1 + insignificant
         digits = text.rstrip("0") or "0"
     else:
-        _, digit_tuple, exponent = Decimal(repr(magnitude)).as_tuple()
+        _, digit_tuple, raw_exponent = Decimal(repr(magnitude)).as_tuple()
+        # NaN and the infinities returned above: a finite Decimal's exponent is an int
+        exponent = cast(int, raw_exponent)
         text = "".join(map(str, digit_tuple)).lstrip("0")
         sci = len(text) + exponent - 1  # value = d.ddd x 10^sci
         digits = text.rstrip("0") or "0"
@@ -167,13 +168,7 @@ def json_text(value) -> str:
     if isinstance(value, list):
         return "[" + ",".join(json_text(v) for v in value) + "]"
     if isinstance(value, dict):
-        return (
-            "{"
-            + ",".join(
-                json.dumps(k, ensure_ascii=False) + ":" + json_text(v) for k, v in value.items()
-            )
-            + "}"
-        )
+        return "{" + ",".join(json.dumps(k, ensure_ascii=False) + ":" + json_text(v) for k, v in value.items()) + "}"
     return json.dumps(value, ensure_ascii=False)
 
 
@@ -275,9 +270,7 @@ def _has_map(t: Type) -> bool:
     return False
 
 
-def read_ndjson_vectorized(
-    plan: RelationalizePlan, paths: list, use_threads: bool = True
-) -> pa.StructArray | None:
+def read_ndjson_vectorized(plan: RelationalizePlan, paths: list, use_threads: bool = True) -> pa.StructArray | None:
     """``pyarrow.json`` with the plan's schema (JSON keys as names): all in C++.
     Returns None when it cannot reproduce Spark's values -- the plan has a map
     (no Arrow JSON equivalent), or a value does not fit its column exactly
@@ -289,9 +282,7 @@ def read_ndjson_vectorized(
     if _has_map(plan.row_type):
         return None
     row_type = arrow_type(plan.row_type, positional=False)
-    options = pj.ParseOptions(
-        explicit_schema=pa.schema(list(row_type)), unexpected_field_behavior="ignore"
-    )
+    options = pj.ParseOptions(explicit_schema=pa.schema(list(row_type)), unexpected_field_behavior="ignore")
     read_options = pj.ReadOptions(block_size=8 << 20, use_threads=use_threads)
     if not paths:
         return pa.array([], type=row_type)
@@ -302,9 +293,7 @@ def read_ndjson_vectorized(
             table = pj.read_json(stream, read_options=read_options, parse_options=options)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
-    return pa.StructArray.from_arrays(
-        [c.combine_chunks() for c in table.columns], fields=list(row_type)
-    )
+    return pa.StructArray.from_arrays([c.combine_chunks() for c in table.columns], fields=list(row_type))
 
 
 class ConcatenatedFiles(io.RawIOBase):
@@ -312,8 +301,8 @@ class ConcatenatedFiles(io.RawIOBase):
     between two files when the first does not end in one."""
 
     def __init__(self, paths: Iterable[str | PathLike]):
-        self._paths = iter(paths)
-        self._current = None
+        self._paths: Iterator[str | PathLike] = iter(paths)
+        self._current: io.BufferedReader | None = None
         self._last = b"\n"
         self._pending_newline = False
 
@@ -331,7 +320,7 @@ class ConcatenatedFiles(io.RawIOBase):
                 path = next(self._paths, None)
                 if path is None:
                     return 0
-                self._current = open(path, "rb")
+                self._current = open(path, "rb")  # noqa: SIM115 - read across calls; closed at its end or by close()
             count = self._current.readinto(buffer)
             if count:
                 self._last = bytes(buffer[count - 1 : count])
@@ -412,6 +401,8 @@ def relationalize_arrow(
     if rows is not None:
         root = coerce_rows(plan, rows)
     else:
+        if source is None:
+            raise TypeError("relationalize_arrow needs a source or rows=")
         paths = [source] if isinstance(source, (str, PathLike)) else list(source)
         root = read_ndjson(plan, paths, vectorized=vectorized)
     return execute(plan, root)
@@ -431,14 +422,11 @@ def execute(plan: RelationalizePlan, root: pa.StructArray) -> dict[str, pa.Table
         if table.parent is not None:
             parent = plan.table(table.parent)
             pf = frames[parent.name]
+            assert table.parent_column is not None, table.name  # set with parent by build_plan
             container = _at(pf["e"], parent.element_type, table.source_path)
             if isinstance(container, pa.ChunkedArray):
                 container = container.combine_chunks()
-            lengths = (
-                pc.fill_null(pc.list_value_length(container), 0)
-                .to_numpy(zero_copy_only=False)
-                .astype(np.int64)
-            )
+            lengths = pc.fill_null(pc.list_value_length(container), 0).to_numpy(zero_copy_only=False).astype(np.int64)
             parent_index = pa.array(np.repeat(np.arange(len(container), dtype=np.int64), lengths))
             starts = np.cumsum(lengths) - lengths
             pos = np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(starts, lengths)
@@ -452,9 +440,7 @@ def execute(plan: RelationalizePlan, root: pa.StructArray) -> dict[str, pa.Table
             if table.kind == KIND_ARRAY:
                 frame["pos"] = pa.array(pos, type=pa.int64())
                 frame["e"] = values
-                frame["k"] = _concat(
-                    ids, pa.scalar("["), pc.cast(frame["pos"], pa.string()), pa.scalar("]")
-                )
+                frame["k"] = _concat(ids, pa.scalar("["), pc.cast(frame["pos"], pa.string()), pa.scalar("]"))
             elif table.kind == KIND_MAP:
                 frame["n"] = pc.struct_field(values, [0])
                 frame["e"] = pc.struct_field(values, [1])

@@ -42,9 +42,7 @@ from bridge_downstream.relationalize.types import (
 
 MAX_STRUCT_FIELDS = 300
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-_DATA_KEY = re.compile(
-    r"^(?:[-+]?\d.*|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"
-)
+_DATA_KEY = re.compile(r"^(?:[-+]?\d.*|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$")
 
 
 def value_type(value) -> Type:
@@ -137,9 +135,7 @@ def iter_ndjson(paths: Iterable[str | PathLike]) -> Iterable:
                     yield parse_line(line)
 
 
-def infer_type_from_ndjson(
-    paths: Iterable[str | PathLike], max_struct_fields: int = MAX_STRUCT_FIELDS
-) -> Type:
+def infer_type_from_ndjson(paths: Iterable[str | PathLike], max_struct_fields: int = MAX_STRUCT_FIELDS) -> Type:
     return infer_type(iter_ndjson(paths), max_struct_fields)
 
 
@@ -154,13 +150,7 @@ def _normalize(t: Type, max_struct_fields: int, root: bool = False) -> Type:
     if isinstance(t, Struct):
         if not root and _looks_like_map(t, max_struct_fields):
             return Map(_normalize(merge_all(v for _, v in t.fields), max_struct_fields))
-        return Struct(
-            tuple(
-                sorted(
-                    ((n, _normalize(v, max_struct_fields)) for n, v in t.fields), key=lambda f: f[0]
-                )
-            )
-        )
+        return Struct(tuple(sorted(((n, _normalize(v, max_struct_fields)) for n, v in t.fields), key=lambda f: f[0])))
     if isinstance(t, Array):
         return Array(_normalize(t.element, max_struct_fields))
     if isinstance(t, Map):

@@ -25,6 +25,7 @@ map entry ``<id>[<key>]``.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -138,9 +139,7 @@ class RelationalizePlan:
     dataset_id: str
     row_type: Struct  # the type of one root row, enrichment columns included
     identity_columns: list[str]  # root JSON keys making the root row key
-    carry_columns: list[
-        str
-    ]  # root JSON keys copied into every child table (key + partition columns)
+    carry_columns: list[str]  # root JSON keys copied into every child table (key + partition columns)
     partition_columns: list[str]  # output names of partition columns (present in every table)
     tables: list[TablePlan]  # parents before children
     version: int = PLAN_VERSION
@@ -214,9 +213,7 @@ def with_extra_columns(row_type: Type, extra_columns: dict[str, str]) -> Struct:
         raise TypeError(f"a root row must be an object, got {row_type!r}")
     for name, kind in extra_columns.items():
         if kind not in SCALAR_KINDS:
-            raise ValueError(
-                f"extra column {name!r}: type must be one of {SCALAR_KINDS}, got {kind!r}"
-            )
+            raise ValueError(f"extra column {name!r}: type must be one of {SCALAR_KINDS}, got {kind!r}")
     fields = [(n, t) for n, t in row_type.fields if n not in extra_columns]
     fields += [(n, Scalar(kind)) for n, kind in extra_columns.items()]
     return Struct(tuple(fields))
@@ -245,19 +242,20 @@ def build_plan(
     root_type = with_extra_columns(row_type, extra_columns)
     top = dict(root_type.fields)
     carried = list(dict.fromkeys(list(carry_columns) + list(partition_columns)))
+    # the checked columns keep their narrowed type: their kind is read below
+    scalar_top: dict[str, Scalar] = {}
     for name in list(identity_columns) + carried:
         t = top.get(name)
         if not isinstance(t, Scalar):
             raise ValueError(  # noqa: TRY004 - a wrong argument, not a wrong type
                 f"identity/carried/partition column {name!r} must be a top-level scalar field, got {t!r}"
             )
+        scalar_top[name] = t
     if not identity_columns:
         raise ValueError("identity_columns must not be empty: ids are built from them")
     for name in identity_columns:
-        if top[name].kind == "double":  # engines render doubles as text differently
-            raise ValueError(
-                f"identity column {name!r} must be string, bigint or boolean, not double"
-            )
+        if scalar_top[name].kind == "double":  # engines render doubles as text differently
+            raise ValueError(f"identity column {name!r} must be string, bigint or boolean, not double")
 
     tables: list[TablePlan] = []
     table_names = NameAllocator()
@@ -267,9 +265,7 @@ def build_plan(
     root_names = NameAllocator(reserved_root)
     extra_output = {n: sanitize(n) for n in extra_columns}
     if len({v.lower() for v in extra_output.values()}) != len(extra_output):
-        raise ValueError(
-            f"extra column names clash after sanitizing: {sorted(extra_output.values())}"
-        )
+        raise ValueError(f"extra column names clash after sanitizing: {sorted(extra_output.values())}")
     root_name = table_names.allocate(root_table_name(dataset_id))
     doc_type = Struct(tuple((n, t) for n, t in root_type.fields if n not in extra_columns))
     root_columns: list[ColumnPlan] = []
@@ -278,10 +274,8 @@ def build_plan(
         root_columns.append(_leaf_column(name, path, leaf))
     for n, kind in extra_columns.items():
         root_columns.append(ColumnPlan(name=extra_output[n], type=kind, role=ROLE_VALUE, path=[n]))
-    root_output = {
-        c.path[0]: c.name for c in root_columns if c.role == ROLE_VALUE and len(c.path) == 1
-    }
-    carried_out = [(root_output[n], top[n].kind, n) for n in carried]
+    root_output = {c.path[0]: c.name for c in root_columns if c.role == ROLE_VALUE and len(c.path) == 1}
+    carried_out = [(root_output[n], scalar_top[n].kind, n) for n in carried]
     partition_out = [root_output[n] for n in partition_columns]
 
     root = TablePlan(root_name, KIND_ROOT, None, None, [], root_type, root_columns, 0)
@@ -297,7 +291,12 @@ def build_plan(
     )
 
 
-def _add_table(table: TablePlan, tables: list, table_names: NameAllocator, carried_out) -> None:
+def _add_table(
+    table: TablePlan,
+    tables: list[TablePlan],
+    table_names: NameAllocator,
+    carried_out: list[tuple[str, str, str]],
+) -> None:
     """Append ``table`` and, depth first in column order, the tables of its link columns."""
     tables.append(table)
     element_lookup = table.element_type
@@ -324,9 +323,7 @@ def _add_table(table: TablePlan, tables: list, table_names: NameAllocator, carri
             prefix, scalar_name = ["value"], "value"
         else:  # pragma: no cover - links only exist for containers
             raise TypeError(container)
-        tail = [
-            ColumnPlan(names.take(out), kind_, ROLE_CARRY, [key]) for out, kind_, key in carried_out
-        ]
+        tail = [ColumnPlan(names.take(out), kind_, ROLE_CARRY, [key]) for out, kind_, key in carried_out]
         body: list[ColumnPlan] = []
         if isinstance(element, Struct):
             for parts, path, leaf in _leaves(element, prefix):
@@ -353,7 +350,7 @@ def _leaf_column(name: str, path: list[str], leaf: Type) -> ColumnPlan:
     return ColumnPlan(name=name, type=leaf.kind, role=ROLE_VALUE, path=path)
 
 
-def _leaves(struct: Struct, prefix: list[str]):
+def _leaves(struct: Struct, prefix: list[str]) -> Iterator[tuple[list[str], list[str], Type]]:
     """(name parts, JSON path, leaf type) of a struct, flattening nested structs."""
     for key, t in struct.fields:
         if isinstance(t, Struct):
@@ -363,14 +360,16 @@ def _leaves(struct: Struct, prefix: list[str]):
             yield prefix + [key], [key], t
 
 
-def _type_at(t: Type, path: list[str]) -> Type:
+def _type_at(t: Type, path: list[str]) -> Type | None:
+    """None when the last key of ``path`` is not a field of its struct."""
+    node: Type | None = t
     for key in path:
-        assert isinstance(t, Struct), (t, path)
-        t = t.get(key)
-    return t
+        assert isinstance(node, Struct), (node, path)
+        node = node.get(key)
+    return node
 
 
-def type_at(t: Type, path: list[str]) -> Type:
+def type_at(t: Type, path: list[str]) -> Type | None:
     return _type_at(t, path)
 
 

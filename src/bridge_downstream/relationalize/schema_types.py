@@ -119,11 +119,7 @@ class _Reader:
         if not isinstance(schema, dict):
             return Unconstrained()
         if isinstance(schema.get("$id"), str):
-            base = (
-                urldefrag(urljoin(base, schema["$id"]))[0]
-                if not schema["$id"].startswith("#")
-                else base
-            )
+            base = urldefrag(urljoin(base, schema["$id"]))[0] if not schema["$id"].startswith("#") else base
         if "$ref" in schema:  # draft-07: siblings of $ref are ignored
             ref = schema["$ref"]
             key = urljoin(base, ref) if base else ref
@@ -161,20 +157,16 @@ class _Reader:
             kinds = list(declared)
         else:
             kinds = []
-            if any(
-                k in schema for k in ("properties", "additionalProperties", "patternProperties")
-            ):
+            if any(k in schema for k in ("properties", "additionalProperties", "patternProperties")):
                 kinds.append("object")
             if any(k in schema for k in ("items", "additionalItems")):
                 kinds.append("array")
             if not kinds and ("enum" in schema or "const" in schema):
-                values = list(schema.get("enum") or []) + (
-                    [schema["const"]] if "const" in schema else []
-                )
+                values = list(schema.get("enum") or []) + ([schema["const"]] if "const" in schema else [])
                 return merge_all(_literal_type(v) for v in values) if values else Unconstrained()
             if not kinds:
                 return None
-        types = []
+        types: list[Type] = []
         for kind in kinds:
             if kind == "null":
                 types.append(Null())

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from os import PathLike
+from typing import TYPE_CHECKING
 
 from bridge_downstream.relationalize.plan import (
     KIND_ARRAY,
@@ -32,6 +33,10 @@ from bridge_downstream.relationalize.plan import (
     TablePlan,
 )
 from bridge_downstream.relationalize.types import Array, Map, Scalar, Struct, Type
+
+if TYPE_CHECKING:
+    # only for annotations: importing this module must not need pyspark
+    from pyspark.sql import DataFrame
 
 _SPARK_SCALARS = {
     "string": "StringType",
@@ -70,9 +75,7 @@ def table_schema(table: TablePlan):
     """The Spark schema of one output table."""
     from pyspark.sql import types as T
 
-    return T.StructType(
-        [T.StructField(c.name, spark_type(Scalar(c.type)), True) for c in table.columns]
-    )
+    return T.StructType([T.StructField(c.name, spark_type(Scalar(c.type)), True) for c in table.columns])
 
 
 def _index_path(t: Type, path: list[str]) -> list[str]:
@@ -97,9 +100,7 @@ def parse_lines(plan: RelationalizePlan, lines):
     from pyspark.sql import functions as F
 
     value = lines[lines.columns[0]]
-    parsed = lines.where(F.trim(value) != "").select(
-        F.from_json(value, read_schema(plan)).alias("r")
-    )
+    parsed = lines.where(F.trim(value) != "").select(F.from_json(value, read_schema(plan)).alias("r"))
     return parsed.select(F.col("r").cast(spark_type(plan.row_type, positional=True)).alias("e"))
 
 
@@ -117,7 +118,7 @@ class SparkTables(dict):
 def relationalize_spark(
     spark,
     plan: RelationalizePlan,
-    source: str | PathLike | Iterable[str | PathLike] | object,
+    source: str | PathLike | Iterable[str | PathLike] | DataFrame,
     *,
     persist: bool = False,
     cluster_partitions: int | None = None,
@@ -168,6 +169,7 @@ def relationalize_spark(
         if table.parent is not None:
             parent = plan.table(table.parent)
             pframe = internal[parent.name]
+            assert table.parent_column is not None, table.name  # set with parent by build_plan
             container = _at(F.col("e"), parent.element_type, table.source_path)
             segment = F.lit("/" + table.parent_column)
             if table.kind == KIND_ARRAY:
@@ -177,9 +179,7 @@ def relationalize_spark(
                     F.posexplode(container).alias("pos", "e"),
                 )
                 frame = exploded.select(
-                    F.concat(
-                        F.col("id"), F.lit("["), F.col("pos").cast("string"), F.lit("]")
-                    ).alias("k"),
+                    F.concat(F.col("id"), F.lit("["), F.col("pos").cast("string"), F.lit("]")).alias("k"),
                     "id",
                     F.col("pos").cast("bigint").alias("pos"),
                     *carry_cols,
@@ -202,9 +202,7 @@ def relationalize_spark(
                 raise ValueError(table.kind)
             internal[table.name] = frame
         frame = internal[table.name]
-        out[table.name] = frame.select(
-            *[_column_expr(table, c, carry_index) for c in table.columns]
-        )
+        out[table.name] = frame.select(*[_column_expr(table, c, carry_index) for c in table.columns])
     return out
 
 

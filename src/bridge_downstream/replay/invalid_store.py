@@ -76,7 +76,7 @@ class CollectingSink:
     """Receives run_ingest's invalid entries so that the replay can settle
     them against the old ones (keyed by the archive's source URI)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.entries: dict[str, dict] = {}
 
     def send(self, entry: dict) -> None:
@@ -86,8 +86,14 @@ class CollectingSink:
 def entry_record_id(entry: dict) -> str:
     return str((entry.get("validation_result") or {}).get("recordId") or "unknown-record")
 
+
 def entry_assessment(entry: dict) -> str:
-    return str((entry.get("validation_result") or {}).get("assessmentId") or (entry.get("metadata") or {}).get("assessmentid") or "")
+    return str(
+        (entry.get("validation_result") or {}).get("assessmentId")
+        or (entry.get("metadata") or {}).get("assessmentid")
+        or ""
+    )
+
 
 def entry_messages(entry: dict) -> list[str]:
     errors = (entry.get("validation_result") or {}).get("errors") or {}

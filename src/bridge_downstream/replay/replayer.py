@@ -113,7 +113,13 @@ def _history(stored: Sequence[StoredEntry], run_id: str, at: str) -> list[dict]:
 
 
 def _entry_item(stored: StoredEntry, **extra) -> dict:
-    return {"record_id": stored.record_id, "source": stored.entry.get("source"), "identity": stored.identity, "previous_reason": stored.entry.get("reason"), **extra}
+    return {
+        "record_id": stored.record_id,
+        "source": stored.entry.get("source"),
+        "identity": stored.identity,
+        "previous_reason": stored.entry.get("reason"),
+        **extra,
+    }
 
 
 def replay(
@@ -156,14 +162,24 @@ def replay(
         recorded_profile = stored.entry.get("profile")
         if recorded_profile and recorded_profile != profile.name:
             not_replayed.append(
-                _entry_item(stored, reason=f"not replayed: ingested with profile {recorded_profile!r}, replay asked for {profile.name!r}", errors={})
+                _entry_item(
+                    stored,
+                    reason=f"not replayed: ingested with profile {recorded_profile!r}, replay asked for {profile.name!r}",
+                    errors={},
+                )
             )
             kept_handles.extend(stored.handles)
             continue
         try:
             inp = resolve_input(stored.entry)
         except SourceUnavailable as error:
-            not_replayed.append(_entry_item(stored, reason=f"not replayed: {error}", errors=(stored.entry.get("validation_result") or {}).get("errors") or {}))
+            not_replayed.append(
+                _entry_item(
+                    stored,
+                    reason=f"not replayed: {error}",
+                    errors=(stored.entry.get("validation_result") or {}).get("errors") or {},
+                )
+            )
             kept_handles.extend(stored.handles)
             continue
         groups.setdefault(inp.source, []).append(stored)
@@ -194,17 +210,21 @@ def replay(
 
     collected = CollectingSink()
     try:
-        ingest_report = run_ingest(
-            list(inputs.values()),
-            registry=registry,
-            profile=profile,
-            output=output,
-            sink=collected,
-            workers=workers,
-            app_id=app_id,
-            limits=limits or ArchiveLimits(),
-            run_id=run_id,
-        ) if inputs else None
+        ingest_report = (
+            run_ingest(
+                list(inputs.values()),
+                registry=registry,
+                profile=profile,
+                output=output,
+                sink=collected,
+                workers=workers,
+                app_id=app_id,
+                limits=limits or ArchiveLimits(),
+                run_id=run_id,
+            )
+            if inputs
+            else None
+        )
     except BaseException:
         # Nothing was settled: every chosen entry stays as it was.
         store.release([h for s in chosen for h in s.handles])
@@ -232,13 +252,20 @@ def replay(
             removed += store.remove([h for s in group for h in s.handles if h != new_handle])
             for stored in group:
                 report["still_invalid"].append(
-                    _entry_item(stored, reason=new_entry["reason"], errors=new_entry["validation_result"]["errors"], new_identity=new_entry["identity"])
+                    _entry_item(
+                        stored,
+                        reason=new_entry["reason"],
+                        errors=new_entry["validation_result"]["errors"],
+                        new_identity=new_entry["identity"],
+                    )
                 )
             continue
         removed += store.remove([h for s in group for h in s.handles])
         for stored in group:
             if outcome == PROCESSED:
-                report["processed"].append(_entry_item(stored, rows=rows.get(source, {}), new_record_id=record_ids.get(source)))
+                report["processed"].append(
+                    _entry_item(stored, rows=rows.get(source, {}), new_record_id=record_ids.get(source))
+                )
             else:
                 report["skipped"].append(_entry_item(stored, reason=reason))
     store.release(kept_handles)
@@ -281,4 +308,3 @@ def format_replay_summary(report: dict) -> str:
     for item in report["not_replayed"]:
         lines.append(f"  not replayed   {item['record_id']}: {item['reason']}")
     return "\n".join(lines)
-

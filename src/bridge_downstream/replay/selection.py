@@ -44,7 +44,12 @@ class Selection:
         return not (self.assessments and entry_assessment(entry) not in self.assessments)
 
     def to_json(self) -> dict:
-        return {"records": list(self.records), "reason": self.reason, "assessments": list(self.assessments), "all": self.all}
+        return {
+            "records": list(self.records),
+            "reason": self.reason,
+            "assessments": list(self.assessments),
+            "all": self.all,
+        }
 
 
 def record_matches(entry: dict, value: str) -> bool:
@@ -84,4 +89,3 @@ def format_table(entries: Sequence[dict], reason_width: int = 72) -> str:
     lines = ["  ".join(headers[c].ljust(widths[c]) for c in columns).rstrip()]
     lines += ["  ".join(r[c].ljust(widths[c]) for c in columns).rstrip() for r in rows]
     return "\n".join(lines)
-

@@ -10,6 +10,7 @@ workflow run's ingest wrote, else every dataset under the JSON root),
 import logging
 import os
 import sys
+from typing import cast
 
 import boto3
 
@@ -28,7 +29,9 @@ def chosen_datasets(args, glue, work) -> list[str]:
     if args["datasets"]:
         return [d for d in args["datasets"].split(",") if d]
     if args["WORKFLOW_NAME"] and args["WORKFLOW_RUN_ID"]:
-        properties = glue.get_workflow_run_properties(Name=args["WORKFLOW_NAME"], RunId=args["WORKFLOW_RUN_ID"])["RunProperties"]
+        properties = glue.get_workflow_run_properties(Name=args["WORKFLOW_NAME"], RunId=args["WORKFLOW_RUN_ID"])[
+            "RunProperties"
+        ]
         if "ingested_datasets" in properties:
             return [d for d in properties["ingested_datasets"].split(",") if d]
     return json_datasets(work)
@@ -38,17 +41,25 @@ def main(argv=None, spark=None, glue_client=None) -> dict:
     args = resolve_options(
         argv if argv is not None else sys.argv,
         ["json-root", "published-root", "registry-uri", "profile", "glue-database"],
-        {"datasets": "", "catalog-table-prefix": "", "retention": str(DEFAULT_RETENTION), "WORKFLOW_NAME": None, "WORKFLOW_RUN_ID": None},
+        {
+            "datasets": "",
+            "catalog-table-prefix": "",
+            "retention": str(DEFAULT_RETENTION),
+            "WORKFLOW_NAME": None,
+            "WORKFLOW_RUN_ID": None,
+        },
     )
     glue = glue_client or boto3.client("glue")
-    work = S3Storage.from_uri(args["json_root"])
+    # resolve_options raised MissingJobArgument unless every required argument
+    # is a str, and the optional ones cast below have str defaults.
+    work = S3Storage.from_uri(cast(str, args["json_root"]))
     config = RunConfig(
-        registry=SchemaRegistry.load(S3Storage.from_uri(args["registry_uri"])),
-        profile=load_profile(args["profile"]),
+        registry=SchemaRegistry.load(S3Storage.from_uri(cast(str, args["registry_uri"]))),
+        profile=load_profile(cast(str, args["profile"])),
         output=work,
-        published=S3Storage.from_uri(args["published_root"]),
+        published=S3Storage.from_uri(cast(str, args["published_root"])),
         engine="spark",
-        retention=int(args["retention"]),
+        retention=int(cast(str, args["retention"])),
     )
     if spark is None:
         from pyspark.sql import SparkSession
@@ -56,7 +67,9 @@ def main(argv=None, spark=None, glue_client=None) -> dict:
         spark = SparkSession.builder.getOrCreate()
     # An emulated endpoint is out of reach of Spark's own S3 connector.
     location = StagedLocation() if os.environ.get("AWS_ENDPOINT_URL") else DirectLocation()
-    catalog = GlueCatalog(args["glue_database"], config.publish_root, glue, args["catalog_table_prefix"])
+    catalog = GlueCatalog(
+        cast(str, args["glue_database"]), config.publish_root, glue, cast(str, args["catalog_table_prefix"])
+    )
     run_id = args["WORKFLOW_RUN_ID"] or new_run_id()
     present = set(json_datasets(work))
     results = {}
@@ -79,7 +92,12 @@ def main(argv=None, spark=None, glue_client=None) -> dict:
                 retention=config.retention,
             )
             results[dataset_id] = result.manifest
-            log.info("published %s version %s: %s", dataset_id, result.manifest.version, {n: t.rows for n, t in result.manifest.tables.items()})
+            log.info(
+                "published %s version %s: %s",
+                dataset_id,
+                result.manifest.version,
+                {n: t.rows for n, t in result.manifest.tables.items()},
+            )
     finally:
         location.close()
     return results

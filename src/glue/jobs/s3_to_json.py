@@ -8,6 +8,7 @@ properties hold ``messages``: ``[{source_bucket, source_key, raw_folder_id}]``.
 import json
 import logging
 import sys
+from typing import cast
 
 import boto3
 
@@ -29,14 +30,21 @@ def main(argv=None, spark=None, glue_client=None, sqs_client=None) -> dict:
         {"app-id": None},
     )
     glue = glue_client or boto3.client("glue")
-    properties = glue.get_workflow_run_properties(Name=args["WORKFLOW_NAME"], RunId=args["WORKFLOW_RUN_ID"])["RunProperties"]
+    properties = glue.get_workflow_run_properties(Name=args["WORKFLOW_NAME"], RunId=args["WORKFLOW_RUN_ID"])[
+        "RunProperties"
+    ]
     messages = messages_from_run_properties(properties)
     if spark is None:
         from pyspark.sql import SparkSession
 
         spark = SparkSession.builder.getOrCreate()
-    config = IngestJobConfig(args["json_root"], args["registry_uri"], args["profile"], args["app_id"])
-    report = run_ingest_on_spark(spark, messages, config, SqsInvalidSink(args["invalid_queue_url"], sqs_client))
+    # resolve_options raised MissingJobArgument unless every required argument is a str.
+    config = IngestJobConfig(
+        cast(str, args["json_root"]), cast(str, args["registry_uri"]), cast(str, args["profile"]), args["app_id"]
+    )
+    report = run_ingest_on_spark(
+        spark, messages, config, SqsInvalidSink(cast(str, args["invalid_queue_url"]), sqs_client)
+    )
     # The JSON-to-Parquet jobs of the same workflow run read which datasets changed.
     glue.put_workflow_run_properties(
         Name=args["WORKFLOW_NAME"],

@@ -210,7 +210,12 @@ def lambda_handler(event, context, glue_client=None, settings: Settings | None =
         for source in sources:
             key = f"{source.app_id}/{source.study_id}"
             if key not in settings.workflows:
-                logger.info("no pipeline for %s in this namespace; skipping s3://%s/%s", key, source.source_bucket, source.source_key)
+                logger.info(
+                    "no pipeline for %s in this namespace; skipping s3://%s/%s",
+                    key,
+                    source.source_bucket,
+                    source.source_key,
+                )
                 continue
             item = json.dumps(source.as_property(), sort_keys=True)
             groups.setdefault((source.app_id, source.study_id), OrderedDict()).setdefault(item, set()).add(message_id)

@@ -89,10 +89,7 @@ def build_wheel(project_root: Path, out_dir: Path) -> Path:
             if package.is_dir() and not package.name.endswith(".egg-info"):
                 shutil.copytree(package, src / package.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         env = dict(os.environ, SOURCE_DATE_EPOCH="315532800")
-        code = (
-            "import sys; from setuptools import build_meta; "
-            "print(build_meta.build_wheel(sys.argv[1]))"
-        )
+        code = "import sys; from setuptools import build_meta; print(build_meta.build_wheel(sys.argv[1]))"
         result = subprocess.run(
             [sys.executable, "-c", code, str(out_dir)], cwd=tmp, env=env, capture_output=True, text=True, check=False
         )
@@ -234,8 +231,13 @@ class UploadReport:
     deleted: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return {"bucket": self.bucket, "prefix": self.prefix, "uploaded": self.uploaded,
-                "unchanged": self.unchanged, "deleted": self.deleted}
+        return {
+            "bucket": self.bucket,
+            "prefix": self.prefix,
+            "uploaded": self.uploaded,
+            "unchanged": self.unchanged,
+            "deleted": self.deleted,
+        }
 
 
 def upload(s3, bucket: str, ref: str, artifacts: Iterable[Artifact], prune: bool = True) -> UploadReport:
@@ -253,26 +255,30 @@ def upload(s3, bucket: str, ref: str, artifacts: Iterable[Artifact], prune: bool
                 report.unchanged.append(artifact.key)
                 continue
         s3.upload_file(
-            str(artifact.path), bucket, key,
+            str(artifact.path),
+            bucket,
+            key,
             ExtraArgs={"Metadata": {"sha256": digest}, "ServerSideEncryption": "AES256"},
         )
         report.uploaded.append(artifact.key)
     if prune:
         for key in sorted(existing - wanted):
             s3.delete_object(Bucket=bucket, Key=key)
-            report.deleted.append(key[len(prefix):])
+            report.deleted.append(key[len(prefix) :])
     return report
 
 
 def list_ref(s3, bucket: str, ref: str | None) -> list[str]:
     if ref is None:
         response_refs = set()
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{ARTIFACT_ROOT}/", Delimiter="/"):
+        for page in s3.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix=f"{ARTIFACT_ROOT}/", Delimiter="/"
+        ):
             for common in page.get("CommonPrefixes", []):
-                response_refs.add(common["Prefix"][len(ARTIFACT_ROOT) + 1:].strip("/"))
+                response_refs.add(common["Prefix"][len(ARTIFACT_ROOT) + 1 :].strip("/"))
         return sorted(response_refs)
     prefix = ref_prefix(ref)
-    return [item["Key"][len(prefix):] for item in list_keys(s3, bucket, prefix)]
+    return [item["Key"][len(prefix) :] for item in list_keys(s3, bucket, prefix)]
 
 
 # ------------------------------------------------------------------ stacks
@@ -307,10 +313,14 @@ def parse_args(argv=None):
     action.add_argument("--remove", action="store_true", help="delete the ref's artifacts (all versions)")
     action.add_argument("--list", action="store_true", help="list the ref's artifacts, or every ref")
     parser.add_argument("--ref", help="artifact ref: the branch namespace (one path segment)")
-    parser.add_argument("--registry", type=Path, help="schema registry directory to upload (bridge-downstream registry build)")
+    parser.add_argument(
+        "--registry", type=Path, help="schema registry directory to upload (bridge-downstream registry build)"
+    )
     parser.add_argument("--bucket", help="artifact bucket (default: from stack outputs)")
     parser.add_argument("--stack-name", help="stack whose outputs name the buckets")
-    parser.add_argument("--stack-group", default="develop", help="sceptre stack group of the buckets stack (default develop)")
+    parser.add_argument(
+        "--stack-group", default="develop", help="sceptre stack group of the buckets stack (default develop)"
+    )
     parser.add_argument("--namespace", help="with --remove: also delete this namespace's data prefixes")
     parser.add_argument("--no-prune", action="store_true", help="with --upload: keep objects no longer produced")
     parser.add_argument("--force", action="store_true", help="allow --remove of protected refs/namespaces")

@@ -126,3 +126,28 @@ def test_the_checks_see_imports_inside_functions_and_relative_ones(tmp_path):
     probe.write_text("def f():\n    from ..publish import versions\n    import boto3\n")
     found = imported_modules(probe, "bridge_downstream.ingest.probe")
     assert {"bridge_downstream.publish", "bridge_downstream.publish.versions", "boto3"} <= found
+
+
+def test_the_code_map_matches_the_tree():
+    """docs/architecture.md's code map: every core package has a row whose
+    "may import" is the rule above, and every module of the core, the adapters
+    and the command line is named in its package's row."""
+    doc = (PROJECT_ROOT / "docs" / "architecture.md").read_text()
+    code_map = doc[doc.index("## Code map") :]
+    code_map = code_map[: code_map.index("\n## ", 1)]
+    owns, may_import = {}, {}
+    for line in code_map.splitlines():
+        cells = [cell.strip() for cell in line.split("|")[1:-1]]
+        if len(cells) == 3 and "`" in cells[0]:
+            key = cells[0].split("`")[1].rstrip("/").removeprefix("src/")
+            owns[key] = cells[1]
+            may_import[key] = {name for name in cells[2].split("`")[1::2]}
+    for package, allowed in CORE_PACKAGE_MAY_IMPORT.items():
+        assert may_import.get(package) == allowed, package
+    for folder, key in [
+        *((SRC / CORE / p, p) for p in CORE_PACKAGE_MAY_IMPORT),
+        (SRC / ADAPTERS, ADAPTERS),
+        (SRC / CLI, CLI),
+    ]:
+        modules = sorted(p.name for p in folder.glob("*.py") if p.name != "__init__.py")
+        assert [m for m in modules if f"`{m}`" not in owns[key]] == [], key

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import socket
+import urllib.request
 from contextlib import contextmanager
 
 from moto.server import ThreadedMotoServer
@@ -20,7 +21,11 @@ def moto_server():
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    # moto keeps its backends in the process, not in the server: without a reset a
+    # new server starts with the buckets and objects the previous test left.
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")).close()
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield endpoint
     finally:
         server.stop()

@@ -2,7 +2,9 @@
 table, its partitions registered, so Athena can query right after a run.
 
 Re-publishing updates a table in place (location, columns) and replaces its
-partitions, so the catalog always describes the current version.
+partitions, so the catalog always describes the current version. A
+partition's values are the published values (``a/b``); its location is the
+folder that holds them (``assessmentid=a%2Fb/``, :mod:`layout`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Any
 
 import boto3
 
+from bridge_downstream.common import layout
 from bridge_downstream.common.storage import Storage
 from bridge_downstream.publish.manifest import PublishedTable, PublishManifest
 
@@ -88,7 +91,8 @@ class GlueCatalog:
         )
         inputs = []
         for partition_values in values:
-            path = "/".join(f"{k}={v}" for k, v in zip(table.partition_keys, partition_values))
+            # Values as published (unescaped); the location is the folder, named as Spark escapes it.
+            path = layout.partition_path(dict(zip(table.partition_keys, partition_values)))
             inputs.append(
                 {
                     "Values": list(partition_values),

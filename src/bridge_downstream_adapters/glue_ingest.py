@@ -4,25 +4,34 @@ The driver splits the messages into deterministic slices; each Spark task
 runs the core's ``process_batch`` on its slice, reading archives from S3 and
 writing its own part files and outcome spool (so the driver collects
 counts, not per-archive data); the driver then merges the spools, sends
-invalid records, writes the ledger and the report -- the same steps as the
-local command.
+invalid records, writes the ledger, commits the run and writes the report --
+the same steps as the local command (``finish_run``). Nothing the job stores
+is read before the driver has committed the run: a job that fails, times out
+or is stopped adds no row that publish reads. Each attempt at a task claims
+its part files as itself, and the commit takes the attempts whose results the
+driver collected: part files of an attempt that died (its executor lost, and
+Spark ran the task again) are never read, even where they differ from the
+next attempt's.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import cast
 
+from bridge_downstream.common.run_commits import attempt_claimant
 from bridge_downstream.config.limits import ArchiveLimits
 from bridge_downstream.config.profiles import load_profile
 from bridge_downstream.config.registry import SchemaRegistry
 from bridge_downstream.ingest.context import IngestContext, default_prefetch
 from bridge_downstream.ingest.listing import ArchiveInput
 from bridge_downstream.ingest.outcomes import IngestLedger, TaskResult, finish_run, load_ledger
-from bridge_downstream.ingest.run import new_run_id, process_batch
+from bridge_downstream.ingest.run import new_run_id, process_batch, without_repeated_archives
 from bridge_downstream_adapters.s3 import S3Storage
 
 
@@ -68,12 +77,21 @@ def message_inputs(messages: list[dict], endpoint_url: str | None = None) -> lis
 
 
 def process_slice(
-    task: int, messages: list[dict], config: IngestJobConfig, already_ingested: IngestLedger, run_id: str
+    task: int,
+    messages: list[dict],
+    config: IngestJobConfig,
+    already_ingested: IngestLedger,
+    run_id: str,
+    kept_copies: Mapping[str, tuple[int, str]] | None = None,
 ) -> TaskResult:
-    ctx = _context(config, already_ingested)
+    ctx = dataclasses.replace(_context(config, already_ingested), kept_copies=kept_copies or {})
     output = S3Storage.from_uri(config.json_root, endpoint_url=config.endpoint_url)
     inputs = sorted(message_inputs(messages, config.endpoint_url), key=lambda i: i.source)  # the outcome spool's order
-    return cast(TaskResult, process_batch(task, inputs, ctx, output, run_id))  # last=True: a finished task
+    # Spark attempts a task again when an executor is lost: each attempt claims
+    # its own part files, and the run's commit takes only the attempt whose
+    # result the driver collected.
+    attempt = attempt_claimant(run_id)
+    return cast(TaskResult, process_batch(task, inputs, ctx, output, run_id, attempt=attempt))  # a finished task
 
 
 def split_messages(messages: list[dict], slices: int) -> list[list[dict]]:
@@ -90,9 +108,16 @@ def run_ingest_on_spark(
     output = S3Storage.from_uri(config.json_root, endpoint_url=config.endpoint_url)
     already = load_ledger(output)
     slices = split_messages(messages, spark.sparkContext.defaultParallelism * 2)
-    rdd = spark.sparkContext.parallelize(list(enumerate(slices)), len(slices) or 1)
-    results = rdd.map(lambda item: process_slice(item[0], item[1], config, already, run_id)).collect()
-    ctx = _context(config, already)
+
+    def run_slices(tasks: list[int], kept_copies: Mapping[str, tuple[int, str]]) -> list[TaskResult]:
+        chosen = [(task, slices[task]) for task in tasks]
+        rdd = spark.sparkContext.parallelize(chosen, len(chosen) or 1)
+        return rdd.map(lambda item: process_slice(item[0], item[1], config, already, run_id, kept_copies)).collect()
+
+    results = run_slices(list(range(len(slices))), {})
+    results, ctx = without_repeated_archives(
+        results, _context(config, already), output, lambda again, settled: run_slices(again, settled.kept_copies)
+    )
     return finish_run(run_id, ctx, results, started, output, invalid_sink)
 
 

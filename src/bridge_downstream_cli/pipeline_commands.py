@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bridge_downstream.common import layout
-from bridge_downstream.common.storage import LocalStorage
+from bridge_downstream.common.storage import LocalStorage, local_entry
+from bridge_downstream.common.text import printable
 from bridge_downstream.config import (
     DEFAULT_RETENTION,
     RunConfig,
@@ -60,16 +61,21 @@ def run_config(args: argparse.Namespace) -> RunConfig:
 
 
 def discover_archives(paths: list[str]) -> Sequence[ArchiveInput]:
-    """Archives named directly, or found (recursively) in named folders."""
+    """Archives named directly, or found (recursively) in named folders. An
+    entry that is no regular file (a FIFO, a dangling or looping link), named
+    or found, is an input refused with its reason: it is reported as skipped
+    and the others are ingested."""
     listings: list[Sequence[ArchiveInput]] = []
     for raw in paths:
-        path = Path(raw).resolve()
+        path = Path(os.path.abspath(raw))  # not resolved: a link is judged as a listing judges it
         if path.is_dir():
             listings.append(ArchiveListing.of_storage(LocalStorage(path), ARCHIVE_SUFFIXES))
-        elif path.is_file():
-            listings.append([ArchiveInput(LocalStorage(path.parent), path.name)])
-        else:
+            continue
+        storage = LocalStorage(path.parent)
+        entry = local_entry(storage, path.name)
+        if entry is None:
             raise UsageError(f"input {raw} does not exist")
+        listings.append([ArchiveInput.of_entry(storage, entry)])
     if len(listings) == 1:
         return listings[0]  # one folder: the spooled listing, whatever its size
     return [inp for listing in listings for inp in listing]
@@ -92,10 +98,9 @@ def print_ingest_summary(report: dict, output: Path) -> None:
     )
     for dataset_id, counts in report["datasets"].items():
         print(f"  {dataset_id:<40} {counts['records']:>7} records {counts['rows']:>9} rows")
-    for entry in report["invalid"]:
-        print(f"  invalid  {entry['source']}: {entry['reason']}")
-    for entry in report["skipped"]:
-        print(f"  skipped  {entry['source']}: {entry['reason']}")
+    for status in ("invalid", "skipped"):
+        for entry in report[status]:  # a source or a reason could hold a terminal escape
+            print(f"  {status:<8} {printable(entry['source'])}: {printable(entry['reason'])}")
     not_listed = {status: count for status, count in report.get("not_listed", {}).items() if count}
     if not_listed:
         more = ", ".join(f"{count} more {status}" for status, count in not_listed.items())

@@ -19,7 +19,7 @@ def test_keys_stay_inside_the_root(tmp_path):
     stream, metadata = storage.open_read_with_metadata("deep/key.json")
     with stream:
         assert stream.read() == b"{}"
-    assert metadata == {"recordid": "r1"}
+    assert metadata == {"RecordId": "r1"}  # as written: ingest reads names case-insensitively, and refuses ambiguity
 
 
 def test_move_in_renames_the_file_into_place(tmp_path):

@@ -123,7 +123,7 @@ def test_total_inflated_size_limit(registry, tmp_path):
 def test_unsafe_member_names(registry, tmp_path, name, expected):
     data = raw_zip([("taskData.json", json.dumps(GOOD_TASK).encode()), (name, b"{}")])
     report, out = run_with_bad(tmp_path, registry, "bad.zip", data)
-    assert_only_bad_is_invalid(report, out, f"unsafe-member-name: member name {name!r} {expected}")
+    assert_only_bad_is_invalid(report, out, f"unsafe-member-name: member name '{name}' {expected}")
 
 
 def test_duplicate_member_names(registry, tmp_path):
@@ -254,7 +254,7 @@ def test_archive_with_no_mapped_file_is_skipped_with_the_reason(registry, tmp_pa
     report, _ = run_with_bad(tmp_path, registry, "bad.zip", data)
     assert report["archives"] == {"total": 2, "processed": 1, "invalid": 0, "skipped": 1}
     assert report["skipped"][0]["reason"].startswith(
-        "no file of the archive maps to a dataset (info.json: no schema for 'info.json'"
+        "no file of the archive gives rows (info.json: no schema for 'info.json'"
     )
 
 

@@ -69,7 +69,7 @@ def test_files_skipped_are_counted_per_file_and_reason(registry, tmp_path):
             target = name.replace("rec-0001", f"rec-0001{suffix}")
             shutil.copy(SAMPLES / "archives" / name, folder / target)
         meta = folder / f"rec-0001{suffix}-number-match.zip.metadata.json"
-        meta.write_text(json.dumps(json.loads(meta.read_text()) | {"recordId": f"rec-0001{suffix}"}))
+        meta.write_text(json.dumps(json.loads(meta.read_text()) | {"recordid": f"rec-0001{suffix}"}))
     report = ingest_folder(folder, tmp_path / "out", registry, workers=2)
     assert report["archives"]["processed"] == 3
     (entry,) = report["files_skipped"]

@@ -217,3 +217,84 @@ def test_sample_events_parse():
         event = json.loads((LAMBDA_DIR / "events" / name).read_text())
         sources = app.parse_body(event["Records"][0]["body"], app.Settings(workflows={}).key_pattern)
         assert sources and sources[0].app_id == "mobile-toolbox"
+
+
+def test_records_that_name_no_object_are_skipped_and_their_message_still_runs(glue, caplog):
+    bad_records = [
+        {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": None}, "object": {"key": "recover/pilot/n.zip"}}},
+        {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "input-bucket"}, "object": {"key": None}}},
+        {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "input-bucket"}, "object": {}}},
+        {"eventName": "ObjectCreated:Put", "s3": {"bucket": {}, "object": {"key": "recover/pilot/m.zip"}}},
+        {"eventName": "ObjectCreated:Put", "s3": None},
+        {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": ""}, "object": {"key": "recover/pilot/e.zip"}}},
+        {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": 7}, "object": {"key": "recover/pilot/i.zip"}}},
+        "not a record",
+    ]
+    mixed = sns({"Records": [*bad_records, s3_record("recover/pilot/good.zip")]})
+    other = sns({"Records": [s3_record("mobile-toolbox/example/other.zip")]})
+    with caplog.at_level("ERROR"):
+        result = app.lambda_handler(sqs_event(mixed, other), None, glue_client=glue, settings=settings())
+    assert result == {"batchItemFailures": []}
+    assert runs(glue, WORKFLOWS["recover/pilot"]) == [
+        [{"source_bucket": "input-bucket", "source_key": "recover/pilot/good.zip", "raw_folder_id": None}]
+    ]
+    assert [m["source_key"] for m in runs(glue, WORKFLOWS["mobile-toolbox/example"])[0]] == [
+        "mobile-toolbox/example/other.zip"
+    ]
+    skipped = [r.getMessage() for r in caplog.records if "names no object" in r.getMessage()]
+    assert len(skipped) == len(bad_records) and skipped[0].startswith("skipping S3 event record 0")
+
+
+def test_a_null_bucket_alone_starts_no_run_and_fails_nothing(glue):
+    body = sns({"Records": [{"s3": {"bucket": {"name": None}, "object": {"key": "recover/pilot/a.zip"}}}]})
+    bridge = bridge_notification(studies=("example",))
+    bridge["studyRecords"]["example"]["s3Bucket"] = None
+    result = app.lambda_handler(sqs_event(body, sns(bridge)), None, glue_client=glue, settings=settings())
+    assert result == {"batchItemFailures": []}
+    assert runs(glue, WORKFLOWS["recover/pilot"]) == [] and runs(glue, WORKFLOWS["mobile-toolbox/example"]) == []
+
+
+def test_bridge_study_records_without_bucket_or_key_are_skipped_alone(glue, caplog):
+    glue.create_workflow(Name="ns-mtb-other-s3-to-json")
+    glue.create_workflow(Name="ns-mtb-third-s3-to-json")
+    workflows = dict(
+        WORKFLOWS,
+        **{"mobile-toolbox/other": "ns-mtb-other-s3-to-json", "mobile-toolbox/third": "ns-mtb-third-s3-to-json"},
+    )
+    message = bridge_notification(studies=("example", "other", "third"))
+    del message["studyRecords"]["example"]["s3Key"]
+    message["studyRecords"]["other"] = None
+    with caplog.at_level("ERROR"):
+        result = app.lambda_handler(
+            sqs_event(sns(message)), None, glue_client=glue, settings=app.Settings(workflows=workflows)
+        )
+    assert result == {"batchItemFailures": []}
+    assert runs(glue, "ns-mtb-third-s3-to-json") == [
+        [{"source_bucket": "raw", "source_key": "mobile-toolbox/third/rec.zip", "raw_folder_id": "syn-third"}]
+    ]
+    assert runs(glue, WORKFLOWS["mobile-toolbox/example"]) == [] and runs(glue, "ns-mtb-other-s3-to-json") == []
+    assert sum("names no object" in r.getMessage() for r in caplog.records) == 2
+
+
+def test_a_message_of_the_wrong_shape_fails_alone_never_the_batch(glue, monkeypatch):
+    good = sns({"Records": [s3_record("recover/pilot/a.zip")]})
+    records_null = sns({"Records": None})
+    study_records_list = sns({"appId": "mobile-toolbox", "studyRecords": ["example"]})
+    app_id_object = sns({"appId": {"x": 1}, "studyRecords": {}})
+    surprising = sns({"Records": [s3_record("recover/pilot/surprise.zip")]})
+    real_parse = app.parse_body
+
+    def parse_body(body, pattern):  # a failure no rule foresaw, in one message
+        if "surprise" in body:
+            raise RuntimeError("unforeseen")
+        return real_parse(body, pattern)
+
+    monkeypatch.setattr(app, "parse_body", parse_body)
+    result = app.lambda_handler(
+        sqs_event(good, records_null, study_records_list, app_id_object, surprising),
+        None,
+        glue_client=glue,
+        settings=settings(),
+    )
+    assert result == {"batchItemFailures": [{"itemIdentifier": f"m{i}"} for i in (1, 2, 3, 4)]}
+    assert [m["source_key"] for m in runs(glue, WORKFLOWS["recover/pilot"])[0]] == ["recover/pilot/a.zip"]

@@ -22,6 +22,7 @@ from bridge_downstream.relationalize.schema_types import root_row_type, schema_t
 from bridge_downstream.relationalize.types import (
     BIGINT_T,
     BOOLEAN_T,
+    DECIMAL_T,
     DOUBLE_T,
     STRING_T,
     Array,
@@ -369,7 +370,7 @@ def test_inference_rules():
     t = infer_type(rows)
     f = dict(t.fields)
     assert f["i"] == BIGINT_T and f["d"] == DOUBLE_T and f["s"] == STRING_T
-    assert f["drift"] == STRING_T and f["e"] == STRING_T and f["n"] == STRING_T and f["big"] == STRING_T
+    assert f["drift"] == STRING_T and f["e"] == STRING_T and f["n"] == STRING_T and f["big"] == DECIMAL_T
     assert f["arr"] == Array(DOUBLE_T)
     assert f["o"] == Struct((("a", STRING_T), ("b", BIGINT_T)))  # union, sorted
     assert f["mapish"] == Map(BIGINT_T)

@@ -260,7 +260,7 @@ def test_record_still_invalid_stays_with_its_new_reasons(pipeline, registries, c
 def test_counts_are_conserved_and_a_second_replay_duplicates_nothing(pipeline, registries, capsys):
     archives, output = pipeline
     invalid_before = invalid_entries(output)
-    saved_rec5 = (output / "invalid").glob("rec-0005-*.json").__next__().read_text()
+    saved_rec5 = (output / layout.invalid_key("rec-0005", invalid_before["rec-0005"]["identity"])).read_text()
     ledger_before = len(ledger_lines(output))
     rows_before = dataset_rows(output)
 

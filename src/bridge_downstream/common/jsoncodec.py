@@ -5,31 +5,62 @@ too large for a double and unpaired UTF-16 surrogate escapes are refused.
 Python's ``json`` takes them, but they are not JSON, and the rows' readers
 (the publish engines, Athena) need not read them, or not the same way: the
 file fails ingest with its reason instead of a publish failing later.
-Integers outside the 64-bit range, which no table column holds as integers,
-are read as doubles. Lines are compact UTF-8 JSON with a newline. orjson does both several times faster than ``json``, which
-for small uploads is a large share of ingest's CPU (docs/benchmarks.md).
+Lines are compact UTF-8 JSON with a newline. orjson does both several times
+faster than ``json``, which for small uploads is a large share of ingest's
+CPU (docs/benchmarks.md).
+
+Integers are kept exact whatever their size: orjson reads an integer beyond
+the 64-bit range as a double (a value lost), so a document with a literal of
+19 digits or more is read again by Python's ``json``, which keeps it whole,
+and a row holding such an integer is written by ``json`` too. Publish widens
+the column to ``decimal(38,0)`` (docs/relationalize.md).
 """
 
 from __future__ import annotations
 
 import codecs
 import functools
+import json
+import re
 
 import orjson
 
 JSONDecodeError = orjson.JSONDecodeError  # a ValueError
 
+# An integer literal that may not fit 64 bits (or a digit run inside a string:
+# then the second read finds nothing to correct, and costs only its time).
+_LONG_INTEGER = re.compile(rb"\d{19}")
+
 
 def parse(data: bytes):
     """The JSON value in ``data`` (UTF-8, with or without a byte-order mark).
     Raises :class:`JSONDecodeError` (a ValueError) with orjson's reason."""
-    return orjson.loads(data.removeprefix(codecs.BOM_UTF8))
+    data = data.removeprefix(codecs.BOM_UTF8)
+    value = orjson.loads(data)  # strict: what it refuses is refused
+    if _LONG_INTEGER.search(data) is None:
+        return value
+    return json.loads(data)  # exact integers; orjson has vouched for the rest
 
 
 # ``line(value)``: the value as one compact JSON line, ending in a newline. A
 # partial, not a function: ingest encodes every row with it, and a Python
 # call's own cost is a third of orjson's for a small row.
 line = functools.partial(orjson.dumps, option=orjson.OPT_APPEND_NEWLINE)
+
+
+def _beyond_64_bits(error: Exception) -> bool:
+    return "64-bit" in str(error)
+
+
+def exact_dumps(value) -> bytes:
+    """``orjson.dumps``, or where a value holds an integer beyond 64 bits,
+    Python's ``json`` with the same compact form."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError as error:
+        if not _beyond_64_bits(error):
+            raise
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
 class Rows:
@@ -52,19 +83,38 @@ class Rows:
         self._tail = (b"," + fields if fields else b"") + b',"sourceindex":'
 
     def line(self, element, index: int) -> bytes:
+        try:
+            return self._line(element, index, orjson.dumps)
+        except orjson.JSONEncodeError as error:
+            if not _beyond_64_bits(error):
+                raise
+            return self._line(element, index, exact_dumps)
+
+    def _line(self, element, index: int, dumps) -> bytes:
         if type(element) is dict and element and self._names.isdisjoint(element):
-            return b"%b%b%d}\n" % (orjson.dumps(element)[:-1], self._tail, index)
-        return line(
-            {**(element if isinstance(element, dict) else {"value": element}), **self._shared, "sourceindex": index}
-        )
+            return b"%b%b%d}\n" % (dumps(element)[:-1], self._tail, index)
+        merged = {
+            **(element if isinstance(element, dict) else {"value": element}),
+            **self._shared,
+            "sourceindex": index,
+        }
+        return dumps(merged) + b"\n"
 
     def block(self, elements: list, start: int = 0) -> bytes:
         """The lines of ``elements``, indexed from ``start``, as one block."""
-        dumps, names, tail, merged = orjson.dumps, self._names, self._tail, self.line
+        try:
+            return self._block(elements, start, orjson.dumps)
+        except orjson.JSONEncodeError as error:
+            if not _beyond_64_bits(error):
+                raise
+            return self._block(elements, start, exact_dumps)
+
+    def _block(self, elements: list, start: int, dumps) -> bytes:
+        names, tail, merged = self._names, self._tail, self._line
         pieces: list[bytes] = []
         for index, element in enumerate(elements, start):
             if type(element) is dict and element and names.isdisjoint(element):
                 pieces += (dumps(element)[:-1], tail, b"%d}\n" % index)
             else:
-                pieces.append(merged(element, index))
+                pieces.append(merged(element, index, dumps))
         return b"".join(pieces)

@@ -16,12 +16,13 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 
 from bridge_downstream.common import jsoncodec
+from bridge_downstream.common.text import control_character_problem
 
 # A file up to this size is read whole by LocalStorage.open_read, as S3Storage reads every object.
 SMALL_FILE_BYTES = 1 << 20
@@ -35,6 +36,17 @@ class UnreadableMetadata(ValueError):
 class ObjectInfo:
     key: str
     size: int
+
+
+@dataclass(frozen=True)
+class RefusedEntry:
+    """An entry under a prefix that is no object to read, and why: locally a
+    dangling or looping symbolic link, a FIFO, a device, a name that is not
+    UTF-8 (shown with ``\\x`` escapes); anywhere a name with a control
+    character. A folder's key ends in ``/``."""
+
+    key: str
+    reason: str
 
 
 @runtime_checkable
@@ -68,11 +80,13 @@ class Storage(Protocol):
 
     def copy(self, source_key: str, dest_key: str) -> None: ...
 
-    def metadata(self, key: str) -> dict[str, str]:
-        """The object's user metadata (S3 ``x-amz-meta-*``), lower-case keys."""
+    def metadata(self, key: str) -> Mapping[str, object]:
+        """The object's user metadata (S3 ``x-amz-meta-*``) as the store holds it:
+        S3 gives lower-case names and text; a local sidecar gives its JSON as
+        written (ingest reads both the same way, nulls and case included)."""
         ...
 
-    def open_read_with_metadata(self, key: str) -> tuple[BinaryIO, dict[str, str]]:
+    def open_read_with_metadata(self, key: str) -> tuple[BinaryIO, Mapping[str, object]]:
         """``open_read`` and ``metadata`` in one request where the store allows it."""
         ...
 
@@ -86,6 +100,30 @@ def delete_prefix(storage: Storage, prefix: str) -> int:
     for key in keys:
         storage.delete(key)
     return len(keys)
+
+
+def list_entries(storage: Storage, prefix: str) -> Iterator[ObjectInfo | RefusedEntry]:
+    """Every entry under ``prefix`` in key order: the objects ``storage.list``
+    gives, and the entries that are none, each with its reason. With
+    :func:`local_entry`, the one place that decides which entries a listing
+    cannot use."""
+    entries = storage.scan(prefix) if isinstance(storage, LocalStorage) else storage.list(prefix)
+    return map(_usably_named, entries)
+
+
+def local_entry(storage: LocalStorage, key: str) -> ObjectInfo | RefusedEntry | None:
+    """The file ``key`` names (not a folder), judged as :func:`list_entries`
+    judges the entries it lists; None where there is none."""
+    entry = storage.entry(key)
+    return None if entry is None else _usably_named(entry)
+
+
+def _usably_named(entry: ObjectInfo | RefusedEntry) -> ObjectInfo | RefusedEntry:
+    if isinstance(entry, ObjectInfo) and (problem := control_character_problem(entry.key)):
+        # Reports, logs and terminals read a name as text: a line break could forge a
+        # line, an escape (ESC, or C1's CSI) could drive the terminal.
+        return RefusedEntry(entry.key, f"its name {problem}")
+    return entry
 
 
 def file_digests(path: str | os.PathLike, chunk_size: int = 1 << 20) -> tuple[str, str, int]:
@@ -127,8 +165,9 @@ class LocalStorage:
         return Path(self._checked(key))
 
     def uri(self, key: str) -> str:
-        # Not percent-encoded: Spark and Hadoop take "dataset=X" literally.
-        return "file://" + self._checked(key)
+        # Not percent-encoded: Spark and Hadoop take "dataset=X" literally. A
+        # folder's key keeps its "/", as on S3: URIs sort as their keys do.
+        return "file://" + self._checked(key) + ("/" if key.endswith("/") and key.strip("/") else "")
 
     def read_bytes(self, key: str) -> bytes:
         return _read_file(self._checked(key))
@@ -183,17 +222,34 @@ class LocalStorage:
         return self.path(key).is_file()
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        """Objects under ``prefix`` in key order, as S3 lists them, one folder
-        at a time: a backfill's 100,000s of files are never held at once."""
+        """The regular files under ``prefix`` in key order, as S3 lists its
+        objects, one folder at a time: a backfill's 100,000s of files are never
+        held at once. Nothing else is listed (see :meth:`scan`)."""
+        return (entry for entry in self.scan(prefix) if isinstance(entry, ObjectInfo))
+
+    def scan(self, prefix: str) -> Iterator[ObjectInfo | RefusedEntry]:
+        """:meth:`list`, and every other entry under ``prefix`` as a
+        :class:`RefusedEntry` with its reason. Nothing is opened and no
+        symbolic link to a folder is followed, so a FIFO or a link loop is
+        named, never waited on or walked round."""
         # Walk only the deepest directory the prefix names, as S3 would.
         base = self.root / prefix
         start = base if base.is_dir() else base.parent
         if not start.exists():
             return
         relative = start.relative_to(self.root).as_posix()
-        for key, size in _walk_in_key_order(str(start), "" if relative == "." else relative + "/"):
-            if key.startswith(prefix):
-                yield ObjectInfo(key, size)
+        for entry in _walk_in_key_order(str(start), "" if relative == "." else relative + "/", prefix):
+            if entry.key.startswith(prefix):
+                yield entry
+
+    def entry(self, key: str) -> ObjectInfo | RefusedEntry | None:
+        """The file ``key`` names as :meth:`scan` would give it; None for a
+        folder or nothing."""
+        parent, _, name = key.rpartition("/")
+        found = _examine(name, self._checked(key), parent + "/" if parent else "")
+        if isinstance(found, _Walkable):
+            return None if found.folder else ObjectInfo(found.key, found.size)
+        return found
 
     def delete(self, key: str) -> None:
         path = self.path(key)
@@ -207,7 +263,7 @@ class LocalStorage:
     def copy(self, source_key: str, dest_key: str) -> None:
         self.upload_file(str(self.path(source_key)), dest_key)
 
-    def metadata(self, key: str) -> dict[str, str]:
+    def metadata(self, key: str) -> Mapping[str, object]:
         sidecar = self._checked(key + self.METADATA_SUFFIX)
         try:
             text = _read_file(sidecar)
@@ -220,9 +276,9 @@ class LocalStorage:
             raise UnreadableMetadata(f"{name} is not JSON ({error})") from error
         if not isinstance(values, dict):
             raise UnreadableMetadata(f"{name} is not a JSON object of metadata names and values")
-        return {str(k).lower(): str(v) for k, v in values.items()}
+        return values
 
-    def open_read_with_metadata(self, key: str) -> tuple[BinaryIO, dict[str, str]]:
+    def open_read_with_metadata(self, key: str) -> tuple[BinaryIO, Mapping[str, object]]:
         metadata = self.metadata(key)  # first: a damaged sidecar leaves no file open
         return self.open_read(key), metadata
 
@@ -265,19 +321,71 @@ def _read_to_end(fd: int, size: int) -> bytes:
     return b"".join(chunks)
 
 
-def _walk_in_key_order(folder: str, key_prefix: str) -> Iterator[tuple[str, int]]:
-    """(key, size) of every file under ``folder``, in the order of the keys.
-    A folder ``a`` sorts as ``a/``: its files' keys all start with ``a/``,
-    so walking each folder's entries in that order lists the keys sorted."""
+def _walk_in_key_order(folder: str, key_prefix: str, wanted: str = "") -> Iterator[ObjectInfo | RefusedEntry]:
+    """Every entry under ``folder`` (of those whose keys can start with
+    ``wanted``), in the order of the keys. A folder ``a`` sorts as ``a/``:
+    its files' keys all start with ``a/``, so walking each folder's entries in
+    that order lists the keys sorted."""
     with os.scandir(folder) as scan:
-        entries = [(entry.name + "/" if entry.is_dir() else entry.name, entry) for entry in scan]
-    entries.sort(key=lambda pair: pair[0])
-    for name, entry in entries:
-        if name.endswith("/"):
-            if not entry.is_symlink():  # as os.walk: symlinked folders are not followed
-                yield from _walk_in_key_order(entry.path, key_prefix + name)
-        elif not name.startswith(".tmp-"):  # an upload in progress
+        entries = [examined for entry in scan if (examined := _examine(entry.name, entry.path, key_prefix)) is not None]
+    entries.sort(key=lambda examined: examined.key)
+    for entry in entries:
+        if isinstance(entry, RefusedEntry):
+            yield entry
+        elif not (entry.key.startswith(wanted) or wanted.startswith(entry.key)):
+            continue  # a folder or file the prefix rules out
+        elif entry.folder:
             try:
-                yield key_prefix + name, entry.stat().st_size
-            except FileNotFoundError:  # gone since the folder was read
-                continue
+                yield from _walk_in_key_order(entry.path, entry.key, wanted)
+            except OSError as error:  # a folder that cannot be read: named, and the walk goes on
+                yield RefusedEntry(entry.key, f"a folder that cannot be read ({error.strerror})")
+        else:
+            yield ObjectInfo(entry.key, entry.size)
+
+
+@dataclass(frozen=True, slots=True)
+class _Walkable:
+    """A folder to walk or a regular file to list."""
+
+    key: str
+    path: str
+    folder: bool
+    size: int
+
+
+_NOT_REGULAR = {
+    stat.S_IFIFO: "a FIFO (named pipe), not a regular file: reading it could wait for ever",
+    stat.S_IFCHR: "a character device, not a regular file",
+    stat.S_IFBLK: "a block device, not a regular file",
+    stat.S_IFSOCK: "a socket, not a regular file",
+}
+
+
+def _examine(name: str, path: str, key_prefix: str) -> _Walkable | RefusedEntry | None:
+    """A folder or regular file, an entry that is neither (refused, with the
+    reason), or None for one to pass over (gone since the folder was read, or
+    an upload in progress). Nothing is opened."""
+    try:
+        status = os.stat(path)  # through a link: a link to a regular file is one
+    except FileNotFoundError:
+        if not os.path.islink(path):
+            return None  # gone since the folder was read
+        return RefusedEntry(key_prefix + name, "a symbolic link whose target does not exist")
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return RefusedEntry(key_prefix + name, "a symbolic link that loops (it leads back to itself)")
+        return RefusedEntry(key_prefix + name, f"cannot be examined ({error.strerror})")
+    folder = stat.S_ISDIR(status.st_mode)
+    key = key_prefix + name + ("/" if folder else "")
+    try:
+        name.encode()
+    except UnicodeEncodeError:  # os.scandir gave the bytes that are not UTF-8 as surrogates
+        shown = key_prefix + os.fsencode(name).decode("utf-8", "backslashreplace") + ("/" if folder else "")
+        return RefusedEntry(shown, "its name is not UTF-8 (shown with \\x escapes), so no key names it")
+    if folder:
+        if os.path.islink(path):  # as os.walk: a link could lead round in a loop, or out of the root
+            return RefusedEntry(key, "a symbolic link to a folder: links to folders are not followed")
+        return _Walkable(key, path, True, 0)
+    if stat.S_ISREG(status.st_mode):
+        return None if name.startswith(".tmp-") else _Walkable(key, path, False, status.st_size)
+    return RefusedEntry(key, _NOT_REGULAR.get(stat.S_IFMT(status.st_mode), "not a regular file"))

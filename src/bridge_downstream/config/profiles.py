@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
 
@@ -21,12 +22,66 @@ class ProfileError(Exception):
     pass
 
 
+# An instant in a dedup ``order_by`` field: ISO 8601 in extended format, a
+# date alone or a date and time -- minutes, optional seconds and fraction --
+# with ``Z``, an offset ``+hh:mm``/``-hh:mm`` (hours 00-14) or no zone. Both
+# publish engines read this one pattern (and ingest may refuse by it), so it
+# is written for Python's ``re`` and Java's regex (Spark) alike: ASCII digits
+# spelled out (Python's ``\d`` takes any Unicode digit), year 0000 left out
+# (Python's calendar starts at year 1, Java's does not), no anchors (each
+# engine anchors it to the whole value its own way).
+INSTANT_PATTERN = (
+    r"(?!0000)([0-9]{4})-([0-9]{2})-([0-9]{2})"
+    r"(?:T([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]{1,9}))?)?(Z|[+-](?:0[0-9]|1[0-4]):[0-5][0-9])?)?"
+)
+_INSTANT = re.compile(INSTANT_PATTERN)
+_EPOCH = datetime(1970, 1, 1)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def instant_micros(value: object) -> int | None:
+    """Microseconds since 1970-01-01T00:00:00Z of the instant ``value`` spells
+    (:data:`INSTANT_PATTERN`); None when it spells none: not text, another
+    grammar, or no such date or time (February 30, hour 24, second 60).
+
+    A date alone is its midnight UTC, a time without a zone is UTC, and
+    fraction digits beyond the microsecond are dropped (as Spark drops them)."""
+    if not isinstance(value, str):
+        return None
+    match = _INSTANT.fullmatch(value)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    try:
+        moment = datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0))
+    except ValueError:
+        return None
+    micros = (moment - _EPOCH) // _MICROSECOND + int((fraction or "")[:6].ljust(6, "0"))
+    if zone and zone != "Z":
+        offset_minutes = int(zone[1:3]) * 60 + int(zone[4:6])
+        micros -= (1 if zone[0] == "+" else -1) * offset_minutes * 60_000_000
+    return micros
+
+
 @dataclass(frozen=True)
 class DedupRule:
+    """One version of each record per dataset; docs/publish.md ("Deduplication")
+    states the ordering both engines apply.
+
+    ``order_by``: (field, descending) pairs, compared as instants
+    (:func:`instant_micros`); a value that is no instant counts as missing.
+    ``version_sequence``: enrichment fields that increase strictly along the
+    rows of one version as its part file holds them (``sourcefile``,
+    ``sourceindex``: an archive's documents and their elements, in order);
+    where they do not, the next version starts. Empty: every row is a
+    version of its own (export rows).
+    """
+
     key: tuple[str, ...] = ()
     order_by: tuple[tuple[str, bool], ...] = ()  # (column, descending)
     keys_by_data_type: dict[str, tuple[str, ...]] = field(default_factory=dict)
     deleted_suffix: str | None = None
+    version_sequence: tuple[str, ...] = ()
 
     def key_for(self, dataset_id: str) -> tuple[str, ...]:
         """The record key of a dataset: per data type, else the profile's."""
@@ -74,12 +129,25 @@ class Profile:
         order_by = []
         for item in dedup_raw.get("order_by", []):
             column, _, direction = str(item).partition(" ")
-            order_by.append((column, direction.strip().lower() == "desc"))
+            direction = direction.strip().lower()
+            if direction not in ("", "asc", "desc"):
+                raise ProfileError(
+                    f"profile {raw.get('name')!r}: dedup order_by {item!r}: the direction is asc or desc"
+                )
+            order_by.append((column, direction == "desc"))
+        version_sequence = tuple(dedup_raw.get("version_sequence", []))
+        unknown = [name for name in version_sequence if name not in (raw.get("enrichment_columns") or {})]
+        if unknown:
+            raise ProfileError(
+                f"profile {raw.get('name')!r}: dedup version_sequence {unknown} are not enrichment columns "
+                "(only ingest's own fields follow the order rows are written in)"
+            )
         dedup = DedupRule(
             key=tuple(dedup_raw.get("key", [])),
             order_by=tuple(order_by),
             keys_by_data_type={k: tuple(v) for k, v in (dedup_raw.get("keys") or {}).items()},
             deleted_suffix=dedup_raw.get("deleted_suffix"),
+            version_sequence=version_sequence,
         )
         return cls(
             name=raw["name"],

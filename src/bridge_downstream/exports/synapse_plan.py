@@ -11,7 +11,9 @@ A File entity points at the S3 object through an external S3 file handle
 (bucket, key, size, MD5); nothing is uploaded. File names flatten the Hive
 partition path, because Synapse names may not contain ``=`` or ``/``:
 ``assessmentid=spelling/year=2022/part-0.parquet`` becomes
-``assessmentid-spelling__year-2022__part-0.parquet``.
+``assessmentid-spelling__year-2022__part-0.parquet``. A value is shown
+unescaped, then made a safe name (``cohort=a%2Fb`` -> ``cohort-a_b``); a
+File's partition annotations hold the values as published (``a/b``).
 
 Every entity the export creates carries the annotation
 ``exportedBy = bridge-downstream``; only such entities are ever deleted.
@@ -199,8 +201,16 @@ def safe_name(text: str) -> str:
 
 
 def file_entity_name(relative_path: str) -> str:
-    """``year=2022/month=02/part-0.parquet`` -> ``year-2022__month-02__part-0.parquet``."""
-    segments = [s.replace("=", "-") for s in relative_path.strip("/").split("/") if s]
+    """``year=2022/month=02/part-0.parquet`` -> ``year-2022__month-02__part-0.parquet``;
+    a partition value by what it is, not by its folder's escapes
+    (``cohort=a%2Fb`` -> ``cohort-a_b``, as :func:`safe_name` shows ``/``)."""
+    segments = []
+    for segment in relative_path.strip("/").split("/"):
+        name, is_partition, value = segment.partition("=")
+        if is_partition:
+            segments.append(f"{layout.unescape_path_name(name)}-{layout.unescape_path_name(value)}")
+        elif segment:
+            segments.append(segment)
     return safe_name("__".join(segments))
 
 

@@ -36,7 +36,7 @@ from bridge_downstream.ingest.outcomes import (
     load_ledger,
     read_run_records,
 )
-from bridge_downstream.ingest.run import new_run_id, process_batch, run_ingest
+from bridge_downstream.ingest.run import new_run_id, process_batch, run_ingest, without_repeated_archives
 from bridge_downstream.ingest.safe_archive import ArchiveError, SafeArchive
 from bridge_downstream.ingest.validation import ValidationResult, accepted_messages
 
@@ -69,4 +69,5 @@ __all__ = [
     "process_batch",
     "read_run_records",
     "run_ingest",
+    "without_repeated_archives",
 ]

@@ -1,6 +1,7 @@
 """One archive, start to end: opened (read ahead on threads where storage is
-remote), identified, checked against the ledger and the profile's required
-metadata, read by its format's reader, and committed or rolled back."""
+remote), identified, checked against the ledger, the run's other archives
+and the profile's required metadata, read by its format's reader, and
+committed or rolled back -- one outcome, whatever happens."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ import itertools
 import json
 import posixpath
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, BinaryIO
 
 from bridge_downstream.common.storage import UnreadableMetadata
+from bridge_downstream.common.text import printable
 from bridge_downstream.ingest.bridge_upload import read_bridge_upload
-from bridge_downstream.ingest.context import ArchiveOutcome, IngestContext, InvalidArchive
+from bridge_downstream.ingest.context import ArchiveOutcome, IngestContext, InvalidArchive, TaskCopies
 from bridge_downstream.ingest.listing import ArchiveInput
 from bridge_downstream.ingest.ndjson_export import read_ndjson_export
 from bridge_downstream.ingest.outcomes import (
@@ -31,7 +33,10 @@ from bridge_downstream.ingest.safe_archive import (
 )
 from bridge_downstream.ingest.validation import (
     ValidationResult,
+    metadata_problem,
 )
+
+_ERROR_TEXT_LENGTH = 500  # of an unexpected error's message, in a reason
 
 # An archive up to this size is read into memory once, then hashed and
 # unzipped from there: one read instead of dozens of small seeks and reads
@@ -94,12 +99,46 @@ def _invalid_entry(
     }
 
 
+def bridge_metadata(given: Mapping[str, object]) -> dict[str, str]:
+    """Bridge metadata as the pipeline reads it: lower-case names, text values.
+
+    A null value is no value: a required field that is null is missing,
+    never the text "None". A number or a boolean is its text, as it always
+    was (identities of archives already ingested do not change). A list or an
+    object is refused, and so are two names that differ only in case but
+    not in value: S3 lower-cases metadata names, so which value Bridge meant
+    cannot be told (:class:`InvalidArchive`)."""
+    metadata: dict[str, str] = {}
+    spelled: dict[str, str] = {}
+    for given_name, value in given.items():
+        if value is None:
+            continue
+        name = str(given_name).lower()
+        if isinstance(value, dict | list):
+            kind = "object" if isinstance(value, dict) else "array"
+            raise InvalidArchive(f"Bridge metadata {printable(name)} is not text but a JSON {kind}")
+        text = str(value)
+        if metadata.get(name, text) != text:
+            raise InvalidArchive(
+                f"ambiguous Bridge metadata: '{printable(spelled[name])}' and '{printable(str(given_name))}' "
+                "differ only in case and give different values"
+            )
+        metadata[name], spelled[name] = text, str(given_name)
+    return metadata
+
+
 def open_archive(inp: ArchiveInput) -> tuple[Any, dict[str, str]]:
     """The archive's stream and its Bridge metadata (from the input, or the
-    object's), with lower-case names and string values."""
-    if inp.metadata is None:
-        return inp.storage.open_read_with_metadata(inp.key)  # the storage's are
-    return inp.storage.open_read(inp.key), {str(k).lower(): str(v) for k, v in inp.metadata.items()}
+    object's), as :func:`bridge_metadata` reads it."""
+    if inp.metadata is not None:
+        metadata = bridge_metadata(inp.metadata)
+        return inp.storage.open_read(inp.key), metadata
+    stream, given = inp.storage.open_read_with_metadata(inp.key)
+    try:
+        return stream, bridge_metadata(given)
+    except InvalidArchive:
+        stream.close()
+        raise
 
 
 def prefetched(inputs: Iterable[ArchiveInput], depth: int) -> Iterator[tuple[ArchiveInput, Future | None]]:
@@ -112,24 +151,41 @@ def prefetched(inputs: Iterable[ArchiveInput], depth: int) -> Iterator[tuple[Arc
         return
     iterator = iter(inputs)
     with ThreadPoolExecutor(max_workers=depth, thread_name_prefix="archive-prefetch") as pool:
-        pending = deque((inp, pool.submit(open_archive, inp)) for inp in itertools.islice(iterator, depth))
+
+        def opening(inp: ArchiveInput) -> Future | None:
+            # A refused entry (a FIFO, a dangling link) is never opened: reading it could wait for ever.
+            return None if inp.refused is not None else pool.submit(open_archive, inp)
+
+        pending = deque((inp, opening(inp)) for inp in itertools.islice(iterator, depth))
         try:
             while pending:
                 inp, future = pending.popleft()
                 following = next(iterator, None)
                 if following is not None:
-                    pending.append((following, pool.submit(open_archive, following)))
+                    pending.append((following, opening(following)))
                 yield inp, future
         finally:
             for _, future in pending:  # stopped early: close what was read ahead
-                if not future.cancel() and future.exception() is None:
+                if future is not None and not future.cancel() and future.exception() is None:
                     future.result()[0].close()
 
 
 def ingest_archive(
-    inp: ArchiveInput, ctx: IngestContext, writer: PartWriter, opening: Future | None = None
+    inp: ArchiveInput,
+    ctx: IngestContext,
+    writer: PartWriter,
+    opening: Future | None = None,
+    copies: TaskCopies | None = None,
 ) -> ArchiveOutcome:
+    """One archive, one outcome, whatever happens: ``processed``, ``invalid``
+    with the reason (anything raised while it is read, checked, enriched or
+    encoded, its rows rolled back) or ``skipped`` with the reason. Only what
+    is the process's trouble and not the archive's -- KeyboardInterrupt,
+    SystemExit, MemoryError -- goes on up. ``copies``: the task's record of
+    the archives it was given (a second copy of one is skipped)."""
     source = inp.source  # a path computation: once per archive
+    if inp.refused is not None:  # an entry the listing could not use (a FIFO, a dangling link): nothing to open
+        return ArchiveOutcome(source=source, status=SKIPPED, reason=inp.refused)
     outcome = ArchiveOutcome(source=source, status=PROCESSED)
     metadata: dict[str, str] = {}
     identity = None
@@ -141,6 +197,8 @@ def ingest_archive(
         # An archive that could not be read is known by its source.
         known_as = identity or hashlib.sha256(source.encode()).hexdigest()
         outcome.invalid_entry = _invalid_entry(inp, metadata, ctx, reason, errors or {"archive": [reason]}, known_as)
+        if copies is not None and identity is not None:
+            copies.taken(identity, source, ctx.kept_copies)
         return outcome
 
     try:
@@ -155,14 +213,21 @@ def ingest_archive(
                     "already ingested: the same archive and metadata are in the ingest ledger",
                 )
                 return outcome
+            earlier = copies.earlier_copy(identity, source, ctx.kept_copies) if copies is not None else None
+            if earlier is not None:
+                outcome.status, outcome.reason = (
+                    SKIPPED,
+                    f"duplicate of {printable(earlier)} in this run: the same archive and metadata",
+                )
+                return outcome
             if not metadata:
                 return invalid(
                     "no Bridge metadata: expected the S3 object's metadata, or locally a sidecar file "
-                    f"{posixpath.basename(inp.key)}.metadata.json"
+                    f"{printable(posixpath.basename(inp.key))}.metadata.json"
                 )
-            missing = [name for name in ctx.profile.required_metadata if not metadata.get(name)]
-            if missing:
-                return invalid(f"Bridge metadata is incomplete: missing {', '.join(missing)}")
+            problem = metadata_problem(metadata, ctx.profile)
+            if problem:
+                return invalid(problem)
             with SafeArchive(stream, ctx.limits, source) as archive:
                 PROCESSORS[ctx.profile.kind](archive, metadata, ctx, writer, outcome)
     except ArchiveError as error:
@@ -173,11 +238,17 @@ def ingest_archive(
         return invalid(f"archive not found: {error}")
     except UnreadableMetadata as error:
         return invalid(f"unreadable Bridge metadata: {error}")
+    except MemoryError:
+        raise  # the process's trouble, not the archive's
+    except Exception as error:  # noqa: BLE001 - one archive, one outcome, whatever it raises
+        return invalid(f"unexpected-error: {type(error).__name__}: {printable(str(error))[:_ERROR_TEXT_LENGTH]}")
     if not outcome.rows:
         writer.rollback(token)
         outcome.status = SKIPPED
-        skipped = "; ".join(f"{f['file']}: {f['reason']}" for f in outcome.files_skipped) or "no files"
-        outcome.reason = f"no file of the archive maps to a dataset ({skipped})"
+        skipped = "; ".join(f"{printable(f['file'])}: {f['reason']}" for f in outcome.files_skipped) or "no files"
+        outcome.reason = f"no file of the archive gives rows ({skipped})"
         return outcome
     writer.commit(identity)
+    if copies is not None:
+        copies.taken(identity, source, ctx.kept_copies)
     return outcome

@@ -7,9 +7,9 @@ from __future__ import annotations
 import functools
 import posixpath
 import sys
-from datetime import UTC, datetime
 
 from bridge_downstream.common import jsoncodec
+from bridge_downstream.common.text import printable
 from bridge_downstream.ingest.context import ArchiveOutcome, IngestContext, InvalidArchive
 from bridge_downstream.ingest.part_writer import PartWriter
 from bridge_downstream.ingest.resolution import resolve_file, self_referenced_schemas
@@ -18,29 +18,32 @@ from bridge_downstream.ingest.safe_archive import (
 )
 from bridge_downstream.ingest.validation import (
     accepted_messages,
+    parse_instant,
     validate_document,
 )
 
+# The name the ingest package has always exported for reading ``uploadedon``.
+parse_uploaded_on = parse_instant
 
-def parse_uploaded_on(value: str) -> datetime:
-    parsed = datetime.fromisoformat(value)  # Python 3.11 reads a trailing Z
-    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+# Columns the relationalize step gives its child tables (their row's id and
+# the element's position): never a metadata field's.
+RELATIONALIZE_COLUMNS = ("id", "index")
+
+# A document that holds no element gives no row (not a row of nulls).
+EMPTY_DOCUMENT_REASON = "empty document ([] or null): no rows"
 
 
 def read_bridge_upload(
     archive: SafeArchive, metadata: dict[str, str], ctx: IngestContext, writer: PartWriter, outcome: ArchiveOutcome
 ) -> None:
+    """The archive's rows, file by file. The metadata has passed
+    :func:`~bridge_downstream.ingest.validation.metadata_problem`: its ids,
+    revision and instants have their form."""
     profile, registry = ctx.profile, ctx.registry
     record_id = metadata["recordid"]
     assessment_id = metadata["assessmentid"]
-    try:
-        revision = int(metadata["assessmentrevision"])
-    except ValueError:
-        raise InvalidArchive(f"Bridge metadata assessmentrevision {metadata['assessmentrevision']!r} is not an integer")
-    try:
-        uploaded = parse_uploaded_on(metadata["uploadedon"])
-    except ValueError:
-        raise InvalidArchive(f"Bridge metadata uploadedon {metadata['uploadedon']!r} is not an ISO 8601 timestamp")
+    revision = int(metadata["assessmentrevision"])
+    uploaded = parse_uploaded_on(metadata["uploadedon"])
     app_id = metadata.get("appid") or ctx.app_id or profile.app_id or ""
     # metadata.json names the schemas of the other files, and is a data file itself: read once.
     metadata_document = archive.read_json("metadata.json") if archive.has("metadata.json") else None
@@ -62,6 +65,10 @@ def read_bridge_upload(
     }
     if metadata.get("exportedon"):
         enrichment["exportedon"] = metadata["exportedon"]
+    # What the pipeline derives is its own: a metadata field of the same name
+    # reaches no row (record-metadata datasets get the other fields).
+    derived = {*profile.enrichment_columns, *profile.partition_fields, *RELATIONALIZE_COLUMNS, *enrichment}
+    record_metadata = {name: value for name, value in metadata.items() if name not in derived}
     errors: dict[str, list[str]] = {}
 
     def accepted(member: str) -> tuple[str, ...]:  # asked for only when a file is not plainly valid
@@ -89,20 +96,25 @@ def read_bridge_upload(
             # Interned: one string per distinct name/reason, also after pickling to the parent.
             outcome.files_skipped.append({"file": sys.intern(member), "reason": sys.intern(resolution.reason or "")})
             continue
+        archive.check_dataset_member(member)
         document = metadata_document if member == "metadata.json" else archive.read_json(member)
         if validate and resolution.schema_url and registry.schema(resolution.schema_url) is not None:
             messages = validate_document(registry, resolution.schema_url, document, functools.partial(accepted, member))
             if messages:
                 errors[member] = messages
                 continue
+        if document is None or document == []:
+            outcome.files_skipped.append({"file": sys.intern(member), "reason": EMPTY_DOCUMENT_REASON})
+            continue
         if dataset_id in profile.record_metadata_datasets:
-            extra = {**enrichment, **metadata, "sourcefile": member}
+            extra = {**enrichment, **record_metadata, "sourcefile": member}
         else:
             extra = {**enrichment, "sourcefile": member}
         elements = document if isinstance(document, list) else [document]
+        archive.count_rows(len(elements))
         # One write per file, not per row.
         writer.write_block(dataset_id, partition, jsoncodec.Rows(extra).block(elements), len(elements))
         outcome.rows[dataset_id] = outcome.rows.get(dataset_id, 0) + len(elements)
     if errors:
-        files = ", ".join(sorted(errors))
+        files = ", ".join(printable(name) for name in sorted(errors))
         raise InvalidArchive(f"failed validation: {files}", errors)

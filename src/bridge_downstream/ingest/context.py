@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from bridge_downstream.config.limits import DEFAULT_LIMITS, ArchiveLimits
@@ -36,6 +37,39 @@ class IngestContext:
     # far longer than the archive takes to process. Memory: up to this many
     # archives (each within ``limits``) per worker. 0 reads each when it is due.
     prefetch: int = 0
+    # Archives (identities) the run was given more than once, each with the
+    # copy that is ingested: (task, source). Decided by the run from its
+    # tasks' outcomes (:func:`~bridge_downstream.ingest.outcomes.repeated_archives`);
+    # every other copy is skipped.
+    kept_copies: Mapping[str, tuple[int, str]] = field(default_factory=dict)
+
+
+@dataclass
+class TaskCopies:
+    """What one task knows of the copies of an archive it is given: an
+    archive given twice in a row (the same key listed twice) is told by the
+    latest archive alone; any other repetition by the run's ``kept_copies``.
+    Nothing per archive is kept. Handed from one process of a task to the next."""
+
+    task: int
+    latest: tuple[str, str] | None = None  # (identity, source) of the latest archive that ended processed or invalid
+    kept_taken: set[str] = field(default_factory=set)  # kept copies this task has ingested
+
+    def earlier_copy(self, identity: str, source: str, kept_copies: Mapping[str, tuple[int, str]]) -> str | None:
+        """The source of the copy that stands for this archive in the run, when
+        this is not that copy; None when it is."""
+        kept = kept_copies.get(identity)
+        if kept is not None:
+            return kept[1] if kept != (self.task, source) or identity in self.kept_taken else None
+        if self.latest is not None and self.latest[0] == identity:
+            return self.latest[1]
+        return None
+
+    def taken(self, identity: str, source: str, kept_copies: Mapping[str, tuple[int, str]]) -> None:
+        """This archive ended processed or invalid: a later copy is not."""
+        self.latest = (identity, source)
+        if identity in kept_copies:
+            self.kept_taken.add(identity)
 
 
 def default_prefetch(profile: Profile) -> int:

@@ -23,8 +23,10 @@ class InvalidSink(Protocol):
 class StorageInvalidSink:
     """One JSON object per invalid record under ``invalid/``.
 
-    The key is derived from the record id and the archive identity, so
-    sending the same record twice leaves one entry.
+    The key is a digest of the record id and the archive identity
+    (``invalid/<digest>.json``), so sending the same record twice leaves one
+    entry, and a record id -- metadata, which may hold ``/`` or ``..`` -- never
+    becomes a path; the entry holds the record id.
     """
 
     def __init__(self, storage: Storage):

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import array
 import copy
+import json
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from bridge_downstream.common.spool import read_lines
-from bridge_downstream.common.storage import Storage
+from bridge_downstream.common.storage import ObjectInfo, RefusedEntry, Storage, list_entries
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,11 +21,19 @@ class ArchiveInput:
     key: str
     source_bucket: str | None = None
     raw_folder_id: str | None = None
-    metadata: dict[str, str] | None = None  # None: read the object's metadata
+    metadata: Mapping[str, object] | None = None  # None: read the object's metadata
+    # Why the listing could not use the entry (a FIFO, a dangling link, ...):
+    # the input is skipped with this reason, and nothing is opened.
+    refused: str | None = None
 
     @property
     def source(self) -> str:
         return self.storage.uri(self.key)
+
+    @classmethod
+    def of_entry(cls, storage: Storage, entry: ObjectInfo | RefusedEntry) -> ArchiveInput:
+        """An entry :func:`list_entries` gave (or named directly): an archive, or refused with its reason."""
+        return cls(storage, entry.key, refused=entry.reason if isinstance(entry, RefusedEntry) else None)
 
 
 class ArchiveListing(Sequence):
@@ -38,13 +47,19 @@ class ArchiveListing(Sequence):
     view over the same file: nothing is copied. Reading one starts at the
     nearest of the file offsets noted every ``MARK_EVERY`` keys, not at the
     file's start: a long task runs in many segments (``ARCHIVES_PER_PROCESS``),
-    and each would otherwise read all the keys before its own."""
+    and each would otherwise read all the keys before its own.
+
+    Entries the storage could not offer as objects (:class:`RefusedEntry`: a
+    FIFO, a dangling link, a name with a newline, ...) are inputs too, with
+    the reason (``ArchiveInput.refused``): each is accounted for as
+    ``skipped``, in its place in key order."""
 
     MARK_EVERY = 4096
+    _REFUSED = b"\0"  # starts a refused entry's line: JSON [key, reason] (no key starts with a NUL)
 
-    def __init__(self, storage: Storage, infos: Iterable):
-        """``infos``: :class:`storage.ObjectInfo` (or keys) in key order, as
-        :meth:`Storage.list` yields them."""
+    def __init__(self, storage: Storage, infos: Iterable[ObjectInfo | RefusedEntry | str]):
+        """``infos``: :class:`ObjectInfo` (or keys) and :class:`RefusedEntry`
+        in key order, as :func:`list_entries` yields them."""
         self.storage = storage
         self._file = tempfile.TemporaryFile(prefix="bridge-downstream-listing-")  # noqa: SIM115 - lives as long as the listing
         self.total_bytes = 0  # of the archives, when sizes are given
@@ -52,22 +67,36 @@ class ArchiveListing(Sequence):
         count, offset, previous = 0, 0, None
         for info in infos:
             key = info if isinstance(info, str) else info.key
-            if "\n" in key:
-                raise ValueError(f"an archive key contains a newline: {key!r}")
+            if isinstance(info, RefusedEntry):
+                line = self._REFUSED + json.dumps([key, info.reason]).encode()
+            elif "\n" in key or key.startswith("\0"):
+                raise ValueError(f"an archive key contains a newline or starts with a NUL: {key!r}")
+            else:
+                line = key.encode("utf-8")
             if previous is not None and key <= previous:
                 raise ValueError(f"archive keys must come in key order, once each: {key!r} after {previous!r}")
             if count % self.MARK_EVERY == 0:
                 self._marks.append(offset)
-            offset += self._file.write(key.encode("utf-8") + b"\n")
-            self.total_bytes += 0 if isinstance(info, str) else info.size
+            offset += self._file.write(line + b"\n")
+            self.total_bytes += info.size if isinstance(info, ObjectInfo) else 0
             count, previous = count + 1, key
         self._file.flush()
         self._range = range(count)
 
     @classmethod
     def of_storage(cls, storage: Storage, suffixes: tuple[str, ...], prefix: str = "") -> ArchiveListing:
-        """Every object under ``prefix`` whose name ends in one of ``suffixes`` (any case)."""
-        return cls(storage, (info for info in storage.list(prefix) if info.key.lower().endswith(suffixes)))
+        """Every object under ``prefix`` whose name ends in one of ``suffixes``
+        (any case), and every entry so named that is no object, refused with
+        its reason; and every folder that could not be walked, as it may hold
+        archives."""
+        return cls(
+            storage,
+            (
+                entry
+                for entry in list_entries(storage, prefix)
+                if entry.key.lower().endswith(suffixes) or entry.key.endswith("/")
+            ),
+        )
 
     def __len__(self) -> int:
         return len(self._range)
@@ -83,7 +112,10 @@ class ArchiveListing(Sequence):
         lines = read_lines(self._file.fileno(), start=self._marks[mark])
         for index, line in enumerate(lines, start=mark * self.MARK_EVERY):
             if index == position:
-                yield ArchiveInput(self.storage, line.decode("utf-8"))
+                if line.startswith(self._REFUSED):
+                    yield ArchiveInput.of_entry(self.storage, RefusedEntry(*json.loads(line[len(self._REFUSED) :])))
+                else:
+                    yield ArchiveInput(self.storage, line.decode("utf-8"))
                 if position == last:
                     return
                 position += step

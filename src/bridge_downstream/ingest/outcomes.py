@@ -13,12 +13,15 @@ needs one line per task in memory), and from that one pass
 * writes the run's ledger file (the processed archives' identities),
 * writes ``reports/<run id>.records.jsonl``: one line per input archive --
   processed, invalid or skipped, with the reason -- the complete account,
+* commits the run (:func:`bridge_downstream.common.run_commits.commit`):
+  from then on its part files and its ledger file are read,
 * writes the run report, whose lists hold at most ``REPORT_LIST_LIMIT``
   entries (the first in source order; the rest are counted and are in the
   records file).
 
-The order (sink, ledger, report) keeps the rule of a crash: before the
-ledger is written, a rerun redoes the work; it never loses it.
+The order (sink, ledger, commit, report) keeps the rule of a crash: a run
+killed before its commit leaves no part file and no ledger entry that
+anyone reads, and its rerun redoes the work, once; it never loses it.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from bridge_downstream.common import jsoncodec, layout
+from bridge_downstream.common import jsoncodec, layout, run_commits
+from bridge_downstream.common.run_commits import ClaimingStorage, committed_objects
 from bridge_downstream.common.storage import Storage
 from bridge_downstream.ingest.invalid_sink import InvalidSink
 
@@ -107,6 +111,9 @@ class IngestLedger:
             for start in range(0, len(chunk), width):
                 self._runs[chunk[start]] += chunk[start : start + width]
 
+    def add(self, identity: str) -> None:
+        self._add((self.digest(identity),))
+
     def __len__(self) -> int:
         """Digests held (an archive in two runs' files counts twice)."""
         return sum(len(run) for run in self._runs) // self.WIDTH
@@ -140,8 +147,10 @@ def load_ledger(storage: Storage) -> IngestLedger:
     an archive of history, not a JSON line. A digests file counts only while
     its lines file is the size it indexed: edited lines (entries removed to
     force re-ingestion, docs/operations.md), or lines written before the
-    digests existed, are read line by line."""
-    infos = list(storage.list(layout.LEDGER_PREFIX + "/"))
+    digests existed, are read line by line. The ledger file of a run that
+    never committed counts for nothing: its archives were not published
+    (:mod:`bridge_downstream.common.run_commits`)."""
+    infos = committed_objects(storage, layout.LEDGER_PREFIX + "/")
     sizes = {info.key: info.size for info in infos}
     indexed: set[str] = set()
 
@@ -171,6 +180,7 @@ class TaskResult:
     outcomes_key: str | None  # this task's outcome spool, in source order
     parts_key: str | None  # this task's part files, one JSON line each
     parts: int = 0
+    attempt: str | None = None  # the attempt at the task that claimed its part files, if not the run
 
 
 def outcome_spool_key(run_id: str, task: int) -> str:
@@ -264,8 +274,9 @@ class OutcomeSpool:
         )
         self._parts_written += 1
 
-    def finish(self, storage: Storage) -> TaskResult:
-        """Store the spools (after the task's part files are published)."""
+    def finish(self, storage: Storage, attempt: str | None = None) -> TaskResult:
+        """Store the spools (after the task's part files, claimed by
+        the run or ``attempt``, are published)."""
         self._outcomes.close()
         self._parts.close()
         outcomes_key = parts_key = None
@@ -275,7 +286,7 @@ class OutcomeSpool:
         if self._parts_written:
             parts_key = parts_spool_key(self.run_id, self.task)
             storage.move_in(self._parts_path, parts_key)
-        return TaskResult(self.task, self.tally, outcomes_key, parts_key, self._parts_written)
+        return TaskResult(self.task, self.tally, outcomes_key, parts_key, self._parts_written, attempt)
 
     def close(self) -> None:
         for stream in (self._outcomes, self._parts):
@@ -344,14 +355,16 @@ def _report_entry(record: dict) -> dict:
 def finish_run(
     run_id: str, ctx, results: Sequence[TaskResult], started: datetime, output: Storage, sink: InvalidSink
 ) -> dict[str, Any]:
-    """Merge the tasks' spools into the sink, the ledger, the records file and the report."""
+    """Merge the tasks' spools into the sink, the ledger, the records file and
+    the report, and commit the run (after its ledger, before its report)."""
     results = sorted(results, key=lambda r: r.task)
     tally = RunTally()
     for result in results:
         tally.merge(result.tally)
     ledger_stem = layout.ledger_key(run_id).removesuffix(".json")
-    ledger = _LocalLines(output, ledger_stem + LEDGER_LINES)
-    ledger_digests = _LocalLines(output, ledger_stem + LEDGER_DIGESTS)
+    ledger_output = ClaimingStorage(output, run_id)  # counts once the run commits (below)
+    ledger = _LocalLines(ledger_output, ledger_stem + LEDGER_LINES)
+    ledger_digests = _LocalLines(ledger_output, ledger_stem + LEDGER_DIGESTS)
     ledger_digests.stream.write(bytes(_DIGESTS_HEADER_SIZE))  # the header, once the lines' size is known
     records = _LocalLines(output, run_records_key(run_id), keep_empty=True)
     parts = _LocalLines(output, run_parts_key(run_id), keep_empty=True)
@@ -416,9 +429,77 @@ def finish_run(
     }
     if len(files_skipped) > REPORT_LIST_LIMIT:
         report["not_listed"]["files_skipped"] = len(files_skipped) - REPORT_LIST_LIMIT
+    # After the part files (stored by the tasks) and the ledger; the report
+    # after the commit, so a run with a report has committed.
+    run_commits.commit(
+        output,
+        run_id,
+        {key: report[key] for key in ("archives", "records", "parts")},
+        attempts=[result.attempt for result in results if result.attempt],
+    )
     output.write_bytes(layout.report_key(run_id), json.dumps(report, indent=2).encode())
     for result in results:
         for key in (result.outcomes_key, result.parts_key):
             if key:
                 output.delete(key)
     return report
+
+
+@dataclass
+class RepeatedArchives:
+    """Archives more than one input of a run ingested (see :func:`repeated_archives`)."""
+
+    kept: dict[str, tuple[int, str]]  # identity -> (task, source) of the copy that is ingested
+    tasks: set[int]  # the tasks that ingested another copy
+
+
+def repeated_archives(storage: Storage, results: Sequence[TaskResult]) -> RepeatedArchives:
+    """The archives (identities) that more than one input of the run
+    ingested -- processed (rows) or invalid (an entry for the sink) -- with
+    the copy that keeps that: the first in source order, then task order.
+    A task tells a copy that follows its original itself (``TaskCopies``);
+    these are the copies it could not: two keys of the same bytes and
+    metadata, or one key in two tasks' slices.
+
+    Reads the spools, holding 16 bytes an archive (as :class:`IngestLedger`
+    does); a second pass, only when there are repetitions, finds their copies."""
+    seen, repeated = IngestLedger(), set()
+    for identity, _, _ in _ingested_records(storage, results):
+        if identity in seen:
+            repeated.add(identity)
+        else:
+            seen.add(identity)
+    copies: dict[str, list[tuple[str, int]]] = {}
+    if repeated:
+        for identity, source, task in _ingested_records(storage, results):
+            if identity in repeated:
+                copies.setdefault(identity, []).append((source, task))
+    kept: dict[str, tuple[int, str]] = {}
+    tasks: set[int] = set()
+    for identity, found in copies.items():
+        source, task = min(found)
+        kept[identity] = (task, source)
+        others = list(found)
+        others.remove((source, task))
+        tasks.update(other_task for _, other_task in others)
+    return RepeatedArchives(kept, tasks)
+
+
+def _ingested_records(storage: Storage, results: Sequence[TaskResult]) -> Iterator[tuple[str, str, int]]:
+    """(identity, source, task) of every archive the tasks ended processed or invalid, identified."""
+    for result in results:
+        if result.outcomes_key:
+            for record in iter_json_lines(storage, result.outcomes_key):
+                if record["status"] in (PROCESSED, INVALID) and record["identity"]:
+                    yield record["identity"], record["source"], result.task
+
+
+def discard_task_output(storage: Storage, result: TaskResult) -> None:
+    """Remove what a task stored -- its part files and its spools -- so that
+    it can run again. Before its run commits, nobody reads them."""
+    if result.parts_key:
+        for part in iter_json_lines(storage, result.parts_key):
+            storage.delete(part["key"])
+    for key in (result.outcomes_key, result.parts_key):
+        if key:
+            storage.delete(key)

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 from bridge_downstream.common import layout
 from bridge_downstream.common.storage import Storage
+from bridge_downstream.ingest.context import InvalidArchive
 
 # Rows waiting in memory, for all of a writer's part files together. A small
 # upload adds a few KB to each of a few of hundreds of part files: kept open,
@@ -120,6 +121,11 @@ class PartWriter:
         if part is not None:
             self._staged.move_to_end(slot)
             return part
+        dataset_id, partition = slot
+        try:  # the archive's metadata names the partition: a key it cannot have makes the archive invalid
+            layout.json_partition_prefix(dataset_id, dict(partition))
+        except layout.UnusableKey as error:
+            raise InvalidArchive(f"unusable-key: the metadata gives no usable partition folder: {error}") from None
         if len(self._staged) >= self.max_staged:
             self._publish_least_recent()
         part = self._staged[slot] = StagedPart(os.path.join(self.staging_dir, f"{self._files_made:06d}.ndjson"))

@@ -11,31 +11,35 @@ orchestrates a whole run on one machine.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import os
 import shutil
 import tempfile
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
+from bridge_downstream.common.run_commits import ClaimingStorage
 from bridge_downstream.common.storage import Storage
 from bridge_downstream.config.limits import DEFAULT_LIMITS, ArchiveLimits
 from bridge_downstream.config.profiles import Profile
 from bridge_downstream.config.registry import SchemaRegistry
 from bridge_downstream.ingest.archive_ingest import ingest_archive, prefetched
-from bridge_downstream.ingest.context import IngestContext
+from bridge_downstream.ingest.context import IngestContext, TaskCopies
 from bridge_downstream.ingest.invalid_sink import InvalidSink
 from bridge_downstream.ingest.listing import ArchiveInput, ArchiveListing
 from bridge_downstream.ingest.outcomes import (
     OutcomeSpool,
     SpoolState,
     TaskResult,
+    discard_task_output,
     finish_run,
     load_ledger,
+    repeated_archives,
 )
 from bridge_downstream.ingest.part_writer import PartWriter, StagedParts
 from bridge_downstream.ingest.validation import (
@@ -50,6 +54,7 @@ class TaskState:
 
     parts: StagedParts
     outcomes: SpoolState
+    copies: TaskCopies
 
 
 def process_batch(
@@ -64,6 +69,7 @@ def process_batch(
     scratch: str | None = None,
     resume: TaskState | None = None,
     last: bool = True,
+    attempt: str | None = None,
 ) -> TaskResult | TaskState:
     """Ingest archives one after another into this task's part files; their
     outcomes go to the task's spool, not to memory. ``inputs`` come in source
@@ -74,19 +80,26 @@ def process_batch(
     and spool over (a :class:`TaskState`, the next one's ``resume``); the
     last publishes the part files and stores the spool (a
     :class:`TaskResult`). ``scratch``: the folder for the task's local files
-    (a temporary one if not given)."""
+    (a temporary one if not given).
+
+    The part files are claimed for the run, so they are read only once it
+    commits (``finish_run``); ``attempt``: claimed for this attempt at the
+    task instead (:func:`~bridge_downstream.common.run_commits.attempt_claimant`),
+    where the task may be attempted again within the run."""
+    parts_output = ClaimingStorage(output, attempt or run_id)
     if resume:
         spool = OutcomeSpool(task, run_id, resume=resume.outcomes)
-        writer = PartWriter.taking_over(task, output, resume.parts, on_published=spool.add_part)
+        writer = PartWriter.taking_over(task, parts_output, resume.parts, on_published=spool.add_part)
     else:
         spool = OutcomeSpool(task, run_id, directory=scratch and _scratch_folder(scratch, "outcomes"))
         writer = PartWriter(
-            task, output, on_published=spool.add_part, staging_dir=scratch and _scratch_folder(scratch, "parts")
+            task, parts_output, on_published=spool.add_part, staging_dir=scratch and _scratch_folder(scratch, "parts")
         )
+    copies = resume.copies if resume else TaskCopies(task)
     try:
         done = 0
         for inp, opening in prefetched(inputs, ctx.prefetch):
-            spool.add(ingest_archive(inp, ctx, writer, opening))
+            spool.add(ingest_archive(inp, ctx, writer, opening, copies))
             done += 1
             if on_archive and done >= progress_every:
                 on_archive(done)
@@ -94,9 +107,9 @@ def process_batch(
         if on_archive and done:
             on_archive(done)
         if not last:
-            return TaskState(writer.hand_over(), spool.hand_over())
+            return TaskState(writer.hand_over(), spool.hand_over(), copies)
         writer.publish()
-        return spool.finish(output)
+        return spool.finish(output, attempt)
     finally:
         writer.close()
         spool.close()
@@ -166,7 +179,7 @@ def split_tasks(inputs: Sequence[ArchiveInput], workers: int) -> list[list[Archi
 
 
 def _run_parallel(
-    tasks: list[list[ArchiveInput]],
+    tasks: Mapping[int, Sequence[ArchiveInput]],
     ctx: IngestContext,
     output: Storage,
     run_id: str,
@@ -186,13 +199,13 @@ def _run_parallel(
     gc.freeze()
     # The run's local files live here, so they go even if a worker is killed.
     scratch = tempfile.mkdtemp(prefix="bridge-downstream-ingest-")
-    segments = [
-        deque(
+    segments = {
+        task: deque(
             task_inputs[start : start + archives_per_process]
             for start in range(0, len(task_inputs), archives_per_process)
         )
-        for task_inputs in tasks
-    ]
+        for task, task_inputs in tasks.items()
+    }
     running: dict[int, Any] = {}
 
     def start_next_segment(task: int, resume: TaskState | None) -> None:
@@ -217,7 +230,7 @@ def _run_parallel(
 
     results: list[TaskResult] = []
     try:
-        for task in range(len(tasks)):
+        for task in tasks:
             start_next_segment(task, None)
         while len(results) < len(tasks):
             try:
@@ -270,14 +283,66 @@ def run_ingest(
     run_id = run_id or new_run_id()
     ctx = IngestContext(registry, profile, limits, app_id, load_ledger(output), prefetch)
     workers = max(1, workers or os.cpu_count() or 1)
-    tasks = split_tasks(inputs, workers) if inputs else []
+    tasks = dict(enumerate(split_tasks(inputs, workers))) if inputs else {}
     per_process = archives_per_process or ARCHIVES_PER_PROCESS
-    if len(tasks) > 1 or any(len(task_inputs) > per_process for task_inputs in tasks):
-        results = _run_parallel(tasks, ctx, output, run_id, progress, per_process)
-    else:  # one process's worth of archives: no worker process needed
-        results = [
-            # last=True (the default): a finished task's result
-            cast(TaskResult, process_batch(index, task_inputs, ctx, output, run_id, on_archive=progress))
-            for index, task_inputs in enumerate(tasks)
-        ]
+    results = _run_tasks(tasks, ctx, output, run_id, progress, per_process)
+    results, ctx = without_repeated_archives(
+        results,
+        ctx,
+        output,
+        lambda again, settled: _run_tasks(
+            {task: tasks[task] for task in again}, settled, output, run_id, None, per_process
+        ),
+    )
     return finish_run(run_id, ctx, results, started, output, sink)
+
+
+def without_repeated_archives(
+    results: list[TaskResult],
+    ctx: IngestContext,
+    output: Storage,
+    run_again: Callable[[list[int], IngestContext], list[TaskResult]],
+) -> tuple[list[TaskResult], IngestContext]:
+    """A run's task results with every archive given twice (one key twice, or
+    two keys of the same bytes and metadata) ingested once, and the context
+    that says which copy is kept. A task tells a copy that follows its
+    original itself; copies the tasks could not tell apart show in their
+    spools, and every task that ingested a copy other than the first runs
+    again (``run_again``, on whatever runs the tasks), its part files
+    replaced, knowing which copy is kept. Rare; nothing is read twice
+    otherwise."""
+    for _ in range(MAX_COPY_ROUNDS):
+        repeated = repeated_archives(output, results)
+        if not repeated.tasks:
+            return results, ctx
+        ctx = dataclasses.replace(ctx, kept_copies={**ctx.kept_copies, **repeated.kept})
+        for result in results:
+            if result.task in repeated.tasks:
+                discard_task_output(output, result)
+        again = sorted(repeated.tasks)
+        results = [r for r in results if r.task not in repeated.tasks] + run_again(again, ctx)
+    raise RuntimeError(f"ingest: archives given more than once were ingested twice after {MAX_COPY_ROUNDS} rounds")
+
+
+# Rounds of re-running tasks that ingested a copy of an archive: one settles
+# it; another only if an archive unreadable in the first round was read in
+# the second and turned out a copy too.
+MAX_COPY_ROUNDS = 3
+
+
+def _run_tasks(
+    tasks: Mapping[int, Sequence[ArchiveInput]],
+    ctx: IngestContext,
+    output: Storage,
+    run_id: str,
+    progress: Callable[[int], None] | None,
+    per_process: int,
+) -> list[TaskResult]:
+    if len(tasks) > 1 or any(len(task_inputs) > per_process for task_inputs in tasks.values()):
+        return _run_parallel(tasks, ctx, output, run_id, progress, per_process)
+    # One process's worth of archives: no worker process needed. last=True
+    # (the default): a finished task's result.
+    return [
+        cast(TaskResult, process_batch(task, task_inputs, ctx, output, run_id, on_archive=progress))
+        for task, task_inputs in tasks.items()
+    ]

@@ -9,6 +9,7 @@ inflated, not only on the central directory.
 from __future__ import annotations
 
 import io
+import json
 import posixpath
 import struct
 import zipfile
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from typing import BinaryIO, Self
 
 from bridge_downstream.common import jsoncodec
+from bridge_downstream.common.text import control_character_problem, printable
 from bridge_downstream.config.limits import DEFAULT_LIMITS, ArchiveLimits
 
 # What zipfile and zlib raise for a member that cannot be read: a bad header or
@@ -57,9 +59,14 @@ class ArchiveError(Exception):
         return f"{self.kind}: {self.args[0]}"
 
 
-def _unsafe_name_reason(name: str) -> str | None:
-    if "\x00" in name:
-        return "contains a NUL character"
+def _unsafe_name_reason(raw_name: str) -> str | None:
+    """Why a member name is refused, or None. ``raw_name`` is the name as the
+    central directory holds it (``ZipInfo.orig_filename``): zipfile cuts
+    ``filename`` at a NUL, so ``a.json<NUL>.exe`` would pass for ``a.json``."""
+    reason = control_character_problem(raw_name)
+    if reason:
+        return reason
+    name = raw_name
     if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
         return "is an absolute path"
     if "\\" in name:
@@ -104,27 +111,52 @@ class SafeArchive:
                 "too-many-members", f"{len(self.members)} members, more than the limit of {limits.max_members}"
             )
         seen: set[str] = set()
-        total = 0
+        by_base_name: dict[str, str] = {}
+        total = compressed = 0
         for info in self.members:
-            reason = _unsafe_name_reason(info.filename)
+            reason = _unsafe_name_reason(info.orig_filename)
             if reason:
-                raise ArchiveError("unsafe-member-name", f"member name {info.filename!r} {reason}", info.filename)
+                raise ArchiveError(
+                    "unsafe-member-name", f"member name '{printable(info.orig_filename)}' {reason}", info.filename
+                )
             normalized = posixpath.normpath(info.filename)
             if normalized in seen:
-                raise ArchiveError("duplicate-member", f"member {info.filename!r} occurs more than once", info.filename)
+                raise ArchiveError(
+                    "duplicate-member", f"member '{printable(info.filename)}' occurs more than once", info.filename
+                )
             seen.add(normalized)
+            # Files are mapped to datasets by base name: two of one name would pass for each other.
+            base_name = posixpath.basename(normalized)
+            if base_name in by_base_name:
+                raise ArchiveError(
+                    "ambiguous-member",
+                    f"members '{printable(by_base_name[base_name])}' and '{printable(info.filename)}' "
+                    f"share the file name '{printable(base_name)}'",
+                    info.filename,
+                )
+            by_base_name[base_name] = info.filename
             self._check_declared(info)
             total += info.file_size
+            compressed += info.compress_size
         if total > limits.max_total_bytes:
             raise ArchiveError(
                 "zip-bomb", f"members inflate to {total} bytes, more than the limit of {limits.max_total_bytes}"
             )
+        # Declared sizes bound what is inflated (a member is read up to its
+        # declared size, then its CRC is checked), so this holds for the bytes too.
+        if total > limits.ratio_floor_bytes and total / max(compressed, 1) > limits.max_ratio:
+            raise ArchiveError(
+                "zip-bomb",
+                f"members inflate to {total} bytes, {total / max(compressed, 1):.0f} times their compressed size, "
+                f"more than the limit of {limits.max_ratio:.0f}",
+            )
+        self.rows = 0  # given so far (:meth:`count_rows`)
 
     def _check_declared(self, info: zipfile.ZipInfo) -> None:
         if info.file_size > self.limits.max_member_bytes:
             raise ArchiveError(
                 "oversized-member",
-                f"member {info.filename!r} inflates to {info.file_size} bytes, more than the limit of {self.limits.max_member_bytes}",
+                f"member '{printable(info.filename)}' inflates to {info.file_size} bytes, more than the limit of {self.limits.max_member_bytes}",
                 info.filename,
             )
         if info.file_size > self.limits.ratio_floor_bytes and info.compress_size > 0:
@@ -132,7 +164,7 @@ class SafeArchive:
             if ratio > self.limits.max_ratio:
                 raise ArchiveError(
                     "zip-bomb",
-                    f"member {info.filename!r} has compression ratio {ratio:.0f}, more than the limit of {self.limits.max_ratio:.0f}",
+                    f"member '{printable(info.filename)}' has compression ratio {ratio:.0f}, more than the limit of {self.limits.max_ratio:.0f}",
                     info.filename,
                 )
 
@@ -143,12 +175,30 @@ class SafeArchive:
     def has(self, name: str) -> bool:
         return any(info.filename == name for info in self.members)
 
+    def check_dataset_member(self, name: str) -> None:
+        """A member about to give a dataset rows sits at the archive's top
+        level, unless the limits allow folders (``allow_subfolders``)."""
+        if "/" in name and not self.limits.allow_subfolders:
+            raise ArchiveError(
+                "ambiguous-member",
+                f"member '{printable(name)}' maps to a dataset by its file name but sits in a folder",
+                name,
+            )
+
+    def count_rows(self, rows: int) -> None:
+        """Count rows the archive gives; refused past ``max_rows``."""
+        self.rows += rows
+        if self.rows > self.limits.max_rows:
+            raise ArchiveError("too-many-rows", f"the archive gives more than {self.limits.max_rows} rows, the limit")
+
     def open(self, name: str) -> io.BufferedReader:
         info = self.zip.getinfo(name)
         try:
             return io.BufferedReader(_BoundedRaw(self.zip.open(info), name, info.compress_size, self.limits), 1 << 16)
         except _INFLATE_ERRORS as error:
-            raise ArchiveError("corrupt-archive", f"member {name!r} cannot be read ({error})", name) from error
+            raise ArchiveError(
+                "corrupt-archive", f"member '{printable(name)}' cannot be read ({error})", name
+            ) from error
 
     def read_bytes(self, name: str) -> bytes:
         """A whole member, in one read. zipfile inflates no more than the
@@ -164,7 +214,9 @@ class SafeArchive:
             with self.zip.open(info) as member:
                 return member.read(info.file_size + 1)
         except _INFLATE_ERRORS as error:
-            raise ArchiveError("corrupt-archive", f"member {name!r} cannot be read ({error})", name) from error
+            raise ArchiveError(
+                "corrupt-archive", f"member '{printable(name)}' cannot be read ({error})", name
+            ) from error
 
     def _read_verified(self, info: zipfile.ZipInfo) -> bytes | None:
         """The member's bytes straight from an archive in memory, or None to
@@ -246,19 +298,19 @@ class _BoundedRaw(io.RawIOBase):
             data = self.raw.read(len(target))
         except _INFLATE_ERRORS as error:
             raise ArchiveError(
-                "corrupt-archive", f"member {self.name!r} cannot be inflated ({error})", self.name
+                "corrupt-archive", f"member '{printable(self.name)}' cannot be inflated ({error})", self.name
             ) from error
         self.count += len(data)
         if self.count > self.limits.max_member_bytes:
             raise ArchiveError(
                 "oversized-member",
-                f"member {self.name!r} inflates past {self.limits.max_member_bytes} bytes",
+                f"member '{printable(self.name)}' inflates past {self.limits.max_member_bytes} bytes",
                 self.name,
             )
         if self.count > self.limits.ratio_floor_bytes and self.count / self.compressed > self.limits.max_ratio:
             raise ArchiveError(
                 "zip-bomb",
-                f"member {self.name!r} inflates more than {self.limits.max_ratio:.0f} times its size",
+                f"member '{printable(self.name)}' inflates more than {self.limits.max_ratio:.0f} times its size",
                 self.name,
             )
         target[: len(data)] = data
@@ -273,13 +325,82 @@ def decode_utf8(data: bytes, where: str) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        raise ArchiveError("not-utf8", f"{where} is not UTF-8 text (byte {error.start})", where) from error
+        raise ArchiveError("not-utf8", f"{printable(where)} is not UTF-8 text (byte {error.start})", where) from error
 
 
-def parse_json_document(data: bytes, where: str):
-    """The JSON value of a member (or one line of it), strictly parsed (:mod:`jsoncodec`)."""
+def parse_json(data: bytes, where: str):
+    """The JSON value of a member (or one line of it), strictly parsed
+    (:mod:`jsoncodec`). Keys given twice are not looked for here
+    (:func:`refuse_duplicate_keys`)."""
     try:
         return jsoncodec.parse(data)
     except jsoncodec.JSONDecodeError as error:
         decode_utf8(data, where)  # text that is not UTF-8 is reported as such
-        raise ArchiveError("not-json", f"{where} is not JSON ({error})", where) from error
+        raise ArchiveError("not-json", f"{printable(where)} is not JSON ({error})", where) from error
+
+
+def parse_json_document(data: bytes, where: str):
+    """The JSON value of a whole member: strictly parsed, and refused when one
+    of its objects gives a key twice."""
+    value = parse_json(data, where)
+    refuse_duplicate_keys(data, value, where)
+    return value
+
+
+# -- keys given twice ------------------------------------------------------------
+#
+# orjson keeps the last value of a key an object gives twice, silently. A
+# document is rarely so, and asking Python's json to report every object's
+# pairs costs 3-10 times the parse; so a cheap count decides first whether
+# it can be. JSON text without an escaped quote (\" or \u0022) has no quote
+# inside a string: every quote opens or closes a key or a string value. orjson
+# writes the parsed value back the same way, so a key (with its value) that
+# the parse dropped shows as fewer quotes in the re-encoding. Equal counts:
+# nothing was dropped. Otherwise -- or with an escaped quote -- json's
+# object_pairs_hook looks, and names the key.
+
+
+def kept_every_key(source: bytes, value) -> bool:
+    """True when ``value``, parsed from ``source``, certainly holds every key
+    ``source`` spells; False when that takes a closer look (:func:`duplicate_key`).
+    ``source`` may also be several JSON texts (an export's lines) and
+    ``value`` the list of their values."""
+    if b"\\" in source and (b'\\"' in source or b"\\u0022" in source):
+        return False
+    return source.count(b'"') == jsoncodec.exact_dumps(value).count(b'"')
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _pairs_once(pairs: list[tuple[str, object]]) -> dict:
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return value
+
+
+def duplicate_key(source: bytes) -> str | None:
+    """The first key that an object of ``source`` (one JSON text, already
+    known to be JSON) gives twice; None when there is none."""
+    try:
+        json.loads(source.removeprefix(b"\xef\xbb\xbf"), object_pairs_hook=_pairs_once)
+    except _DuplicateKey as found:
+        return found.args[0]
+    return None
+
+
+def refuse_duplicate_keys(source: bytes, value, where: str) -> None:
+    """Raise ``duplicate-key`` when an object in ``source`` (parsed: ``value``) gives a key twice."""
+    if kept_every_key(source, value):
+        return
+    key = duplicate_key(source)
+    if key is not None:
+        raise ArchiveError(
+            "duplicate-key", f"{printable(where)} gives the key '{printable(key)}' twice in one object", where
+        )

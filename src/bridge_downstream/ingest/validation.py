@@ -5,19 +5,28 @@ client release is accepted to make are passed over according to the
 registry's pipeline rules -- configuration, not code. Of the other errors, at
 most ``MAX_ERRORS_PER_FILE`` messages are kept per file; accepted ones never
 count towards that cap, so they cannot hide an error that is not accepted.
+
+The record's metadata is checked here too (:func:`metadata_problem`): the
+fields the pipeline reads must have their form, and every field the publish
+stage orders versions by must be an instant.
 """
 
 from __future__ import annotations
 
+import functools
 import posixpath
+import re
 import weakref
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urldefrag, urljoin
 
 from referencing.exceptions import Unresolvable
 
+from bridge_downstream.common.text import control_character_problem, printable
+from bridge_downstream.config.profiles import Profile, instant_micros
 from bridge_downstream.config.registry import SchemaRegistry
 
 MAX_ERRORS_PER_FILE = 10
@@ -448,3 +457,98 @@ def drop_accepted_deviations(
         if kept:
             remaining[file_name] = kept
     return remaining
+
+
+# -- the record's metadata and its ordering fields ------------------------------
+
+MAX_IDENTIFIER_LENGTH = 256  # a record or assessment id (Bridge's record ids have 24 characters)
+_SHOWN_VALUE_LENGTH = 80
+_REVISION = re.compile("[0-9]{1,18}")  # ASCII digits: int() would also take " 5", "+5", "5_0" and other scripts' digits
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+# An upload's uploadedon is checked, then read for its partition: parsed once.
+@functools.lru_cache(maxsize=64)
+def parse_instant(value: str) -> datetime:
+    """The UTC datetime of an ISO 8601 instant, read by the grammar the publish
+    stage orders by (:func:`~bridge_downstream.config.profiles.instant_micros`:
+    no zone is UTC, a date alone its midnight). ValueError, with the reason
+    worded to follow the value, when it spells none, or one that leaves the
+    calendar once converted to UTC (``0001-01-01T00:00:00+01:00``)."""
+    micros = instant_micros(value)
+    if micros is None:
+        raise ValueError("is not an ISO 8601 timestamp")
+    try:
+        return _EPOCH + timedelta(microseconds=micros)
+    except OverflowError:
+        raise ValueError("is out of range once converted to UTC") from None
+
+
+def is_instant(value: object) -> bool:
+    return instant_micros(value) is not None
+
+
+def ordering_fields(profile: Profile) -> tuple[str, ...]:
+    """The fields the publish stage orders a record's versions by (the
+    profile's dedup ``order_by``): each must be an instant where it is given."""
+    return tuple(column for column, _ in profile.dedup.order_by)
+
+
+def shown_value(value: str) -> str:
+    """A metadata or data value as a reason shows it: escaped, in quotes, cut short."""
+    cut = value[:_SHOWN_VALUE_LENGTH]
+    return f"'{printable(cut)}'" + ("..." if len(value) > _SHOWN_VALUE_LENGTH else "")
+
+
+def _identifier_problem(value: str) -> str | None:
+    control = control_character_problem(value)
+    if control:
+        return control
+    if len(value) > MAX_IDENTIFIER_LENGTH:
+        return f"is longer than {MAX_IDENTIFIER_LENGTH} characters"
+    return None
+
+
+def _revision_problem(value: str) -> str | None:
+    return None if _REVISION.fullmatch(value) else "is not an integer"
+
+
+def _instant_problem(value: str) -> str | None:
+    try:
+        parse_instant(value)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+# The form of each metadata field the pipeline reads; the profile's ordering
+# fields are instants too.
+_METADATA_FORMS: dict[str, Callable[[str], str | None]] = {
+    "recordid": _identifier_problem,
+    "assessmentid": _identifier_problem,
+    "assessmentrevision": _revision_problem,
+    "uploadedon": _instant_problem,
+}
+
+
+@functools.cache
+def _metadata_forms(order_by: tuple[tuple[str, bool], ...]) -> dict[str, Callable[[str], str | None]]:
+    return {**_METADATA_FORMS, **dict.fromkeys((column for column, _ in order_by), _instant_problem)}
+
+
+def metadata_problem(metadata: Mapping[str, str], profile: Profile) -> str | None:
+    """Why the record's metadata cannot be ingested, or None: a field the
+    profile requires is missing (absent, null or empty), or a field given is
+    not of its form -- record and assessment ids text of at most
+    MAX_IDENTIFIER_LENGTH characters without control characters, the
+    revision an integer, ``uploadedon`` and every ordering field an instant."""
+    missing = [name for name in profile.required_metadata if not metadata.get(name)]
+    if missing:
+        return f"Bridge metadata is incomplete: missing {', '.join(missing)}"
+    for name, problem_of in _metadata_forms(profile.dedup.order_by).items():
+        value = metadata.get(name)
+        if value:
+            problem = problem_of(value)
+            if problem:
+                return f"Bridge metadata {name} {shown_value(value)} {problem}"
+    return None

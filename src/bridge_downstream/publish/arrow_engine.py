@@ -5,24 +5,27 @@ runs (the local command, tests, small batches). Spark stays the engine on Glue.
 Steps (the engine-neutral ones are :mod:`.engine_steps`'):
 
 1. plan, version (:func:`.engine_steps.begin_publish`);
-2. the dataset's NDJSON part files are read in chunks of about
+2. the dataset's NDJSON part files (of committed ingest runs only,
+   :func:`~bridge_downstream.common.run_commits.committed_part_files`) are read in chunks of about
    ``chunk_bytes`` (whole part files, in key order) with the relationalize
    plan's types (:func:`relationalize.arrow_executor.read_ndjson`, vectorized);
-3. dedup, as :mod:`.spark_dedup` does it on Spark: per record key, order by the
-   profile's ``order_by`` (descending, nulls last) then by part file
-   (descending); Bridge records keep every row of the winning version
-   (``dense_rank``), export rows keep one row (``row_number``, then
-   ``sourceindex`` descending); keys listed in the ``_Deleted`` dataset go.
-   Pass one reads only the key and order fields of every chunk; pass two
-   relationalizes each chunk's survivors -- memory is bounded by the chunk,
-   not the dataset;
+3. dedup, deciding as :mod:`.spark_dedup` decides on Spark: per record key
+   exactly one version survives, ordered by the profile's ``order_by`` fields
+   as instants (missing or no instant last), then part file (descending),
+   then the version's place in its part file (the last written first); a
+   version is a row, or (``version_sequence``, Bridge records) one archive's
+   rows, all kept; keys listed in the ``_Deleted`` dataset go. Pass one reads
+   only the key, order and sequence fields of every chunk -- a chunk's whole
+   part files number their versions there -- and pass two relationalizes
+   each chunk's survivors: memory is bounded by the chunk, not the dataset;
 4. each table is written as snappy Parquet under Hive partition folders named
    as Spark names them (zero-padded, escaped, ``__HIVE_DEFAULT_PARTITION__``),
    without the partition columns in the files, as Spark writes them;
 5. CSVs, manifest, CURRENT, catalog, pruning: :mod:`.engine_steps`.
 
-Values compared with Spark: a key or order field is compared as the text
-``get_json_object`` returns for it; for a value that does not fit the plan's
+Values compared with Spark: a key field is compared as the text
+``get_json_object`` returns for it, an order field as the instant that text
+spells (one parse per distinct text); for a value that does not fit the plan's
 type (a document that fails its schema) the Arrow reader yields null where
 ``get_json_object`` would yield the raw text.
 """
@@ -41,6 +44,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bridge_downstream.common import layout
+from bridge_downstream.common.run_commits import committed_part_files
 from bridge_downstream.common.storage import Storage
 from bridge_downstream.config.profiles import Profile
 from bridge_downstream.config.registry import SchemaRegistry
@@ -72,13 +76,6 @@ if TYPE_CHECKING:
 DEFAULT_CHUNK_BYTES = 8 << 20
 
 
-HIVE_DEFAULT_PARTITION = "__HIVE_DEFAULT_PARTITION__"
-
-
-# Characters Spark escapes in partition folder names (ExternalCatalogUtils.escapePathName).
-_ESCAPED = set(range(0x01, 0x20)) | {ord(c) for c in "\"#%'*/:=?\\{[]^"} | {0x7F}
-
-
 @dataclass
 class _Chunk:
     path: str  # a local NDJSON file: whole part files, concatenated
@@ -94,9 +91,7 @@ def _count_rows(data: bytes) -> int:
 
 
 def _stage_chunks(storage: Storage, dataset_id: str, folder: str, chunk_bytes: int) -> list[_Chunk]:
-    keys = sorted(
-        info.key for info in storage.list(layout.dataset_prefix(dataset_id) + "/") if info.key.endswith(".ndjson")
-    )
+    keys = sorted(info.key for info in committed_part_files(storage, dataset_id))
     chunks: list[_Chunk] = []
     handle, size = None, 0
     for rank, key in enumerate(keys):
@@ -153,19 +148,84 @@ def _field_text(root, row_type, name: str):
     return pc.cast(array, pa.string())  # bigint: digits; boolean: true/false
 
 
-def _dedup_columns(plan, root, key: tuple[str, ...], order_by, with_index: bool) -> dict:
+def _instants(texts):
+    """Each text's instant in microseconds since the epoch, null where it spells
+    none (:func:`~bridge_downstream.config.profiles.instant_micros`, which
+    Spark's :func:`.spark_dedup.instant_micros_column` mirrors); parsed once
+    per distinct text -- a version's rows all carry the same."""
+    import pyarrow as pa
+
+    from bridge_downstream.config.profiles import instant_micros
+
+    encoded = texts.dictionary_encode()
+    micros = pa.array([instant_micros(text) for text in encoded.dictionary.to_pylist()], pa.int64())
+    return micros.take(encoded.indices)
+
+
+def _field_values(root, row_type, name: str):
+    """A top-level field of the root rows with the plan's type (nulls where absent)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if name not in dict(row_type.fields):
+        return pa.nulls(len(root), pa.string())
+    return pc.struct_field(root, [row_type.index_of(name)])
+
+
+def _dedup_columns(plan, root, key: tuple[str, ...], order_by) -> dict:
+    """Per row: the key parts as text (``k<i>``) and the order fields as instants (``o<i>``)."""
     columns = {f"k{i}": _field_text(root, plan.row_type, name) for i, name in enumerate(key)}
     for i, (name, _) in enumerate(order_by):
-        columns[f"o{i}"] = _field_text(root, plan.row_type, name)
-    if with_index:  # Spark: get_json_object(value, '$.sourceindex').cast('bigint')
-        if "sourceindex" in dict(plan.row_type.fields):
-            columns["idx"] = pc.cast(pc.struct_field(root, [plan.row_type.index_of("sourceindex")]), pa.int64())
-        else:
-            columns["idx"] = pa.nulls(len(root), pa.int64())
+        columns[f"o{i}"] = _instants(_field_text(root, plan.row_type, name))
     return columns
+
+
+def _version_ordinals(columns: dict, sequence: list, files) -> np.ndarray:
+    """Per row of one chunk (whole part files, rows in file order): which
+    version of its key, instants and part file the row belongs to, 1 for the
+    last written. With no ``sequence`` every row is a version; otherwise one
+    version's rows follow each other with ``sequence`` strictly increasing
+    (as :func:`.spark_dedup.dedup_lines` counts them)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = len(files)
+    if n == 0:  # a chunk of part files without rows
+        return np.zeros(0, dtype=np.int64)
+    group = pa.table({**columns, "file": files, "position": pa.array(np.arange(n, dtype=np.int64))})
+    sort_keys = [(name, "ascending") for name in columns] + [("file", "ascending"), ("position", "descending")]
+    order = pc.sort_indices(group, sort_keys=sort_keys, null_placement="at_end")
+    starts_group = np.ones(n, dtype=bool)
+    starts_group[1:] = ~_same_as_previous((group.column(name).take(order) for name in [*columns, "file"]), n)
+    starts_version = starts_group.copy()
+    if sequence:  # last written first: along one version the sequence decreases
+        starts_version[1:] |= ~_earlier_than_previous([values.take(order) for values in sequence], n)
+    else:
+        starts_version[:] = True
+    versions_so_far = np.cumsum(starts_version)
+    group_first = np.maximum.accumulate(np.where(starts_group, np.arange(n), 0))
+    ordinals = np.empty(n, dtype=np.int64)
+    ordinals[order.to_numpy()] = versions_so_far - versions_so_far[group_first] + 1
+    return ordinals
+
+
+def _earlier_than_previous(columns: list, n: int):
+    """numpy bool, one per row but the first: the row's values come before the
+    previous row's, compared column by column (unknown, with a null: False)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    earlier = np.zeros(max(n - 1, 0), dtype=bool)
+    equal_so_far = np.ones(max(n - 1, 0), dtype=bool)
+    for column in columns:
+        if isinstance(column, pa.ChunkedArray):
+            column = column.combine_chunks()
+        a, b = column.slice(1), column.slice(0, n - 1)
+        earlier |= equal_so_far & pc.fill_null(pc.less(a, b), False).to_numpy(zero_copy_only=False)
+        equal_so_far &= pc.fill_null(pc.equal(a, b), False).to_numpy(zero_copy_only=False)
+    return earlier
 
 
 def _key_strings(columns: dict, count: int):
@@ -176,9 +236,10 @@ def _key_strings(columns: dict, count: int):
     return pc.binary_join_element_wise(*parts, "\x1f", null_handling="emit_null")
 
 
-def _survivor_mask(columns: dict, key_count: int, order_by, keep_ties: bool):
-    """numpy bool mask over all rows: the rows that survive dedup. ``columns``
-    may be chunked; only one sorted column is materialized at a time."""
+def _survivor_mask(columns: dict, key_count: int, order_by):
+    """numpy bool mask over all rows: the rows of the one version of each key
+    that survives dedup (see :mod:`.spark_dedup`'s order). ``columns`` may be
+    chunked; only one sorted column is materialized at a time."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -189,9 +250,7 @@ def _survivor_mask(columns: dict, key_count: int, order_by, keep_ties: bool):
         return np.zeros(0, dtype=bool)
     sort_keys = [(f"k{i}", "ascending") for i in range(key_count)]
     sort_keys += [(f"o{i}", "descending" if descending else "ascending") for i, (_, descending) in enumerate(order_by)]
-    sort_keys.append(("file", "descending"))
-    if "idx" in table.column_names:
-        sort_keys.append(("idx", "descending"))
+    sort_keys += [("file", "descending"), ("version", "ascending")]
     order = pc.sort_indices(table, sort_keys=sort_keys, null_placement="at_end")
 
     def same_as_previous(names: list[str]):
@@ -199,14 +258,12 @@ def _survivor_mask(columns: dict, key_count: int, order_by, keep_ties: bool):
 
     group_start = np.ones(n, dtype=bool)
     group_start[1:] = ~same_as_previous([f"k{i}" for i in range(key_count)])
-    if keep_ties:  # dense_rank() == 1: every row tied with its group's first row
-        tie = np.zeros(n, dtype=bool)
-        tie[1:] = same_as_previous([f"o{i}" for i in range(len(order_by))] + ["file"])
-        breaks = group_start | ~tie
-        last_break = np.maximum.accumulate(np.where(breaks, np.arange(n), 0))
-        winner = group_start[last_break]
-    else:  # row_number() == 1
-        winner = group_start
+    # the rows of the key's first version: those tied with its first row
+    tie = np.zeros(n, dtype=bool)
+    tie[1:] = same_as_previous([f"o{i}" for i in range(len(order_by))] + ["file", "version"])
+    breaks = group_start | ~tie
+    last_break = np.maximum.accumulate(np.where(breaks, np.arange(n), 0))
+    winner = group_start[last_break]
     mask = np.zeros(n, dtype=bool)
     mask[order.to_numpy()[winner]] = True
     return mask
@@ -270,9 +327,7 @@ def _deleted_keys(storage: Storage, dataset_id: str, key: tuple[str, ...]):
     import pyarrow as pa
 
     values = set()
-    for info in storage.list(layout.dataset_prefix(dataset_id) + "/"):
-        if not info.key.endswith(".ndjson"):
-            continue
+    for info in committed_part_files(storage, dataset_id):
         for line in storage.read_bytes(info.key).splitlines():
             if not line.strip():
                 continue
@@ -285,15 +340,15 @@ def _deleted_keys(storage: Storage, dataset_id: str, key: tuple[str, ...]):
 
 
 def _dedup(plan, chunks: list[_Chunk], *, dataset_id: str, profile: Profile, work: Storage) -> _Survivors:
-    """Pass one: the key and order fields of every row and its part file
-    decide which rows survive (see the module's docstring)."""
+    """Pass one: the key and order fields of every row, its part file and its
+    version there decide which rows survive (see the module's docstring)."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
     key = profile.dedup.key_for(dataset_id)
     order_by = list(profile.dedup.order_by)
-    keep_ties = profile.kind == "bridge-archive"
+    sequence_names = profile.dedup.version_sequence
     parts: dict[str, list] = {}
     run_lengths: list = []
     run_counts = [0]
@@ -301,12 +356,16 @@ def _dedup(plan, chunks: list[_Chunk], *, dataset_id: str, profile: Profile, wor
         root = _read_chunk(plan, chunk)
         if len(root) != sum(chunk.rows):
             raise RuntimeError(f"{dataset_id}: {len(root)} rows read from {sum(chunk.rows)} lines")
-        columns = _dedup_columns(plan, root, key, order_by, with_index=not keep_ties)
-        columns["file"] = pa.array(np.repeat(np.array(chunk.files, dtype=np.int32), chunk.rows))
-        del root
+        columns = _dedup_columns(plan, root, key, order_by)
+        files = pa.array(np.repeat(np.array(chunk.files, dtype=np.int32), chunk.rows))
+        # a version lies within one part file, and a chunk holds whole part files
+        sequence = [_field_values(root, plan.row_type, name) for name in sequence_names]
+        columns["version"] = pa.array(_version_ordinals(columns, sequence, files))
+        columns["file"] = files
+        del root, sequence
         _release_memory()
-        lengths = None  # export rows: every row is its own record
-        if keep_ties:  # a version's rows are one run
+        lengths = None  # export rows: every row is its own version
+        if sequence_names:  # a version's rows are one run
             columns, lengths = _runs(columns)
         run_lengths.append(lengths)
         run_counts.append(len(columns["file"]))
@@ -314,7 +373,7 @@ def _dedup(plan, chunks: list[_Chunk], *, dataset_id: str, profile: Profile, wor
             parts.setdefault(name, []).append(column)
     columns = {name: pa.chunked_array(arrays) for name, arrays in parts.items()}
     del parts
-    keep = _survivor_mask(columns, len(key), order_by, keep_ties) if columns else np.zeros(0, dtype=bool)
+    keep = _survivor_mask(columns, len(key), order_by) if columns else np.zeros(0, dtype=bool)
     deleted_id = deleted_dataset(profile, dataset_id, work)
     if deleted_id is not None and len(keep):
         gone = pc.is_in(_key_strings(columns, len(key)), value_set=_deleted_keys(work, deleted_id, key))
@@ -322,12 +381,8 @@ def _dedup(plan, chunks: list[_Chunk], *, dataset_id: str, profile: Profile, wor
     return _Survivors(keep, np.cumsum(run_counts), run_lengths)
 
 
-def _escape(value: str) -> str:
-    return "".join(f"%{ord(c):02X}" if ord(c) in _ESCAPED else c for c in value)
-
-
 def _partition_texts(table, partition_keys: list[str]):
-    """Partition columns as Spark's ``publish.partition_strings`` makes them."""
+    """Partition columns as the Spark engine makes them (zero-padded text)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -382,7 +437,7 @@ def _write_partitioned(
         folders = []
         for key_name, text in zip(partition_keys, texts):
             value = text[first].as_py()
-            folders.append(f"{key_name}={HIVE_DEFAULT_PARTITION if value is None else _escape(value)}")
+            folders.append(layout.partition_segment(key_name, value))  # as Spark names it: escaped, null as default
         put(posixpath.join(*folders, name), data.take(pa.array(group)))
     return written
 

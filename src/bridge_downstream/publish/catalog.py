@@ -20,7 +20,13 @@ from bridge_downstream.publish.manifest import (
     read_current_manifests,
 )
 
-DUCKDB_TYPES = {"string": "VARCHAR", "bigint": "BIGINT", "double": "DOUBLE", "boolean": "BOOLEAN"}
+DUCKDB_TYPES = {
+    "string": "VARCHAR",
+    "bigint": "BIGINT",
+    "decimal(38,0)": "DECIMAL(38,0)",
+    "double": "DOUBLE",
+    "boolean": "BOOLEAN",
+}
 
 
 class Catalog(Protocol):
@@ -48,6 +54,8 @@ class DuckDBCatalog:
             select = ", ".join(x for x in (columns, partitions) if x)
             return f"CREATE OR REPLACE VIEW {_quote(table.name)} AS SELECT {select} WHERE false"
         paths = ", ".join("'" + str(self.storage.path(f.key)).replace("'", "''") + "'" for f in files)
+        # DuckDB's hive_partitioning unescapes the folder names (cohort=a%2Fb is "a/b"), as
+        # layout.parse_partition_path does for the manifest: a view shows the values published.
         return (
             f"CREATE OR REPLACE VIEW {_quote(table.name)} AS SELECT * FROM read_parquet([{paths}], "
             "hive_partitioning = true, hive_types_autocast = false, union_by_name = true)"

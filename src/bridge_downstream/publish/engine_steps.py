@@ -14,6 +14,11 @@ One publish handles one dataset:
 
 A publish that fails before step 5 leaves the previous version current and
 untouched; its partial version is removed by the next prune.
+
+Every step takes the dataset's NDJSON from
+:func:`~bridge_downstream.common.run_commits.committed_part_files`: the part
+files of ingest runs that committed, never those of a run killed or still
+under way.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from bridge_downstream.common import layout
+from bridge_downstream.common.run_commits import committed_part_files
 from bridge_downstream.common.storage import Storage
 from bridge_downstream.config.profiles import Profile
 from bridge_downstream.config.registry import SchemaRegistry
@@ -64,11 +70,10 @@ def dataset_schema(registry: SchemaRegistry, dataset_id: str) -> tuple[str, dict
 
 
 def iter_dataset_rows(storage: Storage, dataset_id: str) -> Iterator[dict]:
-    for info in storage.list(layout.dataset_prefix(dataset_id) + "/"):
-        if info.key.endswith(".ndjson"):
-            for line in storage.read_bytes(info.key).splitlines():
-                if line.strip():
-                    yield json.loads(line)
+    for info in committed_part_files(storage, dataset_id):
+        for line in storage.read_bytes(info.key).splitlines():
+            if line.strip():
+                yield json.loads(line)
 
 
 def plan_dataset(registry: SchemaRegistry, profile: Profile, dataset_id: str, work: Storage):
@@ -84,7 +89,12 @@ def plan_dataset(registry: SchemaRegistry, profile: Profile, dataset_id: str, wo
     if found is not None:
         schema_id, schema = found
         try:
-            return plan_from_schema(dataset_id, schema, registry.resolver(), base_uri=schema_id, **arguments), schema_id
+            # The rows too: an "integer" column that holds a value beyond int64 widens to decimal(38,0).
+            rows = (work.read_bytes(info.key) for info in committed_part_files(work, dataset_id))
+            plan = plan_from_schema(
+                dataset_id, schema, registry.resolver(), base_uri=schema_id, ndjson=rows, **arguments
+            )
+            return plan, schema_id
         except TypeError as error:
             # A schema whose top level is not an object with properties
             # (a definitions-only document) says nothing about columns.
@@ -199,11 +209,7 @@ def begin_publish(
 def deleted_dataset(profile: Profile, dataset_id: str, work: Storage) -> str | None:
     """The ``_Deleted`` companion dataset whose keys remove rows, when it has data."""
     suffix = profile.dedup.deleted_suffix
-    if (
-        suffix
-        and not dataset_id.endswith(suffix)
-        and any(True for _ in work.list(layout.dataset_prefix(dataset_id + suffix) + "/"))
-    ):
+    if suffix and not dataset_id.endswith(suffix) and committed_part_files(work, dataset_id + suffix):
         return dataset_id + suffix
     return None
 
@@ -264,9 +270,10 @@ def complete_publish(
 
 
 def json_datasets(storage: Storage) -> list[str]:
-    """Dataset ids that have NDJSON under ``json/``."""
+    """Dataset ids that have NDJSON under ``json/`` that readers take (a
+    dataset that only a run without commit has written has none)."""
     found = set()
     prefix = layout.JSON_PREFIX + "/dataset="
     for info in storage.list(prefix):
-        found.add(info.key[len(prefix) :].split("/", 1)[0])
-    return sorted(found)
+        found.add(layout.unescape_path_name(info.key[len(prefix) :].split("/", 1)[0]))  # the id, not its folder
+    return sorted(dataset_id for dataset_id in found if committed_part_files(storage, dataset_id))

@@ -158,7 +158,7 @@ def published_datasets(storage: Storage) -> list[str]:
     for info in storage.list(prefix):
         rest = info.key[len(prefix) :]
         if rest.endswith("/CURRENT") and rest.count("/") == 1:
-            found.add(rest.split("/", 1)[0])
+            found.add(layout.unescape_path_name(rest.split("/", 1)[0]))  # the id, not its folder name
     return sorted(found)
 
 

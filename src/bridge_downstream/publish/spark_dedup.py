@@ -1,23 +1,49 @@
 """Deduplication before relationalize: one version of each record per dataset.
 
 Works on NDJSON lines (a Spark DataFrame with a ``value`` column) so the
-relationalize step reads only surviving rows.
+relationalize step reads only surviving rows. The profile's ``dedup`` section
+says what a record's key is, which fields order its versions and what makes
+a version (:class:`~bridge_downstream.config.profiles.DedupRule`); per key,
+exactly one version survives, the first in this order:
 
-* Bridge (MTB) records: a record's rows (all elements of an array document)
-  form one *version*; per record key the version with the latest
-  ``exportedon``, then ``uploadedon``, wins -- all of its rows are kept. Ties
-  are broken by the part file the rows came from (one archive's rows share a
-  part file), so the choice is deterministic.
-* Export rows (recover): every row is its own record; per data-type key the
-  row with the latest ``InsertedDate``, then export end date, wins, and rows
-  whose key is listed in the matching ``_Deleted`` data type are removed.
+1. each ``order_by`` field as an instant (:func:`instant_micros_column`), in
+   its direction, a missing value or one that is no instant last;
+2. the part file, descending (by name);
+3. the version's place in its part file, the last written first.
 
-Keys and ordering are configuration (the profile's ``dedup`` section).
+A version is one row (export rows, recover), or (with ``version_sequence``:
+Bridge records, one archive's rows) the rows of one part file that follow
+each other with the same instants and the sequence fields strictly
+increasing, as ingest writes an archive's documents and their elements. Rows
+whose key is listed in the matching ``_Deleted`` dataset are removed.
+:mod:`.arrow_engine` decides the same on Arrow.
 """
 
 from __future__ import annotations
 
-from bridge_downstream.config.profiles import Profile
+from functools import reduce
+
+from bridge_downstream.config.profiles import INSTANT_PATTERN, Profile
+
+# An instant spelled with its zone, for Spark's parser; fraction digits beyond
+# the microsecond are dropped, as Python drops them.
+_ZONED_INSTANT = "yyyy-MM-dd'T'HH:mm[:ss][.SSSSSSSSS]XXX"
+
+
+def instant_micros_column(text):
+    """Spark's :func:`~bridge_downstream.config.profiles.instant_micros`: the
+    instant a string column spells, as microseconds since the epoch; null
+    where it spells none. The shared pattern decides what is an instant
+    (anchored with ``\\z``: Java's ``$`` lets a trailing newline through); the
+    value is then given a zone where it has none (a date is its midnight, a
+    time without a zone is UTC) and parsed, so February 30 or hour 24 give
+    null, as in Python, with or without ANSI mode."""
+    from pyspark.sql import functions as F
+
+    is_instant = text.rlike("^(?:" + INSTANT_PATTERN + r")\z")
+    dated = F.regexp_replace(text, r"^([0-9]{4}-[0-9]{2}-[0-9]{2})$", "$1T00:00")
+    zoned = F.when(dated.rlike(r"T[0-9:.]+$"), F.concat(dated, F.lit("Z"))).otherwise(dated)
+    return F.when(is_instant, F.unix_micros(F.try_to_timestamp(zoned, F.lit(_ZONED_INSTANT))))
 
 
 def _with_fields(lines, names: list[str]):
@@ -30,37 +56,69 @@ def _with_fields(lines, names: list[str]):
     return lines.select("*", F.json_tuple(F.col("value"), *names).alias(*aliases)), dict(zip(names, aliases))
 
 
+def _earlier(values: list, previous: list):
+    """``values`` before ``previous``, compared left to right (null where unknown)."""
+    pairs = list(zip(values, previous))
+    last_value, last_previous = pairs[-1]
+    return reduce(
+        lambda after, pair: (pair[0] < pair[1]) | ((pair[0] == pair[1]) & after),
+        reversed(pairs[:-1]),
+        last_value < last_previous,
+    )
+
+
 def dedup_lines(lines, dataset_id: str, profile: Profile, deleted_lines=None, partitions: int | None = None):
-    """The surviving lines of ``lines`` (DataFrame[value: string]).
+    """The surviving lines of ``lines`` (DataFrame[value: string], as ``spark.read.text`` reads them).
 
     ``partitions``: tasks the rows are shuffled into by key (default: the
     session's ``spark.sql.shuffle.partitions``); each task sorts its share."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    key = profile.dedup.key_for(dataset_id)
+    rule = profile.dedup
+    key = rule.key_for(dataset_id)
     if not key:
         return lines
-    lines = lines.where(F.trim(F.col("value")) != "").withColumn("_source_file", F.input_file_name())
-    export = profile.kind != "bridge-archive"
-    names = list(
-        dict.fromkeys([*key, *(name for name, _ in profile.dedup.order_by), *(["sourceindex"] if export else [])])
-    )
-    keyed, column = _with_fields(lines, names)
+    # A row's place in its part file: the split of the file it was read in (a
+    # large file is read in several), then its order in that split's task.
+    positioned = lines.select(
+        "value",
+        F.input_file_name().alias("_part_file"),
+        F.col("_metadata.file_block_start").alias("_split_start"),
+        F.monotonically_increasing_id().alias("_row_in_split"),
+    ).where(F.trim(F.col("value")) != "")
+    names = list(dict.fromkeys([*key, *(name for name, _ in rule.order_by), *rule.version_sequence]))
+    keyed, column = _with_fields(positioned, names)
     key_names = [column[name] for name in key]
     if partitions:
         keyed = keyed.repartition(partitions, *key_names)  # the window's shuffle, with this many tasks
-    ordering = []
-    for name, descending in profile.dedup.order_by:
-        ordering.append(F.col(column[name]).desc_nulls_last() if descending else F.col(column[name]).asc_nulls_last())
-    if not export:
-        window = Window.partitionBy(*key_names).orderBy(*ordering, F.col("_source_file").desc())
-        survivors = keyed.withColumn("_rank", F.dense_rank().over(window)).where(F.col("_rank") == 1)
-    else:
-        window = Window.partitionBy(*key_names).orderBy(
-            *ordering, F.col("_source_file").desc(), F.col(column["sourceindex"]).cast("bigint").desc()
-        )
+    keyed = keyed.select(
+        "*", *[instant_micros_column(F.col(column[name])).alias(f"_o{i}") for i, (name, _) in enumerate(rule.order_by)]
+    )
+    instants = [F.col(f"_o{i}") for i in range(len(rule.order_by))]
+    ordering = [
+        instant.desc_nulls_last() if descending else instant.asc_nulls_last()
+        for instant, (_, descending) in zip(instants, rule.order_by)
+    ]
+    ordering += [F.col("_part_file").desc(), F.col("_split_start").desc(), F.col("_row_in_split").desc()]
+    window = Window.partitionBy(*key_names).orderBy(*ordering)
+    if not rule.version_sequence:  # every row is a version
         survivors = keyed.withColumn("_rank", F.row_number().over(window)).where(F.col("_rank") == 1)
+    else:
+        types = profile.extra_columns(dataset_id)
+        sequence = [F.col(column[name]).cast(types[name]) for name in rule.version_sequence]
+
+        def previous(value):
+            return F.lag(value).over(window)
+
+        same_place = F.col("_part_file") == previous(F.col("_part_file"))
+        for instant in instants:
+            same_place &= instant.eqNullSafe(previous(instant))
+        # last written first: along one version the sequence decreases
+        continues = same_place & _earlier(sequence, [previous(value) for value in sequence])
+        starts = F.when(F.coalesce(continues, F.lit(False)), 0).otherwise(1)
+        ordinal = F.sum(F.col("_starts")).over(window.rowsBetween(Window.unboundedPreceding, Window.currentRow))
+        survivors = keyed.withColumn("_starts", starts).withColumn("_version", ordinal).where(F.col("_version") == 1)
     if deleted_lines is not None:
         deleted, deleted_column = _with_fields(deleted_lines, list(key))
         deleted_keys = deleted.select(

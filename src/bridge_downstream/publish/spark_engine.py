@@ -5,11 +5,13 @@ Parquet written by Spark; every other step is :mod:`.engine_steps`'."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from bridge_downstream.common import layout
-from bridge_downstream.common.storage import Storage
+from bridge_downstream.common.run_commits import committed_part_files
+from bridge_downstream.common.storage import ObjectInfo, Storage
 from bridge_downstream.config.profiles import Profile
 from bridge_downstream.config.registry import SchemaRegistry
 from bridge_downstream.config.run_config import DEFAULT_RETENTION
@@ -65,25 +67,31 @@ class DirectLocation:
         return None
 
 
-def partition_strings(frame, partition_columns: list[str]):
-    """Partition values as zero-padded strings, as the ingest folders have them."""
-    from pyspark.sql import functions as F
-
-    for name in partition_columns:
-        width = layout.PARTITION_WIDTHS.get(name)
-        text = F.col(name).cast("string")
-        frame = frame.withColumn(name, F.lpad(text, width, "0") if width else text)
-    return frame
-
-
-def shuffle_partitions(spark, work: Storage, dataset_id: str) -> int:
+def shuffle_partitions(spark, work: Storage, dataset_id: str, files: list[ObjectInfo] | None = None) -> int:
     """Tasks for a Spark publish's shuffles (dedup, then clustering by output
     partition): one per core, and more for a large dataset, one per
     :data:`SHUFFLE_PARTITION_BYTES` of its NDJSON. A task sorts its share in
     memory until the JVM's execution memory is full, so with a fixed number
-    of tasks the JVM's memory grows with the dataset; a bounded share keeps it flat."""
-    size = sum(info.size for info in work.list(layout.dataset_prefix(dataset_id) + "/") if info.key.endswith(".ndjson"))
+    of tasks the JVM's memory grows with the dataset; a bounded share keeps it flat.
+    ``files``: the dataset's part files, when the caller has listed them."""
+    if files is None:
+        files = committed_part_files(work, dataset_id)
+    size = sum(info.size for info in files)
     return max(spark.sparkContext.defaultParallelism, math.ceil(size / SHUFFLE_PARTITION_BYTES))
+
+
+# Hadoop expands these in a path it is given (a glob); escaped, they are themselves.
+_GLOB_CHARACTERS = re.compile(r"([\\{}\[\]*?])")
+
+
+def read_part_files(spark, location: SparkLocation, work: Storage, dataset_id: str, files: list[ObjectInfo]):
+    """The lines of ``files``, a dataset's part files (as
+    :func:`~bridge_downstream.common.run_commits.committed_part_files` lists
+    them), one row each: Spark is given these files, never their folder, in
+    which part files of runs without commit may lie."""
+    prefix = layout.dataset_prefix(dataset_id)
+    folder = location.read_uri(work, prefix).rstrip("/") if files else ""
+    return spark.read.text([_GLOB_CHARACTERS.sub(r"\\\1", folder + info.key[len(prefix) :]) for info in files])
 
 
 def publish_dataset(
@@ -113,29 +121,27 @@ def publish_dataset(
     pending = begin_publish(registry, profile, dataset_id, work, published, run_id)
     version, plan = pending.version, pending.plan
 
-    lines = spark.read.text(
-        location.read_uri(work, layout.dataset_prefix(dataset_id)), pathGlobFilter="*.ndjson", recursiveFileLookup=True
-    )
+    files = committed_part_files(work, dataset_id)
+    lines = read_part_files(spark, location, work, dataset_id, files)
     deleted = None
     deleted_id = deleted_dataset(profile, dataset_id, work)
     if deleted_id is not None:
-        deleted = spark.read.text(
-            location.read_uri(work, layout.dataset_prefix(deleted_id)),
-            pathGlobFilter="*.ndjson",
-            recursiveFileLookup=True,
-        )
-    partitions = shuffle_partitions(spark, work, dataset_id)
+        deleted = read_part_files(spark, location, work, deleted_id, committed_part_files(work, deleted_id))
+    partitions = shuffle_partitions(spark, work, dataset_id, files)
     survivors = dedup_lines(lines, dataset_id, profile, deleted, partitions=partitions)
     # Parsed once and kept: every table reads the same rows, so dedup (a
     # shuffle) and JSON parsing run once per publish, not once per table.
-    frames = relationalize_spark(spark, plan, survivors, persist=True, cluster_partitions=partitions)
+    # Partition values come out as the folders' zero-padded text in each table's one projection.
+    frames = relationalize_spark(
+        spark, plan, survivors, persist=True, cluster_partitions=partitions, partition_widths=layout.PARTITION_WIDTHS
+    )
 
     tables: dict[str, PublishedTable] = {}
     try:
         for written, table in enumerate(plan.tables):
             check_interrupt(dataset_id, written, fail_after_tables)
             partition_keys = table_partition_keys(plan, table)
-            frame = partition_strings(frames[table.name], partition_keys)
+            frame = frames[table.name]
             prefix = layout.table_prefix(dataset_id, version, "parquet", table.name)
             frame.write.mode("overwrite").partitionBy(*partition_keys).parquet(location.write_uri(published, prefix))
             location.written(published, prefix)

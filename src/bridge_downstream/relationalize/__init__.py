@@ -13,7 +13,12 @@ from collections.abc import Iterable
 from os import PathLike
 from typing import Any, Required, TypedDict, Unpack
 
-from bridge_downstream.relationalize.inference import infer_type, infer_type_from_ndjson
+from bridge_downstream.relationalize.inference import (
+    infer_type,
+    infer_type_from_ndjson,
+    widen_integers,
+    with_absent_fields,
+)
 from bridge_downstream.relationalize.plan import (
     ColumnPlan,
     RelationalizePlan,
@@ -42,6 +47,7 @@ __all__ = [
     "schema_to_type",
     "type_from_json",
     "type_to_json",
+    "widen_integers",
 ]
 
 
@@ -62,27 +68,42 @@ def plan_from_schema(
     *,
     base_uri: str | None = None,
     strict: bool = False,
+    ndjson: Iterable[bytes | str] | None = None,
     **columns: Unpack[PlanColumns],
 ) -> RelationalizePlan:
     """Plan for a dataset with a JSON Schema (no inference pass).
 
+    ``ndjson``: the dataset's NDJSON (whole lines); an ``integer`` column that
+    holds an integer beyond the signed 64-bit range there is widened to
+    decimal(38,0) instead of reading it as null (:func:`widen_integers`).
+
     Raises TypeError when the schema does not describe an object (or an array of
     objects) with properties -- e.g. a definitions-only schema: infer instead."""
-    return build_plan(dataset_id, root_row_type(schema, resolve, base_uri, strict=strict), **columns)
+    row_type = root_row_type(schema, resolve, base_uri, strict=strict)
+    if ndjson is not None:
+        row_type = widen_integers(row_type, ndjson)
+    return build_plan(dataset_id, row_type, **columns)
 
 
 def plan_from_rows(
     dataset_id: str, rows: Iterable[dict[str, Any]], **columns: Unpack[PlanColumns]
 ) -> RelationalizePlan:
-    """Plan for a dataset without a schema: the type tree is inferred from the root rows."""
-    return build_plan(dataset_id, infer_type(rows), **columns)
+    """Plan for a dataset without a schema: the type tree is inferred from the root rows.
+    A key column (identity, carried, partition) no row holds -- e.g. a dataset
+    without rows -- is a string column of nulls, so every table still exists."""
+    return _inferred_plan(dataset_id, infer_type(rows), columns)
 
 
 def plan_from_ndjson(
     dataset_id: str, paths: Iterable[str | PathLike], **columns: Unpack[PlanColumns]
 ) -> RelationalizePlan:
     """:func:`plan_from_rows` over local NDJSON files (streamed)."""
-    return build_plan(dataset_id, infer_type_from_ndjson(paths), **columns)
+    return _inferred_plan(dataset_id, infer_type_from_ndjson(paths), columns)
+
+
+def _inferred_plan(dataset_id: str, row_type: Type, columns: PlanColumns) -> RelationalizePlan:
+    keys = [*columns["identity_columns"], *columns.get("carry_columns", ()), *columns.get("partition_columns", ())]
+    return build_plan(dataset_id, with_absent_fields(row_type, keys), **columns)
 
 
 def relationalize_spark(spark, plan: RelationalizePlan, source, **kwargs):

@@ -14,13 +14,16 @@ then one ``pa.array(..., type=...)`` call for the batch.  Coercion rules (Spark'
   ``Double.toString`` (``1.0E-5``, ``1.23456789E7``, ``100.0``);
 - bigint: JSON integers in the signed 64-bit range; double: any JSON number
   (and the strings ``NaN``/``Infinity``/...); boolean: ``true``/``false``;
+  decimal(38,0): any JSON number, or a string holding one (commas removed),
+  rounded half up to an integer, when the result has at most 38 digits;
 - a value that does not fit becomes null: the field of a struct alone; an array
   or map with a misfit element entirely.  (With the plan's type rules this only
   happens for documents that do not match their JSON Schema.)
 
-Everything after reading is vectorized: ``struct_field`` for paths,
+Everything after reading is vectorized: ``StructArray.flatten`` for paths,
 ``list_flatten`` + offsets arithmetic (numpy) for child rows and their
-``index``, ``take`` for carried columns, ``binary_join_element_wise`` for ids.
+``index``, ``take`` for carried columns, ``binary_join_element_wise`` and
+``replace_substring`` for ids.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 from collections.abc import Iterable, Iterator
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal
 from os import PathLike
 from typing import cast
 
@@ -39,8 +43,12 @@ import pyarrow.compute as pc
 
 from bridge_downstream.relationalize.inference import parse_line
 from bridge_downstream.relationalize.plan import (
+    IDENTITY_ESCAPES,
+    KEY_SEPARATOR,
     KIND_ARRAY,
     KIND_MAP,
+    MAP_KEY_ESCAPES,
+    NULL_COMPONENT,
     ROLE_CARRY,
     ROLE_ID,
     ROLE_INDEX,
@@ -50,15 +58,29 @@ from bridge_downstream.relationalize.plan import (
     RelationalizePlan,
     TablePlan,
 )
-from bridge_downstream.relationalize.types import Array, Map, Scalar, Struct, Type
+from bridge_downstream.relationalize.types import (
+    BIGINT,
+    BOOLEAN,
+    DECIMAL,
+    DECIMAL_DIGITS,
+    DOUBLE,
+    INT64_MAX,
+    INT64_MIN,
+    STRING,
+    Array,
+    Map,
+    Scalar,
+    Struct,
+    Type,
+)
 
 _ARROW_SCALARS = {
-    "string": pa.string(),
-    "bigint": pa.int64(),
-    "double": pa.float64(),
-    "boolean": pa.bool_(),
+    STRING: pa.string(),
+    BIGINT: pa.int64(),
+    DOUBLE: pa.float64(),
+    BOOLEAN: pa.bool_(),
+    DECIMAL: pa.decimal128(DECIMAL_DIGITS, 0),
 }
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _SPECIAL_DOUBLES = {
     "NaN": math.nan,
     "+INF": math.inf,
@@ -176,6 +198,36 @@ class _Misfit(Exception):
     pass
 
 
+# java.math.BigDecimal's grammar, which Spark parses a string in a decimal column with
+_BIG_DECIMAL_TEXT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_WIDE_CONTEXT = Context(prec=2 * DECIMAL_DIGITS)  # the default 28 digits would not hold 38
+
+
+def _to_decimal(v) -> int:
+    """Spark's conversion into decimal(38,0): a number (a double by its shortest
+    text, which is what ingest writes), or a string holding one without its
+    commas; rounded half up; more than 38 digits do not fit."""
+    tv = type(v)
+    if tv is int:
+        number = v
+    else:
+        if tv is float:
+            text = repr(v)
+        elif tv is str:
+            text = v.replace(",", "")
+        else:
+            raise _Misfit
+        if not _BIG_DECIMAL_TEXT.fullmatch(text):
+            raise _Misfit  # also NaN and the infinities, as Spark
+        exact = Decimal(text)
+        if exact.adjusted() >= DECIMAL_DIGITS:
+            raise _Misfit
+        number = int(exact.quantize(Decimal(1), rounding=ROUND_HALF_UP, context=_WIDE_CONTEXT))
+    if abs(number) >= 10**DECIMAL_DIGITS:
+        raise _Misfit
+    return number
+
+
 def _coercer(t: Type):
     if isinstance(t, Scalar):
         if t.kind == "string":
@@ -187,7 +239,7 @@ def _coercer(t: Type):
         if t.kind == "bigint":
 
             def to_bigint(v):
-                if type(v) is int and _INT64_MIN <= v <= _INT64_MAX:
+                if type(v) is int and INT64_MIN <= v <= INT64_MAX:
                     return v
                 raise _Misfit
 
@@ -211,6 +263,8 @@ def _coercer(t: Type):
                 raise _Misfit
 
             return to_boolean
+        if t.kind == DECIMAL:
+            return _to_decimal
     if isinstance(t, Struct):
         fields = [(key, f"f{i}", _coercer(sub)) for i, (key, sub) in enumerate(t.fields)]
 
@@ -364,23 +418,39 @@ def read_ndjson(
 # execution
 
 
-def _at(array: pa.Array, t: Type, path: list[str]) -> pa.Array:
-    for key in path:
-        assert isinstance(t, Struct), (t, path)
-        i = t.index_of(key)
-        array = pc.struct_field(array, [i])
-        t = t.fields[i][1]
-    return array
+class _Fields:
+    """Values at a path of struct fields. Each struct array is flattened once
+    (``StructArray.flatten``: every field, the struct's nulls applied):
+    ``pc.struct_field`` takes time in proportion to the struct's width, so one
+    call per column made a document with 10,000 keys quadratic."""
+
+    def __init__(self) -> None:
+        # by id(): the array is kept in the entry, so its id is not reused
+        self._flattened: dict[int, tuple[pa.Array, list[pa.Array]]] = {}
+
+    def at(self, array: pa.Array, t: Type, path: list[str]) -> pa.Array:
+        for key in path:
+            assert isinstance(t, Struct), (t, path)
+            i = t.index_of(key)
+            entry = self._flattened.get(id(array))
+            if entry is None:
+                entry = self._flattened[id(array)] = (array, array.flatten())
+            array = entry[1][i]
+            t = t.fields[i][1]
+        return array
 
 
-def _concat_ws(separator: str, parts: list[pa.Array]) -> pa.Array:
-    """Spark's ``concat_ws``: nulls skipped, all null -> ''.  (pyarrow 18's
-    ``binary_join_element_wise(null_handling="skip")`` drops all-null rows.)"""
-    result = parts[0]
-    for part in parts[1:]:
-        joined = pc.binary_join_element_wise(result, part, separator)
-        result = pc.coalesce(joined, result, part)
-    return pc.fill_null(result, "")
+def _escaped(text: pa.Array, replacements: tuple[tuple[str, str], ...]) -> pa.Array:
+    """``text`` escaped for an id (the plan's id rules)."""
+    for special, escaped in replacements:
+        text = pc.replace_substring(text, special, escaped)
+    return text
+
+
+def _row_key(identity: list[pa.Array]) -> pa.Array:
+    """The root row key (the plan's id rules)."""
+    components = [pc.fill_null(_escaped(pc.cast(a, pa.string()), IDENTITY_ESCAPES), NULL_COMPONENT) for a in identity]
+    return pc.binary_join_element_wise(*components, KEY_SEPARATOR)
 
 
 def _concat(*parts) -> pa.Array:
@@ -412,18 +482,19 @@ def execute(plan: RelationalizePlan, root: pa.StructArray) -> dict[str, pa.Table
     row_type = plan.row_type
     if isinstance(root, pa.ChunkedArray):
         root = root.combine_chunks()
-    key_parts = [pc.cast(_at(root, row_type, [c]), pa.string()) for c in plan.identity_columns]
-    key = _concat_ws("|", key_parts)
-    carried = {c: _at(root, row_type, [c]) for c in plan.carry_columns}
+    fields = _Fields()
+    key = _row_key([fields.at(root, row_type, [c]) for c in plan.identity_columns])
+    carried = {c: fields.at(root, row_type, [c]) for c in plan.carry_columns}
     # internal frame per table: k (row key), carried, e (element), id, pos, n
     frames: dict[str, dict] = {plan.root.name: {"k": key, "carried": carried, "e": root}}
     out: dict[str, pa.Table] = {}
+    tables = {table.name: table for table in plan.tables}
     for table in plan.tables:
         if table.parent is not None:
-            parent = plan.table(table.parent)
+            parent = tables[table.parent]
             pf = frames[parent.name]
             assert table.parent_column is not None, table.name  # set with parent by build_plan
-            container = _at(pf["e"], parent.element_type, table.source_path)
+            container = fields.at(pf["e"], parent.element_type, table.source_path)
             if isinstance(container, pa.ChunkedArray):
                 container = container.combine_chunks()
             lengths = pc.fill_null(pc.list_value_length(container), 0).to_numpy(zero_copy_only=False).astype(np.int64)
@@ -444,21 +515,21 @@ def execute(plan: RelationalizePlan, root: pa.StructArray) -> dict[str, pa.Table
             elif table.kind == KIND_MAP:
                 frame["n"] = pc.struct_field(values, [0])
                 frame["e"] = pc.struct_field(values, [1])
-                frame["k"] = _concat(ids, pa.scalar("["), frame["n"], pa.scalar("]"))
+                frame["k"] = _concat(ids, pa.scalar("["), _escaped(frame["n"], MAP_KEY_ESCAPES), pa.scalar("]"))
             else:  # pragma: no cover
                 raise ValueError(table.kind)
             frames[table.name] = frame
-        out[table.name] = _output(table, frames[table.name])
+        out[table.name] = _output(table, frames[table.name], fields)
     return out
 
 
-def _output(table: TablePlan, frame: dict) -> pa.Table:
+def _output(table: TablePlan, frame: dict, fields: _Fields) -> pa.Table:
     arrays = []
     for column in table.columns:
         if column.role == ROLE_VALUE:
-            a = _at(frame["e"], table.element_type, column.path)
+            a = fields.at(frame["e"], table.element_type, column.path)
         elif column.role == ROLE_LINK:
-            container = _at(frame["e"], table.element_type, column.path)
+            container = fields.at(frame["e"], table.element_type, column.path)
             link = _concat(frame["k"], pa.scalar("/" + column.name))
             a = pc.if_else(pc.is_valid(container), link, pa.scalar(None, pa.string()))
         elif column.role == ROLE_ID:

@@ -2,7 +2,8 @@
 the Spark and Arrow executors read the same data with the same schema.
 
 Per value: null -> Null; true/false -> boolean; an integer -> bigint (outside
-the signed 64-bit range -> string, so no digit is lost); a float -> double; a
+the signed 64-bit range -> decimal(38,0); beyond 38 digits -> string, so no
+digit is lost: :func:`types.integer_type`); a float -> double; a
 string -> string; ``{}`` -> EmptyObject; an object -> struct; an array -> array
 of the merged element types.  Values of one field across rows are unified with
 :func:`types.merge` (bigint+double -> double, other conflicts -> string holding
@@ -25,23 +26,25 @@ from collections.abc import Iterable
 from os import PathLike
 
 from bridge_downstream.relationalize.types import (
-    BIGINT_T,
+    BIGINT,
     BOOLEAN_T,
+    DECIMAL,
     DOUBLE_T,
     STRING_T,
     Array,
     EmptyObject,
     Map,
     Null,
+    Scalar,
     Struct,
     Type,
     finalize,
+    integer_type,
     merge,
     merge_all,
 )
 
 MAX_STRUCT_FIELDS = 300
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _DATA_KEY = re.compile(r"^(?:[-+]?\d.*|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$")
 
 
@@ -52,7 +55,7 @@ def value_type(value) -> Type:
     if value is True or value is False:
         return BOOLEAN_T
     if isinstance(value, int):
-        return BIGINT_T if _INT64_MIN <= value <= _INT64_MAX else STRING_T
+        return integer_type(value)
     if isinstance(value, float):
         return DOUBLE_T
     if isinstance(value, str):
@@ -78,7 +81,8 @@ class TypeAccumulator:
         self._seen: set = set()
 
     def add(self, row) -> None:
-        t = value_type(row)
+        # both executors read a line that is not an object as a row of nulls: it has no columns
+        t = value_type(row) if type(row) is dict else EmptyObject()
         # rows of one dataset mostly share a shape; skip re-merging identical shapes
         if t in self._seen:
             return
@@ -102,7 +106,11 @@ class TypeAccumulator:
 
 
 def finish(partial: Type, max_struct_fields: int = MAX_STRUCT_FIELDS) -> Type:
-    """Order-independent, finalized form of a merged partial type."""
+    """Order-independent, finalized form of a merged partial type. Rows without
+    a field (no rows, only ``{}``) give a root row without document columns,
+    so an empty dataset still has its tables."""
+    if not isinstance(partial, Struct):
+        return Struct(())
     return finalize(_normalize(partial, max_struct_fields, root=True))
 
 
@@ -125,6 +133,65 @@ def parse_line(line: str):
 def infer_type(rows: Iterable, max_struct_fields: int = MAX_STRUCT_FIELDS) -> Type:
     """The finalized type of the given root rows (dicts)."""
     return TypeAccumulator(max_struct_fields).add_all(rows).result()
+
+
+def with_absent_fields(row_type: Type, names: Iterable[str]) -> Type:
+    """An inferred root type with each of ``names`` that no row held added as a
+    string column: the type of a field only ever null (sorted in, as inferred
+    fields are)."""
+    if not isinstance(row_type, Struct):
+        return row_type
+    absent = [(name, STRING_T) for name in dict.fromkeys(names) if row_type.get(name) is None]
+    if not absent:
+        return row_type
+    return Struct(tuple(sorted(row_type.fields + tuple(absent), key=lambda f: f[0])))
+
+
+# Digits of an integer beyond the signed 64-bit range: 20 or more, or 19 from a 9
+# (2**63 = 9223372036854775808); every other line is left unparsed.
+_BEYOND_INT64 = re.compile(rb"9[0-9]{18}|[0-9]{20}")
+
+
+def widen_integers(row_type: Type, ndjson: Iterable[bytes | str]) -> Type:
+    """``row_type`` (from a JSON Schema: no data looked at) with each bigint
+    column that holds an integer beyond the signed 64-bit range in some row
+    widened as inference would type it (:func:`types.integer_type`:
+    decimal(38,0), or string beyond 38 digits), so that such a value is not
+    read as null. ``ndjson``: the dataset's NDJSON in whole lines (a part
+    file's bytes, or single lines). Only lines with digits that could spell
+    such an integer are parsed; the result does not depend on the order of
+    the rows."""
+    for block in ndjson:
+        data = block.encode("utf-8") if isinstance(block, str) else block
+        position = 0
+        while (found := _BEYOND_INT64.search(data, position)) is not None:
+            start = data.rfind(b"\n", 0, found.start()) + 1
+            end = data.find(b"\n", found.end())
+            end = len(data) if end < 0 else end
+            row_type = _widen(row_type, parse_line(data[start:end].decode("utf-8", errors="replace")))
+            position = end
+    return row_type
+
+
+def _widen(t: Type, value) -> Type:
+    if isinstance(t, Scalar):
+        if t.kind in (BIGINT, DECIMAL) and type(value) is int:
+            return merge(t, integer_type(value))
+        return t
+    if isinstance(t, Struct) and type(value) is dict:
+        fields = tuple((name, _widen(sub, value[name]) if name in value else sub) for name, sub in t.fields)
+        return t if fields == t.fields else Struct(fields)
+    if isinstance(t, Array) and type(value) is list:
+        element = t.element
+        for item in value:
+            element = _widen(element, item)
+        return Array(element)
+    if isinstance(t, Map) and type(value) is dict:
+        map_value = t.value
+        for item in value.values():
+            map_value = _widen(map_value, item)
+        return Map(map_value)
+    return t
 
 
 def iter_ndjson(paths: Iterable[str | PathLike]) -> Iterable:

@@ -1,4 +1,4 @@
-"""The relationalize plan: which tables, which columns, where each column's
+r"""The relationalize plan: which tables, which columns, where each column's
 values come from and how child tables link to their parents.
 
 It is computed from a finished type tree only (no engine, no data) and is plain
@@ -18,8 +18,12 @@ Roles of a column:
 ``carry``   (child tables) a root-row column copied down (``path`` = its root JSON key)
 
 Row keys (never stored as a column, they only feed ``link``/``id``):
-root ``concat_ws('|', identity columns as text)``; array element ``<id>[<index>]``;
-map entry ``<id>[<key>]``.
+root: the identity columns as text, each escaped (``\`` -> ``\\``,
+``|`` -> ``\|``; null -> ``\N``), joined with ``|``; array element
+``<id>[<index>]``; map entry ``<id>[<key>]``, the key escaped (``\``, ``[``,
+``]`` -> ``\\``, ``\[``, ``\]``).  So two rows with different identities,
+or two entries with different keys, never share a key; ordinary values (no
+``|``, ``\``, bracket or null) are their text as is.
 """
 
 from __future__ import annotations
@@ -56,6 +60,13 @@ ROLE_INDEX = "index"
 ROLE_KEY = "key"
 ROLE_CARRY = "carry"
 
+# The id rules above, for both executors: literal replacements applied in
+# order (the escape character first, so the escapes added after it stay single).
+KEY_SEPARATOR = "|"
+NULL_COMPONENT = "\\N"
+IDENTITY_ESCAPES = (("\\", "\\\\"), ("|", "\\|"))
+MAP_KEY_ESCAPES = (("\\", "\\\\"), ("[", "\\["), ("]", "\\]"))
+
 KIND_ROOT = "root"
 KIND_ARRAY = "array"
 KIND_MAP = "map"
@@ -64,7 +75,7 @@ KIND_MAP = "map"
 @dataclass
 class ColumnPlan:
     name: str
-    type: str  # string | bigint | double | boolean
+    type: str  # string | bigint | double | boolean | decimal(38,0)
     role: str
     path: list[str] = field(default_factory=list)
     child: str | None = None
@@ -105,7 +116,7 @@ class TablePlan:
         return [c.name for c in self.columns]
 
     def athena_columns(self) -> list[tuple[str, str]]:
-        """``(name, type)`` with Athena/Hive type names (string, bigint, double, boolean)."""
+        """``(name, type)`` with Athena/Hive type names (string, bigint, double, boolean, decimal(38,0))."""
         return [(c.name, c.type) for c in self.columns]
 
     def to_json(self) -> dict:
@@ -233,8 +244,8 @@ def build_plan(
     ``row_type``: the finished type of one root row (from :func:`schema_types.root_row_type`
     or :func:`inference.infer_type`); a top-level Array is unwrapped to its element.
     ``extra_columns``: enrichment fields added by ingest, JSON key -> scalar type.
-    ``identity_columns``: root JSON keys that identify a root row (its key is
-    ``concat_ws('|', ...)`` of their text, nulls skipped).
+    ``identity_columns``: root JSON keys that identify a root row (its key
+    joins their escaped text with ``|``: see the module's docstring).
     ``carry_columns``: root JSON keys copied into every child table (keys);
     ``partition_columns`` are carried too (after them, without duplicates).
     """

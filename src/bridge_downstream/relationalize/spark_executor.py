@@ -3,7 +3,7 @@
 No Python UDFs and no per-row Python: the NDJSON lines are parsed by Spark's
 JSON parser (``from_json`` with the plan's schema), child tables come from
 ``posexplode`` (a narrow transformation: no shuffle), ids are ``concat`` of
-strings.
+strings (identity values and map keys escaped with ``replace``).
 
 Why ``spark.read.text`` + ``from_json`` rather than ``spark.read.schema(s).json``:
 the data source reader rejects a schema with two keys that differ only by case
@@ -16,13 +16,17 @@ expression ever resolves a JSON key by name (case-insensitive analysis, dots).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from os import PathLike
 from typing import TYPE_CHECKING
 
 from bridge_downstream.relationalize.plan import (
+    IDENTITY_ESCAPES,
+    KEY_SEPARATOR,
     KIND_ARRAY,
     KIND_MAP,
+    MAP_KEY_ESCAPES,
+    NULL_COMPONENT,
     ROLE_CARRY,
     ROLE_ID,
     ROLE_INDEX,
@@ -32,18 +36,35 @@ from bridge_downstream.relationalize.plan import (
     RelationalizePlan,
     TablePlan,
 )
-from bridge_downstream.relationalize.types import Array, Map, Scalar, Struct, Type
+from bridge_downstream.relationalize.types import (
+    BIGINT,
+    BOOLEAN,
+    DECIMAL,
+    DECIMAL_DIGITS,
+    DOUBLE,
+    STRING,
+    Array,
+    Map,
+    Scalar,
+    Struct,
+    Type,
+)
 
 if TYPE_CHECKING:
     # only for annotations: importing this module must not need pyspark
     from pyspark.sql import DataFrame
 
-_SPARK_SCALARS = {
-    "string": "StringType",
-    "bigint": "LongType",
-    "double": "DoubleType",
-    "boolean": "BooleanType",
-}
+
+def _spark_scalar(kind: str):
+    from pyspark.sql import types as T
+
+    return {
+        STRING: T.StringType,
+        BIGINT: T.LongType,
+        DOUBLE: T.DoubleType,
+        BOOLEAN: T.BooleanType,
+        DECIMAL: lambda: T.DecimalType(DECIMAL_DIGITS, 0),
+    }[kind]()
 
 
 def spark_type(t: Type, positional: bool = False):
@@ -51,7 +72,7 @@ def spark_type(t: Type, positional: bool = False):
     from pyspark.sql import types as T
 
     if isinstance(t, Scalar):
-        return getattr(T, _SPARK_SCALARS[t.kind])()
+        return _spark_scalar(t.kind)
     if isinstance(t, Struct):
         return T.StructType(
             [
@@ -122,6 +143,7 @@ def relationalize_spark(
     *,
     persist: bool = False,
     cluster_partitions: int | None = None,
+    partition_widths: Mapping[str, int] | None = None,
 ) -> SparkTables:
     """Execute ``plan``: returns ``{table name: DataFrame}`` in plan order.
 
@@ -136,6 +158,17 @@ def relationalize_spark(
     tasks by the plan's partition columns, so each output partition is
     written by one task (one file per partition and table) and a task's
     write sorts a bounded share of the rows.
+
+    ``partition_widths``: when given, the plan's partition columns come out as
+    text, left-padded with zeros to the width given for a column (the folder
+    names of a Hive layout), in the table's one projection: a second
+    projection over a table of 10,000 columns costs Spark's optimizer a time
+    that grows with the square of the columns (``CollapseProject``).
+
+    A frame holds its element's fields as columns of their own (``inline``:
+    by position), so no field of a wide struct is looked up by name: Spark
+    finds a field by name by scanning the struct, which made a document of
+    10,000 keys quadratic.
     """
     from pyspark.sql import DataFrame
     from pyspark.sql import functions as F
@@ -156,21 +189,24 @@ def relationalize_spark(
 
     row_type = plan.row_type
     e = F.col("e")
-    key = F.concat_ws("|", *[_at(e, row_type, [c]).cast("string") for c in plan.identity_columns])
+    key = _row_key([_at(e, row_type, [c]) for c in plan.identity_columns])
     carried = [_at(e, row_type, [c]).alias(f"c{i}") for i, c in enumerate(plan.carry_columns)]
     carry_index = {c: f"c{i}" for i, c in enumerate(plan.carry_columns)}
     carry_cols = [f"c{i}" for i in range(len(plan.carry_columns))]
+    text_widths = None if partition_widths is None else {c: partition_widths.get(c) for c in plan.partition_columns}
 
-    # internal frames: k (row key), c0.. (carried), e (element), plus n (map key) for map tables
-    internal = {plan.root.name: parsed.select(key.alias("k"), *carried, e.alias("e"))}
+    # internal frames: k (row key), c0.. (carried), the element (its fields f0.., or e),
+    # plus id, and pos (array tables) or n (map key, map tables)
+    internal = {plan.root.name: parsed.select(key.alias("k"), *carried, *_element(e, row_type))}
     out = SparkTables()
     out.parsed = parsed
+    tables = {table.name: table for table in plan.tables}
     for table in plan.tables:
         if table.parent is not None:
-            parent = plan.table(table.parent)
+            parent = tables[table.parent]
             pframe = internal[parent.name]
             assert table.parent_column is not None, table.name  # set with parent by build_plan
-            container = _at(F.col("e"), parent.element_type, table.source_path)
+            container = _element_at(parent.element_type, table.source_path)
             segment = F.lit("/" + table.parent_column)
             if table.kind == KIND_ARRAY:
                 exploded = pframe.select(
@@ -183,7 +219,7 @@ def relationalize_spark(
                     "id",
                     F.col("pos").cast("bigint").alias("pos"),
                     *carry_cols,
-                    "e",
+                    *_element(F.col("e"), table.element_type),
                 )
             elif table.kind == KIND_MAP:
                 exploded = pframe.select(
@@ -192,40 +228,90 @@ def relationalize_spark(
                     F.explode(container).alias("n", "e"),
                 )
                 frame = exploded.select(
-                    F.concat(F.col("id"), F.lit("["), F.col("n"), F.lit("]")).alias("k"),
+                    F.concat(F.col("id"), F.lit("["), _escaped(F.col("n"), MAP_KEY_ESCAPES), F.lit("]")).alias("k"),
                     "id",
                     "n",
                     *carry_cols,
-                    "e",
+                    *_element(F.col("e"), table.element_type),
                 )
             else:  # pragma: no cover
                 raise ValueError(table.kind)
             internal[table.name] = frame
         frame = internal[table.name]
-        out[table.name] = frame.select(*[_column_expr(table, c, carry_index) for c in table.columns])
+        out[table.name] = frame.selectExpr(*[_column_sql(table, c, carry_index, text_widths) for c in table.columns])
     return out
 
 
-def _column_expr(table: TablePlan, column, carry_index):
+def _element(element, t: Type) -> list:
+    """The select items that hold a frame's element: a struct's fields as
+    columns ``f0``, ``f1``, ... (by position), anything else as ``e``."""
     from pyspark.sql import functions as F
 
-    e = F.col("e")
+    if isinstance(t, Struct):
+        return [F.inline(F.array(element))]  # a null struct gives a row of nulls
+    return [element.alias("e")]
+
+
+def _element_path(t: Type, path: list[str]) -> list[str]:
+    """The column and field names of ``path`` in a frame holding an element of type ``t``."""
+    return _index_path(t, path) or ["e"]
+
+
+def _element_at(t: Type, path: list[str]):
+    from pyspark.sql import functions as F
+
+    column, *fields = _element_path(t, path)
+    value = F.col(column)
+    for name in fields:
+        value = value.getField(name)
+    return value
+
+
+def _escaped(text, replacements: tuple[tuple[str, str], ...]):
+    """``text`` escaped for an id (the plan's id rules)."""
+    from pyspark.sql import functions as F
+
+    for special, escaped in replacements:
+        text = F.replace(text, F.lit(special), F.lit(escaped))
+    return text
+
+
+def _row_key(identity: list):
+    """The root row key (the plan's id rules)."""
+    from pyspark.sql import functions as F
+
+    components = [F.coalesce(_escaped(c.cast("string"), IDENTITY_ESCAPES), F.lit(NULL_COMPONENT)) for c in identity]
+    return F.concat_ws(KEY_SEPARATOR, *components)
+
+
+def _column_sql(table: TablePlan, column, carry_index, text_widths: dict[str, int | None] | None) -> str:
+    """One output column as SQL text: a table is one ``selectExpr``, because a
+    ``Column`` built per output column costs several py4j round trips (a
+    10,000-key document spent most of a minute there). Field names are
+    positional and column names sanitized (``[A-Za-z0-9_]``), so the text needs
+    no escaping beyond the backticks; the plan's type names are Spark's."""
     if column.role == ROLE_VALUE:
-        expr = _at(e, table.element_type, column.path)
+        expr = ".".join(_element_path(table.element_type, column.path))
     elif column.role == ROLE_LINK:
-        container = _at(e, table.element_type, column.path)
-        expr = F.when(container.isNotNull(), F.concat(F.col("k"), F.lit("/" + column.name)))
+        container = ".".join(_element_path(table.element_type, column.path))
+        expr = f"CASE WHEN {container} IS NOT NULL THEN concat(k, '/{column.name}') END"
     elif column.role == ROLE_ID:
-        expr = F.col("id")
+        expr = "id"
     elif column.role == ROLE_INDEX:
-        expr = F.col("pos")
+        expr = "pos"
     elif column.role == ROLE_KEY:
-        expr = F.col("n")
+        expr = "n"
     elif column.role == ROLE_CARRY:
-        expr = F.col(carry_index[column.path[0]])
+        expr = carry_index[column.path[0]]
     else:  # pragma: no cover
         raise ValueError(column.role)
-    return expr.cast(spark_type(Scalar(column.type))).alias(column.name)
+    if text_widths is not None and column.name in text_widths:
+        width = text_widths[column.name]
+        text = f"CAST({expr} AS string)"
+        if width is not None:
+            text = f"lpad({text}, {int(width)}, '0')"
+        return f"{text} AS `{column.name}`"
+    return f"CAST({expr} AS {column.type}) AS `{column.name}`"
 
 
 def infer_type_spark(spark, source, max_struct_fields: int | None = None) -> Type:

@@ -1,8 +1,10 @@
 """The neutral type tree: the only vocabulary shared by the schema reader, the
 inference pass, the plan and both executors.
 
-Leaves are :class:`Scalar` with one of four kinds (``string``, ``bigint``,
-``double``, ``boolean`` -- also their Athena/Hive names).  Containers are
+Leaves are :class:`Scalar` with one of five kinds (``string``, ``bigint``,
+``double``, ``boolean``, ``decimal(38,0)`` -- also their Athena/Hive names);
+``decimal(38,0)`` holds the integers that do not fit a ``bigint``
+(:func:`integer_type`).  Containers are
 :class:`Struct` (ordered named fields, the JSON keys as written), :class:`Array`
 and :class:`Map` (an object used as a dictionary: string keys, one value type).
 
@@ -19,13 +21,17 @@ the value's JSON text (a JSON string value is kept as its plain text).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 STRING = "string"
 BIGINT = "bigint"
 DOUBLE = "double"
 BOOLEAN = "boolean"
-SCALAR_KINDS = (STRING, BIGINT, DOUBLE, BOOLEAN)
+DECIMAL = "decimal(38,0)"
+SCALAR_KINDS = (STRING, BIGINT, DOUBLE, BOOLEAN, DECIMAL)
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+DECIMAL_DIGITS = 38
 
 
 @dataclass(frozen=True)
@@ -44,17 +50,20 @@ class Struct:
     def field_names(self) -> list[str]:
         return [name for name, _ in self.fields]
 
+    @cached_property
+    def _positions(self) -> dict[str, int]:
+        # a document can have 10,000 keys: a scan per lookup made planning and execution quadratic
+        positions: dict[str, int] = {}
+        for i, (key, _) in enumerate(self.fields):
+            positions.setdefault(key, i)
+        return positions
+
     def get(self, name: str) -> Type | None:
-        for key, value in self.fields:
-            if key == name:
-                return value
-        return None
+        i = self._positions.get(name)
+        return None if i is None else self.fields[i][1]
 
     def index_of(self, name: str) -> int:
-        for i, (key, _) in enumerate(self.fields):
-            if key == name:
-                return i
-        raise KeyError(name)
+        return self._positions[name]
 
 
 @dataclass(frozen=True)
@@ -88,6 +97,18 @@ STRING_T = Scalar(STRING)
 BIGINT_T = Scalar(BIGINT)
 DOUBLE_T = Scalar(DOUBLE)
 BOOLEAN_T = Scalar(BOOLEAN)
+DECIMAL_T = Scalar(DECIMAL)
+_NUMBERS = (BIGINT, DECIMAL, DOUBLE)  # each holds every value of the kinds before it
+
+
+def integer_type(value: int) -> Scalar:
+    """The narrowest column that holds the integer exactly: bigint, else
+    decimal(38,0), else string (its digits as text)."""
+    if INT64_MIN <= value <= INT64_MAX:
+        return BIGINT_T
+    if abs(value) < 10**DECIMAL_DIGITS:
+        return DECIMAL_T
+    return STRING_T
 
 
 def scalar(kind: str) -> Scalar:
@@ -98,7 +119,8 @@ def merge(a: Type, b: Type) -> Type:
     """Unify two types so that every value of either fits the result.
 
     - equal types: unchanged; ``Null`` is the identity;
-    - bigint + double -> double; any other scalar mismatch -> string;
+    - two numbers: the wider of bigint < decimal(38,0) < double (a double, like
+      bigint + double, keeps about 17 significant digits); any other scalar mismatch -> string;
     - struct + struct -> union of fields (a's order, then b's new fields), merged field-wise;
     - ``{}`` + struct/map -> struct/map;  map + struct -> map (values merged);
     - array + array -> array of merged elements;  map + map -> map of merged values;
@@ -111,8 +133,8 @@ def merge(a: Type, b: Type) -> Type:
     if isinstance(b, Null):
         return a
     if isinstance(a, Scalar) and isinstance(b, Scalar):
-        if {a.kind, b.kind} == {BIGINT, DOUBLE}:
-            return DOUBLE_T
+        if a.kind in _NUMBERS and b.kind in _NUMBERS:
+            return a if _NUMBERS.index(a.kind) > _NUMBERS.index(b.kind) else b
         return STRING_T
     if isinstance(a, EmptyObject) and isinstance(b, (Struct, Map)):
         return b

@@ -26,7 +26,7 @@ the entries are (a folder locally; the adapters provide the SQS queue) and a
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -63,7 +63,7 @@ def local_path_of(entry: dict) -> Path:
     return Path(source[len("file://") :])
 
 
-def choose_metadata(fresh: dict[str, str], entry: dict) -> dict[str, str] | None:
+def choose_metadata(fresh: Mapping[str, object], entry: dict) -> dict[str, object] | None:
     """Fresh metadata (a sidecar or object metadata that exists now) wins --
     it is how a record invalid for missing or wrong metadata is fixed;
     otherwise the metadata the entry was ingested with."""

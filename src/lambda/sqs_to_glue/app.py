@@ -19,9 +19,14 @@ messages or ``MAX_RUN_PROPERTIES_BYTES`` of run properties.
 The function reports partial batch failures (``ReportBatchItemFailures``): an
 SQS message that cannot be parsed, or whose workflow run could not be started,
 is returned in ``batchItemFailures`` and retried alone; after the queue's
-``maxReceiveCount`` it moves to the dead-letter queue. Messages that need no
-work (test events, ``owner.txt``, folder keys, apps/studies this namespace
-does not run) succeed without a run.
+``maxReceiveCount`` it moves to the dead-letter queue. Nothing in one message
+fails the batch. Messages that need no work (test events, ``owner.txt``,
+folder keys, apps/studies this namespace does not run) succeed without a run.
+
+A record that names no object -- its bucket or key missing, null, empty or
+not a string -- is skipped with an error in the log, never sent to a run: no
+retry can give it an object, and failing its message would hold back (and
+finally dead-letter) the message's other records, which name real uploads.
 
 Environment:
     WORKFLOWS                 JSON {"<appId>/<studyId>": "<workflow name>"}
@@ -75,6 +80,20 @@ def skip_reason(key: str) -> str | None:
     return None
 
 
+def _named_object(bucket: object, key: object) -> tuple[str, str] | None:
+    """(bucket, key) when both are non-empty strings; None when a record names no object."""
+    if isinstance(bucket, str) and bucket and isinstance(key, str) and key:
+        return bucket, key
+    return None
+
+
+def _member(value: object, *path: str) -> object:
+    """``value[path[0]][path[1]]...``, or None where a level is missing or not an object."""
+    for name in path:
+        value = value.get(name) if isinstance(value, dict) else None
+    return value
+
+
 def _unwrap_sns(body: str) -> dict:
     try:
         envelope = json.loads(body)
@@ -96,15 +115,20 @@ def _unwrap_sns(body: str) -> dict:
 
 
 def parse_s3_event(message: dict, key_pattern: re.Pattern) -> list[SourceMessage]:
+    records = message.get("Records")
+    if not isinstance(records, list):
+        raise MessageError("S3 event whose Records is not a list")
     found = []
-    for record in message.get("Records", []):
-        if record.get("eventName") == "s3:TestEvent" or record.get("Event") == "s3:TestEvent":
+    for number, record in enumerate(records):
+        if _member(record, "eventName") == "s3:TestEvent" or _member(record, "Event") == "s3:TestEvent":
             continue
-        try:
-            bucket = record["s3"]["bucket"]["name"]
-            key = unquote_plus(record["s3"]["object"]["key"])
-        except (KeyError, TypeError) as error:
-            raise MessageError(f"S3 event record without bucket or key: {error!r}") from error
+        named = _named_object(_member(record, "s3", "bucket", "name"), _member(record, "s3", "object", "key"))
+        if named is None:
+            logger.error(
+                "skipping S3 event record %d, which names no object (bucket or key missing): %.500r", number, record
+            )
+            continue
+        bucket, key = named[0], unquote_plus(named[1])
         reason = skip_reason(key)
         if reason:
             logger.info("skipping s3://%s/%s: %s", bucket, key, reason)
@@ -120,15 +144,29 @@ def parse_bridge_notification(message: dict) -> list[SourceMessage]:
     app_id = message.get("appId")
     if not app_id:
         raise MessageError("Bridge notification without appId")
+    if not isinstance(app_id, str):
+        raise MessageError("Bridge notification whose appId is not a string")
+    study_records = message.get("studyRecords") or {}
+    if not isinstance(study_records, dict):
+        raise MessageError("Bridge notification whose studyRecords is not an object")
     found = []
-    for study_id, record in (message.get("studyRecords") or {}).items():
-        try:
-            bucket, key = record["s3Bucket"], record["s3Key"]
-        except (KeyError, TypeError) as error:
-            raise MessageError(f"study record {study_id!r} without s3Bucket/s3Key") from error
+    for study_id, record in study_records.items():
+        named = _named_object(_member(record, "s3Bucket"), _member(record, "s3Key"))
+        if named is None:
+            logger.error(
+                "skipping study record %r of app %s, record %s: it names no object (s3Bucket or s3Key missing)",
+                study_id,
+                app_id,
+                message.get("recordId"),
+            )
+            continue
+        bucket, key = named
         if skip_reason(key):
             continue
-        found.append(SourceMessage(app_id, study_id, bucket, key, record.get("rawFolderId")))
+        raw_folder_id = _member(record, "rawFolderId")
+        found.append(
+            SourceMessage(app_id, study_id, bucket, key, raw_folder_id if isinstance(raw_folder_id, str) else None)
+        )
     if not found and not message.get("studyRecords"):
         logger.info("Bridge notification for app %s, record %s has no studyRecords", app_id, message.get("recordId"))
     return found
@@ -199,12 +237,16 @@ def lambda_handler(event, context, glue_client=None, settings: Settings | None =
     failures: set[str] = set()
     # (app, study) -> ordered {message json: set of SQS message ids}
     groups: dict[tuple[str, str], OrderedDict[str, set[str]]] = {}
-    for record in event.get("Records", []):
+    for record in event.get("Records") or []:
         message_id = record.get("messageId", "")
         try:
             sources = parse_body(record.get("body", ""), settings.key_pattern)
         except MessageError as error:
             logger.error("message %s rejected: %s", message_id, error)
+            failures.add(message_id)
+            continue
+        except Exception:  # a message no rule foresaw: it fails (and is retried) alone, not the batch
+            logger.exception("message %s could not be read", message_id)
             failures.add(message_id)
             continue
         for source in sources:

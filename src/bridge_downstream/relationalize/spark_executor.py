@@ -20,22 +20,8 @@ from collections.abc import Iterable, Mapping
 from os import PathLike
 from typing import TYPE_CHECKING
 
-from bridge_downstream.relationalize.plan import (
-    IDENTITY_ESCAPES,
-    KEY_SEPARATOR,
-    KIND_ARRAY,
-    KIND_MAP,
-    MAP_KEY_ESCAPES,
-    NULL_COMPONENT,
-    ROLE_CARRY,
-    ROLE_ID,
-    ROLE_INDEX,
-    ROLE_KEY,
-    ROLE_LINK,
-    ROLE_VALUE,
-    RelationalizePlan,
-    TablePlan,
-)
+from bridge_downstream.relationalize import plan as rules  # roles, kinds and the id rules
+from bridge_downstream.relationalize.plan import RelationalizePlan, TablePlan
 from bridge_downstream.relationalize.types import (
     BIGINT,
     BOOLEAN,
@@ -208,7 +194,7 @@ def relationalize_spark(
             assert table.parent_column is not None, table.name  # set with parent by build_plan
             container = _element_at(parent.element_type, table.source_path)
             segment = F.lit("/" + table.parent_column)
-            if table.kind == KIND_ARRAY:
+            if table.kind == rules.KIND_ARRAY:
                 exploded = pframe.select(
                     F.concat(F.col("k"), segment).alias("id"),
                     *carry_cols,
@@ -221,14 +207,16 @@ def relationalize_spark(
                     *carry_cols,
                     *_element(F.col("e"), table.element_type),
                 )
-            elif table.kind == KIND_MAP:
+            elif table.kind == rules.KIND_MAP:
                 exploded = pframe.select(
                     F.concat(F.col("k"), segment).alias("id"),
                     *carry_cols,
                     F.explode(container).alias("n", "e"),
                 )
                 frame = exploded.select(
-                    F.concat(F.col("id"), F.lit("["), _escaped(F.col("n"), MAP_KEY_ESCAPES), F.lit("]")).alias("k"),
+                    F.concat(F.col("id"), F.lit("["), _escaped(F.col("n"), rules.MAP_KEY_ESCAPES), F.lit("]")).alias(
+                        "k"
+                    ),
                     "id",
                     "n",
                     *carry_cols,
@@ -280,8 +268,10 @@ def _row_key(identity: list):
     """The root row key (the plan's id rules)."""
     from pyspark.sql import functions as F
 
-    components = [F.coalesce(_escaped(c.cast("string"), IDENTITY_ESCAPES), F.lit(NULL_COMPONENT)) for c in identity]
-    return F.concat_ws(KEY_SEPARATOR, *components)
+    components = [
+        F.coalesce(_escaped(c.cast("string"), rules.IDENTITY_ESCAPES), F.lit(rules.NULL_COMPONENT)) for c in identity
+    ]
+    return F.concat_ws(rules.KEY_SEPARATOR, *components)
 
 
 def _column_sql(table: TablePlan, column, carry_index, text_widths: dict[str, int | None] | None) -> str:
@@ -290,18 +280,18 @@ def _column_sql(table: TablePlan, column, carry_index, text_widths: dict[str, in
     10,000-key document spent most of a minute there). Field names are
     positional and column names sanitized (``[A-Za-z0-9_]``), so the text needs
     no escaping beyond the backticks; the plan's type names are Spark's."""
-    if column.role == ROLE_VALUE:
+    if column.role == rules.ROLE_VALUE:
         expr = ".".join(_element_path(table.element_type, column.path))
-    elif column.role == ROLE_LINK:
+    elif column.role == rules.ROLE_LINK:
         container = ".".join(_element_path(table.element_type, column.path))
         expr = f"CASE WHEN {container} IS NOT NULL THEN concat(k, '/{column.name}') END"
-    elif column.role == ROLE_ID:
+    elif column.role == rules.ROLE_ID:
         expr = "id"
-    elif column.role == ROLE_INDEX:
+    elif column.role == rules.ROLE_INDEX:
         expr = "pos"
-    elif column.role == ROLE_KEY:
+    elif column.role == rules.ROLE_KEY:
         expr = "n"
-    elif column.role == ROLE_CARRY:
+    elif column.role == rules.ROLE_CARRY:
         expr = carry_index[column.path[0]]
     else:  # pragma: no cover
         raise ValueError(column.role)

@@ -31,6 +31,8 @@ def test_a_legacy_document_of_big_integers_is_ingested_and_published_whole(regis
     report = ingest_folder(folder, output, registry)
 
     assert report["archives"] == {"total": 2, "processed": 2, "invalid": 0, "skipped": 0}
+    # The one row holding integers beyond 64 bits is counted (uint64_max fits orjson: it is not).
+    assert report["integers_beyond_int64"] == {"rows": {"SurveyAnswers_v1": 1}}
     rows = {row["recordid"]: row for row in read_dataset(output, "SurveyAnswers_v1")}
     assert {name: rows["rec-big"][name] for name in BIG} == BIG
     storage = LocalStorage(output)
@@ -53,3 +55,22 @@ def test_a_legacy_document_of_big_integers_is_ingested_and_published_whole(regis
         ("rec-big", 2**70 + 1, 2**64 - 1, -(2**63) - 1, 7),
         ("rec-other", None, None, None, 1),
     ]
+
+
+def test_a_run_without_wide_integers_reports_none(registry, tmp_path):
+    folder = tmp_path / "in"
+    write_archive(folder / "a.zip", {"answers.json": [{"n": 2**63 - 1}, {"n": 1}]}, mtb_metadata("r", "legacy-survey"))
+    report = ingest_folder(folder, tmp_path / "out", registry)
+    assert report["archives"]["processed"] == 1
+    assert report["integers_beyond_int64"] == {"rows": {}}
+
+
+def test_an_export_counts_its_rows_with_wide_integers(registry, tmp_path):
+    folder = tmp_path / "in"
+    lines = b'{"LogId": 1, "Big": 1180591620717411303425}\n{"LogId": 2, "Big": 3}\n{"LogId": 3, "Big": -9223372036854775809}\n'
+    write_archive(folder / "export.zip", {"FitbitSleepLogs_20240102.json": lines}, {"cohort": "adults"})
+    output = tmp_path / "out"
+    report = ingest_folder(folder, output, registry, profile="recover")
+    assert report["archives"]["processed"] == 1
+    assert report["integers_beyond_int64"] == {"rows": {"FitbitSleepLogs": 2}}
+    assert [row["Big"] for row in read_dataset(output, "FitbitSleepLogs")] == [2**70 + 1, 3, -(2**63) - 1]

@@ -52,6 +52,14 @@ def _beyond_64_bits(error: Exception) -> bool:
     return "64-bit" in str(error)
 
 
+def _holds_wide_integer(value) -> bool:
+    try:
+        orjson.dumps(value)
+    except orjson.JSONEncodeError as error:
+        return _beyond_64_bits(error)
+    return False
+
+
 def exact_dumps(value) -> bytes:
     """``orjson.dumps``, or where a value holds an integer beyond 64 bits,
     Python's ``json`` with the same compact form."""
@@ -74,9 +82,10 @@ class Rows:
     in before its closing brace: a motion file's samples cost a third less
     than a merged dict each, and the bytes are the same."""
 
-    __slots__ = ("_names", "_shared", "_tail")
+    __slots__ = ("_names", "_shared", "_tail", "wide_integer_rows")
 
     def __init__(self, shared: dict):
+        self.wide_integer_rows = 0  # rows written holding an integer beyond 64 bits (the run report counts them)
         self._shared = shared
         self._names = shared.keys() | {"sourceindex"}
         fields = orjson.dumps(shared)[1:-1]
@@ -88,6 +97,7 @@ class Rows:
         except orjson.JSONEncodeError as error:
             if not _beyond_64_bits(error):
                 raise
+            self.wide_integer_rows += 1
             return self._line(element, index, exact_dumps)
 
     def _line(self, element, index: int, dumps) -> bytes:
@@ -107,6 +117,7 @@ class Rows:
         except orjson.JSONEncodeError as error:
             if not _beyond_64_bits(error):
                 raise
+            self.wide_integer_rows += sum(1 for element in elements if _holds_wide_integer(element))
             return self._block(elements, start, exact_dumps)
 
     def _block(self, elements: list, start: int, dumps) -> bytes:

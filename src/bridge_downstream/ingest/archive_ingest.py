@@ -193,7 +193,7 @@ def ingest_archive(
 
     def invalid(reason: str, errors: dict | None = None) -> ArchiveOutcome:
         writer.rollback(token)
-        outcome.status, outcome.reason, outcome.rows = INVALID, reason, {}
+        outcome.status, outcome.reason, outcome.rows, outcome.wide_integer_rows = INVALID, reason, {}, {}
         # An archive that could not be read is known by its source.
         known_as = identity or hashlib.sha256(source.encode()).hexdigest()
         outcome.invalid_entry = _invalid_entry(inp, metadata, ctx, reason, errors or {"archive": [reason]}, known_as)

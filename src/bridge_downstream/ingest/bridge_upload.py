@@ -113,8 +113,13 @@ def read_bridge_upload(
         elements = document if isinstance(document, list) else [document]
         archive.count_rows(len(elements))
         # One write per file, not per row.
-        writer.write_block(dataset_id, partition, jsoncodec.Rows(extra).block(elements), len(elements))
+        rows = jsoncodec.Rows(extra)
+        writer.write_block(dataset_id, partition, rows.block(elements), len(elements))
         outcome.rows[dataset_id] = outcome.rows.get(dataset_id, 0) + len(elements)
+        if rows.wide_integer_rows:
+            outcome.wide_integer_rows[dataset_id] = (
+                outcome.wide_integer_rows.get(dataset_id, 0) + rows.wide_integer_rows
+            )
     if errors:
         files = ", ".join(printable(name) for name in sorted(errors))
         raise InvalidArchive(f"failed validation: {files}", errors)

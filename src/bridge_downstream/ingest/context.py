@@ -24,6 +24,8 @@ class ArchiveOutcome:
     rows: dict[str, int] = field(default_factory=dict)
     files_skipped: list[dict[str, str]] = field(default_factory=list)
     invalid_entry: dict | None = None
+    # per dataset: rows holding an integer beyond 64 bits (kept exact; publish widens the column)
+    wide_integer_rows: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

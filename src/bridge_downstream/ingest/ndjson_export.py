@@ -162,3 +162,5 @@ def read_ndjson_export(
             outcome.files_skipped.append({"file": member, "reason": "empty data file"})
         else:
             outcome.rows[dataset_id] = count
+            if rows.wide_integer_rows:
+                outcome.wide_integer_rows[dataset_id] = rows.wide_integer_rows

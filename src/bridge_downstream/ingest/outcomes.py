@@ -52,9 +52,18 @@ class RunTally:
     archives: dict[str, int] = field(default_factory=lambda: {PROCESSED: 0, INVALID: 0, SKIPPED: 0})
     datasets: dict[str, dict[str, int]] = field(default_factory=dict)
     files_skipped: dict[tuple[str, str], int] = field(default_factory=dict)  # (file, reason) -> archives
+    wide_integer_rows: dict[str, int] = field(default_factory=dict)  # dataset -> rows with an integer beyond 64 bits
 
-    def count(self, status: str, rows: dict[str, int], files_skipped: Iterable[dict[str, str]]) -> None:
+    def count(
+        self,
+        status: str,
+        rows: dict[str, int],
+        files_skipped: Iterable[dict[str, str]],
+        wide_integer_rows: dict[str, int] | None = None,
+    ) -> None:
         self.archives[status] += 1
+        for dataset_id, count in (wide_integer_rows or {}).items():
+            self.wide_integer_rows[dataset_id] = self.wide_integer_rows.get(dataset_id, 0) + count
         for dataset_id, count in rows.items():
             entry = self.datasets.setdefault(dataset_id, {"records": 0, "rows": 0, "files": 0})
             entry["records"] += 1
@@ -76,6 +85,8 @@ class RunTally:
                 entry[name] += value
         for key, count in other.files_skipped.items():
             self.files_skipped[key] = self.files_skipped.get(key, 0) + count
+        for dataset_id, count in other.wide_integer_rows.items():
+            self.wide_integer_rows[dataset_id] = self.wide_integer_rows.get(dataset_id, 0) + count
 
 
 class IngestLedger:
@@ -242,7 +253,7 @@ class OutcomeSpool:
         if self._last_source is not None and outcome.source < self._last_source:
             raise ValueError("outcomes must be spooled in source order")  # the merge relies on it
         self._last_source = outcome.source
-        self.tally.count(outcome.status, outcome.rows, outcome.files_skipped)
+        self.tally.count(outcome.status, outcome.rows, outcome.files_skipped, outcome.wide_integer_rows)
         record = {
             "source": outcome.source,
             "status": outcome.status,
@@ -426,6 +437,8 @@ def finish_run(
         "skipped": listed[SKIPPED],
         "not_listed": {status: tally.archives[status] - len(entries) for status, entries in listed.items()},
         "files_skipped": files_skipped[:REPORT_LIST_LIMIT],
+        # Kept exact in the rows; publish widens their columns to decimal(38,0) (docs/relationalize.md).
+        "integers_beyond_int64": {"rows": dict(sorted(tally.wide_integer_rows.items()))},
     }
     if len(files_skipped) > REPORT_LIST_LIMIT:
         report["not_listed"]["files_skipped"] = len(files_skipped) - REPORT_LIST_LIMIT

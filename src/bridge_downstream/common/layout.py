@@ -4,7 +4,7 @@ A *pipeline root* is ``s3://<bucket>/<namespace>/<app>/<study>/`` in AWS and
 the ``--output`` directory locally; the keys below it are the same in both.
 This module is the one place that spells them.
 
-    json/dataset=<DatasetId>/<partitions>/part-<run>-<task>.ndjson   ingest output
+    json/dataset=<DatasetId>/<partitions>/part-<tag>-<task>.ndjson   ingest output (tag: a digest of the archives in it)
     invalid/<digest of record id and identity>.json                  invalid sink (local)
     ledger/ingested/<run id>.jsonl                                   ingest bookmarks (archive identities)
     reports/<run id>.json                                            run reports
@@ -14,10 +14,11 @@ This module is the one place that spells them.
     published/<DatasetId>/versions/<version>/csv/<table>/<partitions>/...
     published/<DatasetId>/versions/<version>/manifest.json            written last
     published/<DatasetId>/CURRENT                                     the current version
+    claims/<key>@<run id>, commits/<run id>.json                   which runs' files readers take (run_commits)
+    catalog.duckdb                                                   local SQL views (local only)
 
 Each dataset publishes on its own (Glue runs one JSON-to-Parquet job per
 dataset, in parallel), so versions and the CURRENT pointer are per dataset.
-    catalog.duckdb                                                   local SQL views (local only)
 
 Partition folders are Hive style and zero-padded
 (``assessmentid=spelling/year=2022/month=02/day=15``) so that a lexical
@@ -150,9 +151,10 @@ def json_partition_prefix(dataset_id: str, partition: Mapping[str, object]) -> s
     return checked_key(dataset_prefix(dataset_id), partition_path(partition))
 
 
-def json_part_key(dataset_id: str, partition: Mapping[str, object], run_id: str, task: int) -> str:
+def json_part_key(dataset_id: str, partition: Mapping[str, object], tag: str, task: int) -> str:
+    """``tag``: a digest of the archives the part file holds, so the same archives give the same name."""
     # Never starts with "_" or ".": Spark and Athena skip such files.
-    return checked_key(json_partition_prefix(dataset_id, partition), f"part-{run_id}-{task:05d}.ndjson")
+    return checked_key(json_partition_prefix(dataset_id, partition), f"part-{tag}-{task:05d}.ndjson")
 
 
 def invalid_key(record_id: str, identity: str) -> str:

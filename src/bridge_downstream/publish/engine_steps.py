@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from bridge_downstream.common import layout
-from bridge_downstream.common.run_commits import committed_part_files
+from bridge_downstream.common.run_commits import committed_objects, committed_part_files
 from bridge_downstream.common.storage import Storage
 from bridge_downstream.config.profiles import Profile
 from bridge_downstream.config.registry import SchemaRegistry
@@ -272,8 +272,12 @@ def complete_publish(
 def json_datasets(storage: Storage) -> list[str]:
     """Dataset ids that have NDJSON under ``json/`` that readers take (a
     dataset that only a run without commit has written has none)."""
-    found = set()
     prefix = layout.JSON_PREFIX + "/dataset="
-    for info in storage.list(prefix):
-        found.add(layout.unescape_path_name(info.key[len(prefix) :].split("/", 1)[0]))  # the id, not its folder
-    return sorted(dataset_id for dataset_id in found if committed_part_files(storage, dataset_id))
+    # One listing of json/ (and of its claims), not one per dataset.
+    return sorted(
+        {
+            layout.unescape_path_name(info.key[len(prefix) :].split("/", 1)[0])  # the id, not its folder
+            for info in committed_objects(storage, prefix)
+            if info.key.endswith(".ndjson")
+        }
+    )

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Protocol
 
 from bridge_downstream.common import layout
@@ -34,6 +35,31 @@ SHUFFLE_PARTITION_BYTES = 64 << 20  # of NDJSON per Spark task in a publish
 
 
 SPARK_BOOKKEEPING = ("_SUCCESS", "_committed_", "_started_")
+
+# Settings a publish needs, whatever session it is given (local, tests, Glue).
+# Planned writes put the writer's projection of the partition columns (empty
+# text to null) above the table's projection in the logical plan, and Spark's
+# optimizer then compares every column of the one with every column of the
+# other (``CollapseProject``): a table of 10,000 columns spent three quarters
+# of its publish there. Unplanned, the writer adds the same projection when it
+# runs, and the publish's time grows with the columns, not their square.
+PUBLISH_SETTINGS = {"spark.sql.optimizer.plannedWrite.enabled": "false"}
+
+
+@contextmanager
+def publish_settings(spark) -> Iterator[None]:
+    """:data:`PUBLISH_SETTINGS` while a publish runs; the session's own after."""
+    previous = {name: spark.conf.get(name, None) for name in PUBLISH_SETTINGS}
+    for name, value in PUBLISH_SETTINGS.items():
+        spark.conf.set(name, value)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                spark.conf.unset(name)
+            else:
+                spark.conf.set(name, value)
 
 
 class SparkLocation(Protocol):
@@ -143,7 +169,10 @@ def publish_dataset(
             partition_keys = table_partition_keys(plan, table)
             frame = frames[table.name]
             prefix = layout.table_prefix(dataset_id, version, "parquet", table.name)
-            frame.write.mode("overwrite").partitionBy(*partition_keys).parquet(location.write_uri(published, prefix))
+            with publish_settings(spark):
+                frame.write.mode("overwrite").partitionBy(*partition_keys).parquet(
+                    location.write_uri(published, prefix)
+                )
             location.written(published, prefix)
             tables[table.name] = describe_table(published, plan, dataset_id, version, table, mapper)
     finally:

@@ -23,7 +23,7 @@ CORE_PACKAGE_MAY_IMPORT = {
     "common": set(),
     "config": {"common"},
     "ingest": {"common", "config"},
-    "relationalize": set(),
+    "relationalize": {"common"},
     "publish": {"common", "config", "relationalize"},
     "exports": {"common", "config", "publish"},
     "replay": {"common", "config", "ingest"},

@@ -4,7 +4,9 @@ table, its partitions registered, so Athena can query right after a run.
 Re-publishing updates a table in place (location, columns) and replaces its
 partitions, so the catalog always describes the current version. A
 partition's values are the published values (``a/b``); its location is the
-folder that holds them (``assessmentid=a%2Fb/``, :mod:`layout`).
+folder that holds them (``assessmentid=a%2Fb/``, :mod:`layout`). The date
+partitions are ``int`` keys (``layout.partition_type``) whose values keep the
+folders' zero padding (``03``): Athena reads them as the integer 3.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ class GlueCatalog:
                 "bridge_downstream.run_id": manifest.run_id,
                 "bridge_downstream.registry_version": manifest.registry_version,
             },
-            "PartitionKeys": [{"Name": k.lower(), "Type": "string"} for k in table.partition_keys],
+            "PartitionKeys": [{"Name": k.lower(), "Type": layout.partition_type(k)} for k in table.partition_keys],
             "StorageDescriptor": self._storage_descriptor(location, table.columns),
         }
         try:

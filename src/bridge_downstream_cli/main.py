@@ -12,6 +12,7 @@ import logging
 import sys
 
 from bridge_downstream.config import ProfileError, RegistryError
+from bridge_downstream_cli.catalog_commands import add_catalog_commands
 from bridge_downstream_cli.errors import UsageError
 from bridge_downstream_cli.export_commands import add_export_commands
 from bridge_downstream_cli.invalid_commands import add_invalid_commands
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         "workflow_args", nargs=argparse.REMAINDER, help="run|show --workflow NAME ... (see `workflow --help`)"
     )
     add_invalid_commands(commands)
+    add_catalog_commands(commands)
     return parser
 
 

@@ -139,6 +139,7 @@ def publish_stage(config: RunConfig, datasets: Sequence[str], run_id: str | None
     spark_factory = once(local_spark_session)  # started only for --engine spark
     tables: dict[str, dict] = {}
     published = {}
+    undeclared_keys: dict[str, dict[str, int]] = {}
     for dataset_id in datasets:
         result = publish_dataset_with(
             config.engine,
@@ -153,6 +154,9 @@ def publish_stage(config: RunConfig, datasets: Sequence[str], run_id: str | None
             retention=config.retention,
         )
         published[dataset_id] = result.manifest.version
+        undeclared = (result.manifest.plan or {}).get("undeclared_keys")
+        if undeclared:  # keys its schema does not declare: rows holding each
+            undeclared_keys[dataset_id] = undeclared
         for name, table in result.manifest.tables.items():
             tables[name] = {
                 "dataset": dataset_id,
@@ -160,13 +164,21 @@ def publish_stage(config: RunConfig, datasets: Sequence[str], run_id: str | None
                 "parquet": storage.uri(table.location(result.manifest.version, "parquet")),
                 "csv": storage.uri(table.location(result.manifest.version, "csv")),
             }
-    return {"run_id": run_id, "published": published, "tables": tables, "catalog": str(catalog.path)}
+    return {
+        "run_id": run_id,
+        "published": published,
+        "tables": tables,
+        "undeclared_keys": undeclared_keys,
+        "catalog": str(catalog.path),
+    }
 
 
 def print_publish_summary(summary: dict) -> None:
     print(f"published {len(summary['published'])} datasets, {len(summary['tables'])} tables:")
     for name, table in summary["tables"].items():
         print(f"  {name:<48} {table['rows']:>9} rows")
+    for dataset_id, keys in summary["undeclared_keys"].items():
+        print(f"  {dataset_id}: {len(keys)} keys its schema does not declare, published as columns (see the report)")
     output = Path(summary["catalog"]).parent
     print(f'query them: pipenv run bridge-downstream query --output {output} "SELECT * FROM <table> LIMIT 10"')
 
@@ -196,6 +208,7 @@ def command_run(args) -> int:
     summary = publish_stage(config, sorted(report["datasets"]))
     report["tables"] = summary["tables"]
     report["published"] = summary["published"]
+    report["undeclared_keys"] = summary["undeclared_keys"]
     config.output.write_bytes("run-report.json", json.dumps(report, indent=2).encode())
     print_publish_summary(summary)
     return 0
@@ -217,6 +230,8 @@ def command_query(args) -> int:
     path = Path(args.output) / layout.LOCAL_CATALOG_NAME
     if not path.is_file():
         raise UsageError(f"{path} does not exist: run `bridge-downstream run` or `publish` first")
+    if DuckDBCatalog(LocalStorage(args.output)).rebuild_if_moved():
+        print(f"{path}: the output was copied or moved, its views are rebuilt", file=sys.stderr)
     with duckdb.connect(str(path), read_only=True) as connection:
         connection.sql(args.sql or "SHOW TABLES").show(max_width=200, max_rows=args.max_rows)
     return 0

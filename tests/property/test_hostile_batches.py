@@ -93,8 +93,10 @@ def write_batch(folder: Path, batch) -> list[str]:
     return sorted(name for name, _, _ in batch)
 
 
-def instant(text_value: str) -> datetime:
-    return datetime.fromisoformat(text_value).astimezone(UTC)
+def instant(value: str | datetime) -> datetime:
+    """An upload's instant: metadata spells it, the table holds it as a timestamp."""
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    return moment.astimezone(UTC)
 
 
 def files_under(root: Path) -> set[Path]:

@@ -14,8 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from bridge_downstream.common import layout
+from bridge_downstream.common.instants import instant_micros
 from bridge_downstream.common.storage import LocalStorage
-from bridge_downstream.config.profiles import Profile, ProfileError, instant_micros, load_profile
+from bridge_downstream.config.profiles import Profile, ProfileError, load_profile
 from bridge_downstream.publish.engines import publish_dataset_with
 
 ENGINES = ["arrow", pytest.param("spark", marks=pytest.mark.spark)]
@@ -148,14 +149,12 @@ def test_instants_are_iso_8601_with_offsets_and_fractions_honoured():
 
 @pytest.mark.spark
 def test_spark_reads_every_instant_as_python_does(spark):
-    from pyspark.sql import functions as F
-
-    from bridge_downstream.publish.spark_dedup import instant_micros_column
+    from bridge_downstream.common.instants import instant_micros_column
 
     frame = spark.createDataFrame([(text,) for text in INSTANTS], "text string")
     for ansi in ("false", "true"):
         with session_setting(spark, "spark.sql.ansi.enabled", ansi):
-            rows = frame.select("text", instant_micros_column(F.col("text")).alias("micros")).collect()
+            rows = frame.select("text", instant_micros_column("text").alias("micros")).collect()
         assert {row.text: row.micros for row in rows} == INSTANTS, ansi
 
 

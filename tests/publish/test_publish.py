@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+from datetime import UTC, datetime
 
 import duckdb
 import pyarrow.parquet as pq
@@ -120,6 +121,15 @@ def test_key_and_partition_columns_are_in_every_table(sample_publish):
     assert all(row[0] == row[3] and row[2] == row[4] for row in child)
 
 
+def _text(value) -> str:
+    """A Parquet value as the CSV writes it."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return str(value)
+
+
 def test_parquet_and_csv_hold_the_same_rows(sample_publish):
     root, manifests = sample_publish
     storage = LocalStorage(root)
@@ -128,10 +138,7 @@ def test_parquet_and_csv_hold_the_same_rows(sample_publish):
             parquet_rows, csv_rows = [], []
             for file in table.files_of("parquet"):
                 data = pq.ParquetFile(storage.path(file.key)).read().to_pylist()
-                parquet_rows += [
-                    tuple("" if v is None else str(v) for v in row.values()) + tuple(file.partition.values())
-                    for row in data
-                ]
+                parquet_rows += [tuple(_text(v) for v in row.values()) + tuple(file.partition.values()) for row in data]
             for file in table.files_of("csv"):
                 reader = csv.reader(io.StringIO(storage.path(file.key).read_text(encoding="utf-8")))
                 next(reader)

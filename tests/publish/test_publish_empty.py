@@ -87,14 +87,22 @@ def test_blank_lines_of_a_dataset_with_a_schema(publish, tmp_path):
 
 
 def test_an_empty_export_whose_carried_column_no_row_holds(publish, tmp_path):
-    """recover carries ``ParticipantIdentifier``, a document field: without rows
-    it is a string column of nulls, so the table still has its key columns."""
+    """recover carries ``ParticipantIdentifier`` and the data type's key
+    (``LogId``), document fields: without rows they are string columns of
+    nulls, so the table still has its key columns."""
     _part(tmp_path, "FitbitSleepLogs", "cohort=adults_v1", b"")
     manifest = publish(tmp_path, "FitbitSleepLogs", "recover")
     _assert_published_empty(tmp_path, manifest, ["dataset_fitbitsleeplogs"])
     columns = {c["name"]: c["type"] for c in manifest.tables["dataset_fitbitsleeplogs"].columns}
-    assert columns["ParticipantIdentifier"] == "string"
-    assert list(columns)[1:] == ["exportstartdate", "exportenddate", "sourcefile", "sourceindex"]
+    assert columns["ParticipantIdentifier"] == columns["LogId"] == "string"
+    assert list(columns) == [
+        "LogId",
+        "ParticipantIdentifier",
+        "exportstartdate",
+        "exportenddate",
+        "sourcefile",
+        "sourceindex",
+    ]
 
 
 def test_a_dataset_whose_rows_are_all_deleted(publish, tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -379,9 +380,9 @@ def test_replayed_record_appears_in_the_published_tables(pipeline, registries, s
         ).fetchone()[0]
     # rec-0001 is twice in the JSON dataset, once after dedup (the re-export wins).
     assert rows == [
-        ("rec-0001", "2024-03-01T17:10:00.000Z"),
-        ("rec-0003", "2024-03-02T09:30:00.000Z"),
-        ("rec-0007", "2024-03-04T09:00:00.000Z"),
+        ("rec-0001", datetime(2024, 3, 1, 17, 10, tzinfo=UTC)),
+        ("rec-0003", datetime(2024, 3, 2, 9, 30, tzinfo=UTC)),
+        ("rec-0007", datetime(2024, 3, 4, 9, 0, tzinfo=UTC)),
     ]
     assert metadata == 1
     assert report["publish"]["tables"]["dataset_taskdata_v1"]["rows"] == 3

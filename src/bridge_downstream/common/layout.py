@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from typing import Literal
 from urllib.parse import unquote
 
 from bridge_downstream.common.storage import join_key
@@ -53,6 +54,17 @@ MANIFEST_NAME = "manifest.json"
 LOCAL_CATALOG_NAME = "catalog.duckdb"
 
 PARTITION_WIDTHS = {"year": 4, "month": 2, "day": 2}
+
+PartitionType = Literal["int", "string"]
+
+
+def partition_type(name: str) -> PartitionType:
+    """The type every reader gives partition column ``name``: the date parts are
+    integers (their folder names are zero-padded, ``month=03``, and read as 3 by
+    Spark, pyarrow, pandas, the DuckDB views and Athena through Glue); every
+    other partition (``assessmentid``, ``cohort``) is text, even when a value
+    looks like a number. The catalogs take their partition types from here."""
+    return "int" if name in PARTITION_WIDTHS else "string"
 
 
 HIVE_DEFAULT_PARTITION = "__HIVE_DEFAULT_PARTITION__"  # a null or empty partition value, as Hive and Spark name it

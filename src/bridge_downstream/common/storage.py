@@ -203,13 +203,15 @@ class LocalStorage:
         target = self.path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        os.fchmod(fd, new_file_mode())
         os.close(fd)
-        shutil.copyfile(local_path, tmp)
+        shutil.copyfile(local_path, tmp)  # the content only: the mode stays the new file's
         os.replace(tmp, target)
 
     def move_in(self, local_path: str, key: str) -> None:
         target = self._checked(key)
         os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.chmod(local_path, new_file_mode())  # a temporary file's 0600 is not the object's
         try:
             os.replace(local_path, target)  # atomic, and no copy
         except OSError as error:
@@ -286,9 +288,34 @@ class LocalStorage:
     def _atomic_write(target: Path, data: bytes) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        os.fchmod(fd, new_file_mode())
         with os.fdopen(fd, "wb") as stream:
             stream.write(data)
         os.replace(tmp, target)
+
+
+def new_file_mode() -> int:
+    """The mode a file the user creates gets (0644 under umask 022, 0664 under
+    002), for every object LocalStorage writes: it writes through temporary
+    files, which ``mkstemp`` makes 0600, and a published output is often read by
+    colleagues."""
+    return 0o666 & ~process_umask()
+
+
+def process_umask() -> int:
+    """The process's umask."""
+    # Read, not set: setting it to read it would, for a moment, change the mode of
+    # files other threads create.
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # no /proc (macOS): the only way to read it
+    os.umask(mask)
+    return mask
 
 
 def read_stream(storage: Storage, key: str) -> BinaryIO:

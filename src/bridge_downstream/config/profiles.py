@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
 
@@ -22,54 +21,13 @@ class ProfileError(Exception):
     pass
 
 
-# An instant in a dedup ``order_by`` field: ISO 8601 in extended format, a
-# date alone or a date and time -- minutes, optional seconds and fraction --
-# with ``Z``, an offset ``+hh:mm``/``-hh:mm`` (hours 00-14) or no zone. Both
-# publish engines read this one pattern (and ingest may refuse by it), so it
-# is written for Python's ``re`` and Java's regex (Spark) alike: ASCII digits
-# spelled out (Python's ``\d`` takes any Unicode digit), year 0000 left out
-# (Python's calendar starts at year 1, Java's does not), no anchors (each
-# engine anchors it to the whole value its own way).
-INSTANT_PATTERN = (
-    r"(?!0000)([0-9]{4})-([0-9]{2})-([0-9]{2})"
-    r"(?:T([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]{1,9}))?)?(Z|[+-](?:0[0-9]|1[0-4]):[0-5][0-9])?)?"
-)
-_INSTANT = re.compile(INSTANT_PATTERN)
-_EPOCH = datetime(1970, 1, 1)
-_MICROSECOND = timedelta(microseconds=1)
-
-
-def instant_micros(value: object) -> int | None:
-    """Microseconds since 1970-01-01T00:00:00Z of the instant ``value`` spells
-    (:data:`INSTANT_PATTERN`); None when it spells none: not text, another
-    grammar, or no such date or time (February 30, hour 24, second 60).
-
-    A date alone is its midnight UTC, a time without a zone is UTC, and
-    fraction digits beyond the microsecond are dropped (as Spark drops them)."""
-    if not isinstance(value, str):
-        return None
-    match = _INSTANT.fullmatch(value)
-    if match is None:
-        return None
-    year, month, day, hour, minute, second, fraction, zone = match.groups()
-    try:
-        moment = datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0))
-    except ValueError:
-        return None
-    micros = (moment - _EPOCH) // _MICROSECOND + int((fraction or "")[:6].ljust(6, "0"))
-    if zone and zone != "Z":
-        offset_minutes = int(zone[1:3]) * 60 + int(zone[4:6])
-        micros -= (1 if zone[0] == "+" else -1) * offset_minutes * 60_000_000
-    return micros
-
-
 @dataclass(frozen=True)
 class DedupRule:
     """One version of each record per dataset; docs/publish.md ("Deduplication")
     states the ordering both engines apply.
 
     ``order_by``: (field, descending) pairs, compared as instants
-    (:func:`instant_micros`); a value that is no instant counts as missing.
+    (:func:`~bridge_downstream.common.instants.instant_micros`); a value that is no instant counts as missing.
     ``version_sequence``: enrichment fields that increase strictly along the
     rows of one version as its part file holds them (``sourcefile``,
     ``sourceindex``: an archive's documents and their elements, in order);
@@ -113,6 +71,32 @@ class Profile:
     record_metadata_columns: tuple[str, ...] = ()
     dedup: DedupRule = DedupRule()
 
+    def identity_columns(self, dataset_id: str) -> tuple[str, ...]:
+        """The root-row fields a dataset's relationalize ids are built from
+        (docs/relationalize.md, "Ids").
+
+        Where the dataset has a record key, its natural key: the key plus the
+        ``version_sequence`` (MTB ``recordid, sourcefile, sourceindex``;
+        recover e.g. ``ParticipantIdentifier, LogId``). Dedup leaves one
+        version per key in the whole dataset, every partition together, and
+        the sequence tells one version's rows apart (a version without one is
+        a single row), so these identify a published root row. A record keeps
+        its ids in every export, rerun and re-export that holds it. The
+        partition (recover's ``cohort``) is left out on purpose: dedup already
+        makes the key unique across cohorts, and with it a record moved to
+        another cohort would change ids. Without a key (rows not
+        deduplicated), ``identity_fields``: where the row was read."""
+        key = self.dedup.key_for(dataset_id)
+        if not key:
+            return self.identity_fields
+        return tuple(dict.fromkeys((*key, *self.dedup.version_sequence)))
+
+    def carry_columns(self, dataset_id: str) -> tuple[str, ...]:
+        """The root-row fields every child and grand-child table of a dataset
+        holds: ``carry_fields``, the record key, then the partition fields."""
+        key = self.dedup.key_for(dataset_id)
+        return tuple(dict.fromkeys((*self.carry_fields, *key, *self.partition_fields)))
+
     def extra_columns(self, dataset_id: str) -> dict[str, str]:
         """Columns ingest adds to the rows of a dataset, with their types."""
         columns = dict(self.enrichment_columns)
@@ -149,6 +133,11 @@ class Profile:
             deleted_suffix=dedup_raw.get("deleted_suffix"),
             version_sequence=version_sequence,
         )
+        if not dedup.key and not raw.get("identity_fields"):
+            raise ProfileError(
+                f"profile {raw.get('name')!r}: identity_fields is needed: a dataset without a dedup key "
+                "builds its relationalize ids from them"
+            )
         return cls(
             name=raw["name"],
             kind=raw["kind"],

@@ -25,8 +25,9 @@ from urllib.parse import urldefrag, urljoin
 
 from referencing.exceptions import Unresolvable
 
+from bridge_downstream.common.instants import instant_micros
 from bridge_downstream.common.text import control_character_problem, printable
-from bridge_downstream.config.profiles import Profile, instant_micros
+from bridge_downstream.config.profiles import Profile
 from bridge_downstream.config.registry import SchemaRegistry
 
 MAX_ERRORS_PER_FILE = 10
@@ -471,7 +472,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 @functools.lru_cache(maxsize=64)
 def parse_instant(value: str) -> datetime:
     """The UTC datetime of an ISO 8601 instant, read by the grammar the publish
-    stage orders by (:func:`~bridge_downstream.config.profiles.instant_micros`:
+    stage orders by (:func:`~bridge_downstream.common.instants.instant_micros`:
     no zone is UTC, a date alone its midnight). ValueError, with the reason
     worded to follow the value, when it spells none, or one that leaves the
     calendar once converted to UTC (``0001-01-01T00:00:00+01:00``)."""

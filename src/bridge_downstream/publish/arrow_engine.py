@@ -150,12 +150,12 @@ def _field_text(root, row_type, name: str):
 
 def _instants(texts):
     """Each text's instant in microseconds since the epoch, null where it spells
-    none (:func:`~bridge_downstream.config.profiles.instant_micros`, which
-    Spark's :func:`.spark_dedup.instant_micros_column` mirrors); parsed once
+    none (:func:`~bridge_downstream.common.instants.instant_micros`, which
+    Spark's ``instant_micros_column`` mirrors); parsed once
     per distinct text -- a version's rows all carry the same."""
     import pyarrow as pa
 
-    from bridge_downstream.config.profiles import instant_micros
+    from bridge_downstream.common.instants import instant_micros
 
     encoded = texts.dictionary_encode()
     micros = pa.array([instant_micros(text) for text in encoded.dictionary.to_pylist()], pa.int64())

@@ -81,10 +81,12 @@ def plan_dataset(registry: SchemaRegistry, profile: Profile, dataset_id: str, wo
 
     arguments: dict[str, Any] = {
         "extra_columns": profile.extra_columns(dataset_id),
-        "identity_columns": list(profile.identity_fields),
-        "carry_columns": list(profile.carry_fields),
+        "identity_columns": list(profile.identity_columns(dataset_id)),
+        "carry_columns": list(profile.carry_columns(dataset_id)),
         "partition_columns": list(profile.partition_fields),
     }
+    if dataset_id in profile.record_metadata_datasets:
+        arguments["metadata_columns"] = [name.lower() for name in profile.record_metadata_columns]
     found = dataset_schema(registry, dataset_id)
     if found is not None:
         schema_id, schema = found
@@ -119,13 +121,21 @@ def describe_file(storage: Storage, key: str, fmt: str, rows: int, version_prefi
     )
 
 
+# A timestamp in a CSV: Arrow's %S holds the microseconds (2024-03-01T17:10:00.000000Z).
+CSV_TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
 def parquet_to_csv(storage: Storage, parquet_key: str, csv_key: str, partition: dict[str, str]) -> int:
     """A CSV (header, RFC 4180 quoting, UTF-8) of one Parquet file; returns its rows."""
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
     table = pq.read_table(io.BytesIO(storage.read_bytes(parquet_key)))
+    for i, field in enumerate(table.schema):
+        if pa.types.is_timestamp(field.type):  # ISO 8601 in UTC, as the instants were written
+            table = table.set_column(i, field.name, pc.strftime(table.column(i), CSV_TIMESTAMP_FORMAT))
     for name, value in partition.items():
         if name not in table.column_names:
             table = table.append_column(name, pa.array([value] * table.num_rows, pa.string()))

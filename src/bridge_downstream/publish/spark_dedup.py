@@ -6,7 +6,7 @@ says what a record's key is, which fields order its versions and what makes
 a version (:class:`~bridge_downstream.config.profiles.DedupRule`); per key,
 exactly one version survives, the first in this order:
 
-1. each ``order_by`` field as an instant (:func:`instant_micros_column`), in
+1. each ``order_by`` field as an instant (:func:`~bridge_downstream.common.instants.instant_micros_column`), in
    its direction, a missing value or one that is no instant last;
 2. the part file, descending (by name);
 3. the version's place in its part file, the last written first.
@@ -23,27 +23,8 @@ from __future__ import annotations
 
 from functools import reduce
 
-from bridge_downstream.config.profiles import INSTANT_PATTERN, Profile
-
-# An instant spelled with its zone, for Spark's parser; fraction digits beyond
-# the microsecond are dropped, as Python drops them.
-_ZONED_INSTANT = "yyyy-MM-dd'T'HH:mm[:ss][.SSSSSSSSS]XXX"
-
-
-def instant_micros_column(text):
-    """Spark's :func:`~bridge_downstream.config.profiles.instant_micros`: the
-    instant a string column spells, as microseconds since the epoch; null
-    where it spells none. The shared pattern decides what is an instant
-    (anchored with ``\\z``: Java's ``$`` lets a trailing newline through); the
-    value is then given a zone where it has none (a date is its midnight, a
-    time without a zone is UTC) and parsed, so February 30 or hour 24 give
-    null, as in Python, with or without ANSI mode."""
-    from pyspark.sql import functions as F
-
-    is_instant = text.rlike("^(?:" + INSTANT_PATTERN + r")\z")
-    dated = F.regexp_replace(text, r"^([0-9]{4}-[0-9]{2}-[0-9]{2})$", "$1T00:00")
-    zoned = F.when(dated.rlike(r"T[0-9:.]+$"), F.concat(dated, F.lit("Z"))).otherwise(dated)
-    return F.when(is_instant, F.unix_micros(F.try_to_timestamp(zoned, F.lit(_ZONED_INSTANT))))
+from bridge_downstream.common.instants import instant_micros_column
+from bridge_downstream.config.profiles import Profile
 
 
 def _with_fields(lines, names: list[str]):
@@ -93,7 +74,7 @@ def dedup_lines(lines, dataset_id: str, profile: Profile, deleted_lines=None, pa
     if partitions:
         keyed = keyed.repartition(partitions, *key_names)  # the window's shuffle, with this many tasks
     keyed = keyed.select(
-        "*", *[instant_micros_column(F.col(column[name])).alias(f"_o{i}") for i, (name, _) in enumerate(rule.order_by)]
+        "*", *[instant_micros_column(column[name]).alias(f"_o{i}") for i, (name, _) in enumerate(rule.order_by)]
     )
     instants = [F.col(f"_o{i}") for i in range(len(rule.order_by))]
     ordering = [

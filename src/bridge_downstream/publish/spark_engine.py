@@ -43,7 +43,12 @@ SPARK_BOOKKEEPING = ("_SUCCESS", "_committed_", "_started_")
 # other (``CollapseProject``): a table of 10,000 columns spent three quarters
 # of its publish there. Unplanned, the writer adds the same projection when it
 # runs, and the publish's time grows with the columns, not their square.
-PUBLISH_SETTINGS = {"spark.sql.optimizer.plannedWrite.enabled": "false"}
+# Timestamps are written as Parquet's TIMESTAMP(MICROS, UTC), as Arrow writes
+# them, not as Spark's default INT96 (deprecated, and read as text by some readers).
+PUBLISH_SETTINGS = {
+    "spark.sql.optimizer.plannedWrite.enabled": "false",
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+}
 
 
 @contextmanager

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import sys
 
+from bridge_downstream.common.storage import process_umask
+
 # Short local runs: the C1 JIT only (less warm-up), the parallel collector.
 # The heap is committed and touched at start-up (with -Xms equal to the
 # maximum): the JVM's memory is then set by DRIVER_MEMORY, not by how long the
@@ -61,6 +63,8 @@ def local_spark_session(app_name: str = "bridge-downstream", cores: int | None =
         # native library every file and folder Spark creates locally costs a
         # chmod process, and checksum files were a quarter of them.
         .config("spark.hadoop.fs.file.impl", "org.apache.hadoop.fs.RawLocalFileSystem")
+        # Files Spark writes follow the user's umask, as every other file of an output does.
+        .config("spark.hadoop.fs.permissions.umask-mode", f"{process_umask():03o}")
     )
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("WARN")

@@ -25,8 +25,9 @@ from bridge_downstream.relationalize.plan import (
     TablePlan,
     build_plan,
 )
+from bridge_downstream.relationalize.schema_extension import extend_with_ndjson
 from bridge_downstream.relationalize.schema_types import Resolver, root_row_type, schema_to_type
-from bridge_downstream.relationalize.types import Type, merge, type_from_json, type_to_json
+from bridge_downstream.relationalize.types import Struct, Type, finalize, merge, type_from_json, type_to_json
 
 __all__ = [
     "ColumnPlan",
@@ -59,6 +60,7 @@ class PlanColumns(TypedDict, total=False):
     identity_columns: Required[list[str]]
     carry_columns: list[str] | tuple[str, ...]
     partition_columns: list[str] | tuple[str, ...]
+    metadata_columns: list[str] | tuple[str, ...]
 
 
 def plan_from_schema(
@@ -73,16 +75,25 @@ def plan_from_schema(
 ) -> RelationalizePlan:
     """Plan for a dataset with a JSON Schema (no inference pass).
 
-    ``ndjson``: the dataset's NDJSON (whole lines); an ``integer`` column that
-    holds an integer beyond the signed 64-bit range there is widened to
-    decimal(38,0) instead of reading it as null (:func:`widen_integers`).
+    ``ndjson``: the dataset's NDJSON (whole lines). Its keys extend the schema's
+    (:mod:`.schema_extension`): a key the schema does not declare, or the keys
+    of an object it leaves open, get columns after the declared ones, and the
+    plan's ``undeclared_keys`` counts the rows holding each. An ``integer``
+    column that holds an integer beyond the signed 64-bit range there is
+    widened to decimal(38,0) instead of reading it as null (:func:`widen_integers`).
 
     Raises TypeError when the schema does not describe an object (or an array of
     objects) with properties -- e.g. a definitions-only schema: infer instead."""
-    row_type = root_row_type(schema, resolve, base_uri, strict=strict)
-    if ndjson is not None:
-        row_type = widen_integers(row_type, ndjson)
-    return build_plan(dataset_id, row_type, **columns)
+    if ndjson is None:
+        return build_plan(dataset_id, root_row_type(schema, resolve, base_uri, strict=strict), **columns)
+    blocks = ndjson if isinstance(ndjson, (list, tuple)) else list(ndjson)  # read twice
+    partial = root_row_type(schema, resolve, base_uri, strict=strict, finalized=False)
+    if not isinstance(partial, Struct):  # not an object: build_plan says why
+        return build_plan(dataset_id, finalize(partial), **columns)
+    extended = extend_with_ndjson(partial, blocks, ignored_keys=columns["extra_columns"])
+    plan = build_plan(dataset_id, widen_integers(extended.row_type, blocks), **columns)
+    plan.undeclared_keys = extended.undeclared_keys
+    return plan
 
 
 def plan_from_rows(

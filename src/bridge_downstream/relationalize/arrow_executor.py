@@ -41,6 +41,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from bridge_downstream.common.instants import instant_micros
 from bridge_downstream.relationalize.inference import parse_line
 from bridge_downstream.relationalize.plan import (
     IDENTITY_ESCAPES,
@@ -67,6 +68,7 @@ from bridge_downstream.relationalize.types import (
     INT64_MAX,
     INT64_MIN,
     STRING,
+    TIMESTAMP,
     Array,
     Map,
     Scalar,
@@ -80,7 +82,10 @@ _ARROW_SCALARS = {
     DOUBLE: pa.float64(),
     BOOLEAN: pa.bool_(),
     DECIMAL: pa.decimal128(DECIMAL_DIGITS, 0),
+    TIMESTAMP: pa.string(),  # read as its text, converted on output
 }
+# The types of the output columns, where they differ from how the values are read.
+_ARROW_OUTPUT = {**_ARROW_SCALARS, TIMESTAMP: pa.timestamp("us", tz="UTC")}
 _SPECIAL_DOUBLES = {
     "NaN": math.nan,
     "+INF": math.inf,
@@ -92,7 +97,8 @@ _SPECIAL_DOUBLES = {
 
 
 def arrow_scalar_type(kind: str) -> pa.DataType:
-    return _ARROW_SCALARS[kind]
+    """The Arrow type of an output column of ``kind``."""
+    return _ARROW_OUTPUT[kind]
 
 
 def arrow_type(t: Type, positional: bool = True) -> pa.DataType:
@@ -117,7 +123,7 @@ def arrow_type(t: Type, positional: bool = True) -> pa.DataType:
 
 def table_schema(table: TablePlan) -> pa.Schema:
     """The Arrow schema of one output table."""
-    return pa.schema([pa.field(c.name, _ARROW_SCALARS[c.type]) for c in table.columns])
+    return pa.schema([pa.field(c.name, _ARROW_OUTPUT[c.type]) for c in table.columns])
 
 
 # ---------------------------------------------------------------------------
@@ -230,7 +236,7 @@ def _to_decimal(v) -> int:
 
 def _coercer(t: Type):
     if isinstance(t, Scalar):
-        if t.kind == "string":
+        if t.kind in (STRING, TIMESTAMP):
 
             def to_string(v):
                 return v if type(v) is str else json_text(v)
@@ -542,5 +548,16 @@ def _output(table: TablePlan, frame: dict, fields: _Fields) -> pa.Table:
             a = frame["carried"][column.path[0]]
         else:  # pragma: no cover
             raise ValueError(column.role)
-        arrays.append(pc.cast(a, _ARROW_SCALARS[column.type]))
+        if column.type == TIMESTAMP:
+            a = _instants(a)
+        arrays.append(pc.cast(a, _ARROW_OUTPUT[column.type]))
     return pa.Table.from_arrays(arrays, schema=table_schema(table))
+
+
+def _instants(texts: pa.Array) -> pa.Array:
+    """The instants ``texts`` spell, null where none (:func:`instant_micros`,
+    the rule Spark's :func:`instant_timestamp_sql` applies): each distinct text
+    parsed once."""
+    encoded = pc.dictionary_encode(pc.cast(texts, pa.string()))
+    micros = pa.array([instant_micros(text) for text in encoded.dictionary.to_pylist()], pa.int64())
+    return pc.take(micros, encoded.indices).cast(pa.timestamp("us", tz="UTC"))

@@ -154,6 +154,8 @@ class RelationalizePlan:
     partition_columns: list[str]  # output names of partition columns (present in every table)
     tables: list[TablePlan]  # parents before children
     version: int = PLAN_VERSION
+    # keys the rows hold that the dataset's schema does not declare: path -> root rows holding it
+    undeclared_keys: dict[str, int] = field(default_factory=dict)
 
     @property
     def root(self) -> TablePlan:
@@ -185,6 +187,7 @@ class RelationalizePlan:
             "carry_columns": list(self.carry_columns),
             "partition_columns": list(self.partition_columns),
             "tables": [t.to_json() for t in self.tables],
+            "undeclared_keys": dict(self.undeclared_keys),
         }
 
     def dumps(self) -> str:
@@ -204,6 +207,7 @@ class RelationalizePlan:
             partition_columns=list(d["partition_columns"]),
             tables=[TablePlan.from_json(t) for t in d["tables"]],
             version=d["version"],
+            undeclared_keys=dict(d.get("undeclared_keys") or {}),
         )
 
     @classmethod
@@ -230,6 +234,10 @@ def with_extra_columns(row_type: Type, extra_columns: dict[str, str]) -> Struct:
     return Struct(tuple(fields))
 
 
+# Before a metadata column whose name a document column has (docs/publish.md, "The table contract").
+METADATA_PREFIX = "bridge_"
+
+
 def build_plan(
     dataset_id: str,
     row_type: Type,
@@ -238,6 +246,7 @@ def build_plan(
     identity_columns: list[str] | tuple[str, ...] = (),
     carry_columns: list[str] | tuple[str, ...] = (),
     partition_columns: list[str] | tuple[str, ...] = (),
+    metadata_columns: list[str] | tuple[str, ...] = (),
 ) -> RelationalizePlan:
     """The plan for one dataset.
 
@@ -248,6 +257,10 @@ def build_plan(
     joins their escaped text with ``|``: see the module's docstring).
     ``carry_columns``: root JSON keys copied into every child table (keys);
     ``partition_columns`` are carried too (after them, without duplicates).
+    ``metadata_columns``: extra columns that hold the source's metadata (Bridge's
+    S3 object metadata): one whose name a document column also has, in any case,
+    is published as ``bridge_<name>`` (:data:`METADATA_PREFIX`), so the
+    document's column keeps its name and its value.
     """
     extra_columns = dict(extra_columns or {})
     root_type = with_extra_columns(row_type, extra_columns)
@@ -272,13 +285,16 @@ def build_plan(
     table_names = NameAllocator()
 
     # root -------------------------------------------------------------
-    reserved_root = [sanitize(n) for n in extra_columns]
-    root_names = NameAllocator(reserved_root)
-    extra_output = {n: sanitize(n) for n in extra_columns}
+    doc_type = Struct(tuple((n, t) for n, t in root_type.fields if n not in extra_columns))
+    doc_names = {join_name(*parts).lower() for parts, _, _ in _leaves(doc_type, [])}
+    extra_output = {
+        n: sanitize(METADATA_PREFIX + n if n in metadata_columns and sanitize(n).lower() in doc_names else n)
+        for n in extra_columns
+    }
+    root_names = NameAllocator(list(extra_output.values()))
     if len({v.lower() for v in extra_output.values()}) != len(extra_output):
         raise ValueError(f"extra column names clash after sanitizing: {sorted(extra_output.values())}")
     root_name = table_names.allocate(root_table_name(dataset_id))
-    doc_type = Struct(tuple((n, t) for n, t in root_type.fields if n not in extra_columns))
     root_columns: list[ColumnPlan] = []
     for parts, path, leaf in _leaves(doc_type, []):
         name = root_names.allocate(join_name(*parts))

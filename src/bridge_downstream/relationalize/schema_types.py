@@ -72,12 +72,16 @@ def schema_to_type(
     base_uri: str | None = None,
     *,
     strict: bool = False,
+    finalized: bool = True,
 ) -> Type:
-    """The finalized type tree of ``schema`` (a top-level ``array`` schema gives an Array)."""
+    """The finalized type tree of ``schema`` (a top-level ``array`` schema gives an Array).
+    ``finalized=False``: with the placeholders (:class:`~.types.EmptyObject` for
+    an object without properties, ...) that data may extend (:mod:`.schema_extension`)."""
     if base_uri is None and isinstance(schema, dict) and isinstance(schema.get("$id"), str):
         base_uri = schema["$id"]
     reader = _Reader(schema, resolve, base_uri or "", strict)
-    return finalize(reader.read(schema, base_uri or "", ()))
+    partial = reader.read(schema, base_uri or "", ())
+    return finalize(partial) if finalized else partial
 
 
 def root_row_type(
@@ -86,10 +90,11 @@ def root_row_type(
     base_uri: str | None = None,
     *,
     strict: bool = False,
+    finalized: bool = True,
 ) -> Type:
     """The type of one *root row*: the element type for a top-level-array schema
     (each element is a row), otherwise the document type."""
-    t = schema_to_type(schema, resolve, base_uri, strict=strict)
+    t = schema_to_type(schema, resolve, base_uri, strict=strict, finalized=finalized)
     if isinstance(t, Array):
         return t.element
     return t

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from os import PathLike
 from typing import TYPE_CHECKING
 
+from bridge_downstream.common.instants import instant_timestamp_sql
 from bridge_downstream.relationalize import plan as rules  # roles, kinds and the id rules
 from bridge_downstream.relationalize.plan import RelationalizePlan, TablePlan
 from bridge_downstream.relationalize.types import (
@@ -29,6 +30,7 @@ from bridge_downstream.relationalize.types import (
     DECIMAL_DIGITS,
     DOUBLE,
     STRING,
+    TIMESTAMP,
     Array,
     Map,
     Scalar,
@@ -50,6 +52,7 @@ def _spark_scalar(kind: str):
         DOUBLE: T.DoubleType,
         BOOLEAN: T.BooleanType,
         DECIMAL: lambda: T.DecimalType(DECIMAL_DIGITS, 0),
+        TIMESTAMP: T.StringType,  # read as its text, converted on output
     }[kind]()
 
 
@@ -82,7 +85,12 @@ def table_schema(table: TablePlan):
     """The Spark schema of one output table."""
     from pyspark.sql import types as T
 
-    return T.StructType([T.StructField(c.name, spark_type(Scalar(c.type)), True) for c in table.columns])
+    return T.StructType(
+        [
+            T.StructField(c.name, T.TimestampType() if c.type == TIMESTAMP else spark_type(Scalar(c.type)), True)
+            for c in table.columns
+        ]
+    )
 
 
 def _index_path(t: Type, path: list[str]) -> list[str]:
@@ -302,6 +310,8 @@ def _column_sql(table: TablePlan, column, carry_index, text_widths: dict[str, in
         if width is not None:
             text = f"lpad({text}, {int(width)}, '0')"
         return f"{text} AS `{column.name}`"
+    if column.type == TIMESTAMP:
+        return f"{instant_timestamp_sql(f'CAST({expr} AS string)')} AS `{column.name}`"
     return f"CAST({expr} AS {column.type}) AS `{column.name}`"
 
 

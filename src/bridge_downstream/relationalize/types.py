@@ -1,8 +1,8 @@
 """The neutral type tree: the only vocabulary shared by the schema reader, the
 inference pass, the plan and both executors.
 
-Leaves are :class:`Scalar` with one of five kinds (``string``, ``bigint``,
-``double``, ``boolean``, ``decimal(38,0)`` -- also their Athena/Hive names);
+Leaves are :class:`Scalar` with one of six kinds (``string``, ``bigint``,
+``double``, ``boolean``, ``decimal(38,0)``, ``timestamp`` -- also their Athena/Hive names);
 ``decimal(38,0)`` holds the integers that do not fit a ``bigint``
 (:func:`integer_type`).  Containers are
 :class:`Struct` (ordered named fields, the JSON keys as written), :class:`Array`
@@ -29,7 +29,11 @@ BIGINT = "bigint"
 DOUBLE = "double"
 BOOLEAN = "boolean"
 DECIMAL = "decimal(38,0)"
-SCALAR_KINDS = (STRING, BIGINT, DOUBLE, BOOLEAN, DECIMAL)
+# An instant in UTC, read from the text of its value (common/instants.py: a
+# value that spells no instant is null); only ever declared (by a profile),
+# never inferred. Both executors read it as a string and convert it on output.
+TIMESTAMP = "timestamp"
+SCALAR_KINDS = (STRING, BIGINT, DOUBLE, BOOLEAN, DECIMAL, TIMESTAMP)
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 DECIMAL_DIGITS = 38
 

@@ -7,6 +7,10 @@ partition's values are the published values (``a/b``); its location is the
 folder that holds them (``assessmentid=a%2Fb/``, :mod:`layout`). The date
 partitions are ``int`` keys (``layout.partition_type``) whose values keep the
 folders' zero padding (``03``): Athena reads them as the integer 3.
+
+Column names are the published names lower-cased (Glue's rule; the plan
+keeps them unique case-insensitively), and a column's comment is its JSON
+Schema description, cut to Glue's limit.
 """
 
 from __future__ import annotations
@@ -25,11 +29,31 @@ PARQUET_SERDE = {
 }
 PARQUET_INPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
 PARQUET_OUTPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
+MAX_COMMENT_BYTES = 255  # Glue's limit on a column's Comment (UTF-8), a single line
+ELLIPSIS = "…"
 
 
 def _chunks(items: list, size: int):
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def glue_column(column: dict) -> dict:
+    """A Glue column of a published column: its name lower-cased, its description as its comment."""
+    glue = {"Name": column["name"].lower(), "Type": column["type"]}
+    if column.get("comment"):
+        glue["Comment"] = glue_comment(column["comment"])
+    return glue
+
+
+def glue_comment(text: str) -> str:
+    """``text`` on one line (Glue refuses line breaks), cut to Glue's limit with an ellipsis."""
+    line = " ".join(text.split())
+    encoded = line.encode("utf-8")
+    if len(encoded) <= MAX_COMMENT_BYTES:
+        return line
+    room = MAX_COMMENT_BYTES - len(ELLIPSIS.encode("utf-8"))
+    return encoded[:room].decode("utf-8", errors="ignore").rstrip() + ELLIPSIS
 
 
 class GlueCatalog:
@@ -44,7 +68,7 @@ class GlueCatalog:
 
     def _storage_descriptor(self, location: str, columns: list[dict]) -> dict:
         return {
-            "Columns": [{"Name": c["name"].lower(), "Type": c["type"]} for c in columns],
+            "Columns": [glue_column(c) for c in columns],
             "Location": location,
             "InputFormat": PARQUET_INPUT,
             "OutputFormat": PARQUET_OUTPUT,

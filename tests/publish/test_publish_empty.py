@@ -66,7 +66,8 @@ def test_an_empty_part_file_of_a_schema_less_dataset(publish, tmp_path):
     manifest = publish(tmp_path, "SurveyAnswers_v1", "mtb")
     _assert_published_empty(tmp_path, manifest, ["dataset_surveyanswers_v1"])
     table = manifest.tables["dataset_surveyanswers_v1"]
-    assert [c["name"] for c in table.columns] == ["recordid", "uploadedon", "exportedon", "sourcefile", "sourceindex"]
+    names = ["recordid", "uploadedon", "exportedon", "sourcefile", "sourceindex", "_rescued_data"]
+    assert [c["name"] for c in table.columns] == names
     assert table.partition_keys == ["assessmentid", "year", "month", "day"]
 
 
@@ -102,6 +103,7 @@ def test_an_empty_export_whose_carried_column_no_row_holds(publish, tmp_path):
         "exportenddate",
         "sourcefile",
         "sourceindex",
+        "_rescued_data",
     ]
 
 

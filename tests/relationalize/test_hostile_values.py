@@ -264,7 +264,7 @@ def _wide(tmp_path: Path, keys: int):
 
 
 def _check_wide_row(row: dict, keys: int) -> None:
-    assert len(row) == keys + 4
+    assert len(row) == keys + 5  # and recordid, sourcefile, sourceindex, nested_inner, _rescued_data
     assert (row["key00000"], row[f"key{keys - 1:05d}"], row["nested_inner"], row["recordid"]) == (
         0,
         keys - 1,
@@ -298,7 +298,7 @@ def test_a_document_of_10000_keys_is_planned_in_linear_time_on_spark(spark, tmp_
         started = time.perf_counter()
         plan = plan_from_rows("Wide_v1", [document], **KEYS)
         root = relationalize_spark(spark, plan, str(path))["dataset_wide_v1"]
-        assert len(root.schema.fields) == keys + 4
+        assert len(root.schema.fields) == keys + 5
         return root, time.perf_counter() - started
 
     frame(500)  # warm up: the first frames load and compile Spark's classes

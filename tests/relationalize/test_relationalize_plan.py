@@ -17,7 +17,7 @@ from bridge_downstream.relationalize.naming import (
     root_table_name,
     sanitize,
 )
-from bridge_downstream.relationalize.plan import RelationalizePlan
+from bridge_downstream.relationalize.plan import RESCUED_COLUMN, RelationalizePlan
 from bridge_downstream.relationalize.schema_types import root_row_type, schema_to_type
 from bridge_downstream.relationalize.types import (
     BIGINT_T,
@@ -316,7 +316,7 @@ def test_real_motion_schema_row_type():
     ]
     plan = plan_from_schema("MotionRecord_v1", schema, registry_resolver(schema), **MTB_ARGS)
     assert plan.table_names == ["dataset_motionrecord_v1"]
-    assert plan.root.column_names == t.field_names() + list(MTB_EXTRA)
+    assert plan.root.column_names == t.field_names() + list(MTB_EXTRA) + [RESCUED_COLUMN]
     assert dict(plan.root.athena_columns())["sensorType"] == "string"
     assert dict(plan.root.athena_columns())["eventAccuracy"] == "bigint"
 
@@ -409,7 +409,7 @@ def test_synthetic_plan_tables_and_clash_rules():
     assert "private" in names and "c_2fa" in names  # no leading underscore / digit
     assert root.column("empty").type == "string" and root.column("drift").type == "string"
     assert root.column("num").type == "double" and root.column("text").type == "string"
-    assert names[-len(MTB_EXTRA) :] == list(MTB_EXTRA)
+    assert names[-len(MTB_EXTRA) - 1 :] == [*MTB_EXTRA, RESCUED_COLUMN]
 
     by_name = {t.name: t for t in plan.tables}
     history = by_name["dataset_synthetic_v1_stephistory"]
@@ -460,7 +460,10 @@ def test_synthetic_plan_tables_and_clash_rules():
     for t in plan.tables:
         lower = [n.lower() for n in t.column_names]
         assert len(lower) == len(set(lower)), t.name
-        assert all(n.replace("_", "").isalnum() and not n.startswith("_") for n in t.column_names)
+        # no document column starts with "_": the rescued column's name is the pipeline's
+        assert all(
+            n.replace("_", "").isalnum() and not n.startswith("_") for n in t.column_names if n != RESCUED_COLUMN
+        )
         for key in MTB_KEYS:
             assert key in t.column_names
         assert {c.type for c in t.columns} <= {"string", "bigint", "double", "boolean"}
@@ -478,8 +481,9 @@ def test_plan_json_round_trip():
         "role",
         "path",
         "child",
+        "from_text",
     }
-    assert plan.athena_columns()[plan.root.name][-1] == ("sourceindex", "bigint")
+    assert plan.athena_columns()[plan.root.name][-2:] == [("sourceindex", "bigint"), (RESCUED_COLUMN, "string")]
 
 
 def test_build_plan_validates_key_columns():
@@ -493,4 +497,4 @@ def test_build_plan_validates_key_columns():
     plan = build_plan(
         "X", t, extra_columns={"b": "bigint"}, identity_columns=["b"]
     )  # enrichment overrides the document field
-    assert plan.root.athena_columns() == [("a", "string"), ("b", "bigint")]
+    assert plan.root.athena_columns() == [("a", "string"), ("b", "bigint"), (RESCUED_COLUMN, "string")]

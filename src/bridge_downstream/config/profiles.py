@@ -70,6 +70,16 @@ class Profile:
     enrichment_columns: dict[str, str] = field(default_factory=dict)
     record_metadata_columns: tuple[str, ...] = ()
     dedup: DedupRule = DedupRule()
+    # Types of top-level document keys, per dataset, that publish gives their
+    # columns whatever the rows hold (docs/publish.md, "The table contract").
+    column_types: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Datasets that also get a nested table (docs/publish.md, "Nested tables"); ``nested``: every dataset.
+    nested: bool = False
+    nested_datasets: tuple[str, ...] = ()
+
+    def publishes_nested(self, dataset_id: str) -> bool:
+        """Whether a publish of the dataset adds its nested table."""
+        return self.nested or dataset_id in self.nested_datasets
 
     def identity_columns(self, dataset_id: str) -> tuple[str, ...]:
         """The root-row fields a dataset's relationalize ids are built from
@@ -96,6 +106,10 @@ class Profile:
         holds: ``carry_fields``, the record key, then the partition fields."""
         key = self.dedup.key_for(dataset_id)
         return tuple(dict.fromkeys((*self.carry_fields, *key, *self.partition_fields)))
+
+    def declared_column_types(self, dataset_id: str) -> dict[str, str]:
+        """The column types the profile declares for the dataset (JSON key -> type)."""
+        return dict(self.column_types.get(dataset_id, {}))
 
     def extra_columns(self, dataset_id: str) -> dict[str, str]:
         """Columns ingest adds to the rows of a dataset, with their types."""
@@ -150,8 +164,18 @@ class Profile:
             carry_fields=tuple(raw.get("carry_fields", [])),
             enrichment_columns=dict(raw.get("enrichment_columns") or {}),
             record_metadata_columns=tuple(raw.get("record_metadata_columns", [])),
+            column_types=_column_types(raw),
             dedup=dedup,
+            nested=_flag(raw, "nested"),
+            nested_datasets=tuple(raw.get("nested_datasets") or []),
         )
+
+
+def _flag(raw: dict, name: str) -> bool:
+    value = raw.get(name, False)
+    if not isinstance(value, bool):
+        raise ProfileError(f"profile {raw.get('name')!r}: {name} is true or false, not {value!r}")
+    return value
 
 
 def builtin_profiles() -> list[str]:
@@ -174,3 +198,15 @@ def load_profile(name_or_path: str | os.PathLike) -> Profile:
             f"no profile {str(name_or_path)!r}: built-in profiles are {', '.join(builtin_profiles())}, or give a YAML file"
         )
     return Profile.from_mapping(yaml.safe_load(text))
+
+
+def _column_types(raw: dict) -> dict[str, dict[str, str]]:
+    """``column_types: {dataset: {key: type}}``; the type names are checked
+    where plans are made (relationalize's ``SCALAR_KINDS``)."""
+    value = raw.get("column_types") or {}
+    if not isinstance(value, dict) or not all(
+        isinstance(types, dict) and all(isinstance(k, str) and isinstance(t, str) for k, t in types.items())
+        for types in value.values()
+    ):
+        raise ProfileError(f"profile {raw.get('name')!r}: column_types must map datasets to {{key: type}}")
+    return {str(dataset): dict(types) for dataset, types in value.items()}

@@ -59,6 +59,7 @@ from bridge_downstream.publish.engine_steps import (
     describe_table,
     table_partition_keys,
 )
+from bridge_downstream.publish.nested_tables import describe_nested_table, nested_table_of
 
 if TYPE_CHECKING:
     import numpy as np
@@ -488,6 +489,7 @@ def publish_dataset_arrow(
 
     pending = begin_publish(registry, profile, dataset_id, work, published, run_id)
     version, plan = pending.version, pending.plan
+    nested = nested_table_of(plan, profile, dataset_id)
     staging = tempfile.mkdtemp(prefix="bridge-downstream-publish-")
     try:
         chunks = _stage_chunks(work, dataset_id, staging, chunk_bytes)
@@ -498,6 +500,8 @@ def publish_dataset_arrow(
 
         # pass two: relationalize each chunk's survivors, write its Parquet files
         table_prefixes = {t.name: layout.table_prefix(dataset_id, version, "parquet", t.name) for t in plan.tables}
+        if nested is not None:
+            table_prefixes[nested.name] = layout.table_prefix(dataset_id, version, "parquet", nested.name)
         files_written = dict.fromkeys(table_prefixes, 0)
         for number, chunk in enumerate(chunks):
             root = _read_chunk(plan, chunk)
@@ -514,12 +518,22 @@ def publish_dataset_arrow(
                     number,
                     staging,
                 )
+            if nested is not None:
+                rows = _nested_rows(plan, nested, root, frames)
+                partition_keys = table_partition_keys(plan, nested)
+                prefix = table_prefixes[nested.name]
+                files_written[nested.name] += _write_partitioned(
+                    published, prefix, rows, partition_keys, number, staging
+                )
             del root, frames
             _release_memory()  # keep the peak at one chunk
         for table in plan.tables:  # an empty table: one file without rows, as Spark writes it
             if files_written[table.name] == 0:
                 empty = pa.Table.from_batches([], schema=_empty_schema(plan, table))
                 _write_partitioned(published, table_prefixes[table.name], empty, [], 0, staging)
+        if nested is not None and files_written[nested.name] == 0:
+            empty = pa.Table.from_batches([], schema=_empty_nested_schema(plan, nested))
+            _write_partitioned(published, table_prefixes[nested.name], empty, [], 0, staging)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -528,6 +542,8 @@ def publish_dataset_arrow(
         check_interrupt(dataset_id, written, fail_after_tables)  # (no chunk: nothing checked yet)
         tables[table.name] = describe_table(published, plan, dataset_id, version, table, mapper)
         _release_memory()
+    if nested is not None:
+        tables[nested.name] = describe_nested_table(published, plan, dataset_id, version, nested, mapper)
     return complete_publish(pending, published, tables, catalog=catalog, retention=retention)
 
 
@@ -536,5 +552,20 @@ def _empty_schema(plan, table):
 
     schema = table_schema(table)
     for name in table_partition_keys(plan, table):
+        schema = schema.remove(schema.get_field_index(name))
+    return schema
+
+
+def _nested_rows(plan, nested, root, frames):
+    from bridge_downstream.relationalize.arrow_executor import nested_table_arrow
+
+    return nested_table_arrow(plan, nested, root, frames[plan.root.name])
+
+
+def _empty_nested_schema(plan, nested):
+    from bridge_downstream.relationalize.arrow_executor import nested_table_schema
+
+    schema = nested_table_schema(nested)
+    for name in table_partition_keys(plan, nested):
         schema = schema.remove(schema.get_field_index(name))
     return schema

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Protocol
 
@@ -41,6 +42,48 @@ DUCKDB_TYPES = {
     "int": "INTEGER",
     "timestamp": "TIMESTAMPTZ",  # Parquet's TIMESTAMP(MICROS, UTC) reads as this
 }
+
+
+def duckdb_type(column_type: str) -> str:
+    """The DuckDB type of a manifest column's Athena/Hive type, the nested
+    table's ``struct<..>``, ``array<..>`` and ``map<string,..>`` included
+    (their field names are safe names: relationalize/nested.py)."""
+    parsed, rest = _duckdb_type(column_type.replace(" ", ""))
+    if rest:
+        raise ValueError(f"not a column type: {column_type!r}")
+    return parsed
+
+
+def _duckdb_type(text: str) -> tuple[str, str]:
+    """The DuckDB type of the type at the start of ``text``, and the text after it."""
+    for head, close in (("struct<", ">"), ("array<", ">"), ("map<", ">")):
+        if not text.startswith(head):
+            continue
+        rest, parts = text[len(head) :], []
+        while True:
+            name = ""
+            if head == "struct<":
+                name, _, rest = rest.partition(":")
+            inner, rest = _duckdb_type(rest)
+            parts.append((name, inner))
+            separator, rest = rest[:1], rest[1:]
+            if separator == close:
+                break
+            if separator != ",":
+                raise ValueError(f"not a column type: {text!r}")
+        if head == "array<":
+            return f"{parts[0][1]}[]", rest
+        if head == "map<":
+            return f"MAP({parts[0][1]}, {parts[1][1]})", rest
+        return "STRUCT(" + ", ".join(f"{_quote(n)} {t}" for n, t in parts) + ")", rest
+    scalar = _SCALAR_TYPE.match(text)
+    if scalar is None:
+        raise ValueError(f"not a column type: {text!r}")
+    return DUCKDB_TYPES.get(scalar.group(), "VARCHAR"), text[scalar.end() :]
+
+
+_SCALAR_TYPE = re.compile(r"decimal\(\d+,\d+\)|[a-z_]+")
+
 
 # The comment that marks a view as this catalog's (an analyst's own views in the file are left alone).
 VIEW_COMMENT_KEY = "bridge_downstream.catalog"
@@ -80,7 +123,7 @@ class DuckDBCatalog:
 
     @staticmethod
     def _typed_null(name: str, column_type: str) -> str:
-        return f"CAST(NULL AS {DUCKDB_TYPES.get(column_type, 'VARCHAR')}) AS {_quote(name)}"
+        return f"CAST(NULL AS {duckdb_type(column_type)}) AS {_quote(name)}"
 
     def _read_sql(self, files: list[PublishedFile], partition_keys: list[str]) -> str:
         paths = ", ".join(_literal(str(self.storage.path(f.key))) for f in files)

@@ -45,11 +45,12 @@ from bridge_downstream.publish.manifest import (
     PublishedTable,
     PublishManifest,
     current_version,
+    read_manifest,
 )
 from bridge_downstream.publish.versions import new_version, prune_versions, set_current
 
 if TYPE_CHECKING:
-    from bridge_downstream.relationalize import RelationalizePlan
+    from bridge_downstream.relationalize import RelationalizePlan, Type
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +77,12 @@ def iter_dataset_rows(storage: Storage, dataset_id: str) -> Iterator[dict]:
                 yield json.loads(line)
 
 
-def plan_dataset(registry: SchemaRegistry, profile: Profile, dataset_id: str, work: Storage):
-    from bridge_downstream.relationalize import plan_from_rows, plan_from_schema
+def plan_dataset(
+    registry: SchemaRegistry, profile: Profile, dataset_id: str, work: Storage, previous_row_type: Type | None = None
+):
+    """The dataset's plan and the schema it comes from. ``previous_row_type``:
+    the row type of the version the publish replaces, whose column types stay."""
+    from bridge_downstream.relationalize import ColumnTypes, column_descriptions, plan_from_rows, plan_from_schema
 
     arguments: dict[str, Any] = {
         "extra_columns": profile.extra_columns(dataset_id),
@@ -87,6 +92,7 @@ def plan_dataset(registry: SchemaRegistry, profile: Profile, dataset_id: str, wo
     }
     if dataset_id in profile.record_metadata_datasets:
         arguments["metadata_columns"] = [name.lower() for name in profile.record_metadata_columns]
+    types = ColumnTypes(declared=profile.declared_column_types(dataset_id), previous=previous_row_type)
     found = dataset_schema(registry, dataset_id)
     if found is not None:
         schema_id, schema = found
@@ -94,8 +100,9 @@ def plan_dataset(registry: SchemaRegistry, profile: Profile, dataset_id: str, wo
             # The rows too: an "integer" column that holds a value beyond int64 widens to decimal(38,0).
             rows = (work.read_bytes(info.key) for info in committed_part_files(work, dataset_id))
             plan = plan_from_schema(
-                dataset_id, schema, registry.resolver(), base_uri=schema_id, ndjson=rows, **arguments
+                dataset_id, schema, registry.resolver(), base_uri=schema_id, ndjson=rows, types=types, **arguments
             )
+            plan.column_descriptions = column_descriptions(schema, registry.resolver(), schema_id, plan)
             return plan, schema_id
         except TypeError as error:
             # A schema whose top level is not an object with properties
@@ -103,7 +110,7 @@ def plan_dataset(registry: SchemaRegistry, profile: Profile, dataset_id: str, wo
             log.warning(
                 "%s: schema %s gives no table layout (%s); inferring from the rows", dataset_id, schema_id, error
             )
-    return plan_from_rows(dataset_id, iter_dataset_rows(work, dataset_id), **arguments), None
+    return plan_from_rows(dataset_id, iter_dataset_rows(work, dataset_id), types, **arguments), None
 
 
 def describe_file(storage: Storage, key: str, fmt: str, rows: int, version_prefix: str) -> PublishedFile:
@@ -204,16 +211,37 @@ class PendingVersion:
 def begin_publish(
     registry: SchemaRegistry, profile: Profile, dataset_id: str, work: Storage, published: Storage, run_id: str
 ) -> PendingVersion:
-    plan, schema_id = plan_dataset(registry, profile, dataset_id, work)
+    previous = current_version(published, dataset_id)
+    plan, schema_id = plan_dataset(
+        registry, profile, dataset_id, work, published_row_type(published, dataset_id, previous)
+    )
     return PendingVersion(
         dataset_id=dataset_id,
         version=new_version(),
-        previous=current_version(published, dataset_id),
+        previous=previous,
         plan=plan,
         schema_id=schema_id,
         registry_version=registry.version,
         run_id=run_id,
     )
+
+
+def published_row_type(published: Storage, dataset_id: str, version: str | None) -> Type | None:
+    """The row type ``version`` of the dataset was planned with (its manifest's
+    plan): its column types stay. None without a version, or with a plan
+    this code cannot read (an older plan format)."""
+    from bridge_downstream.relationalize import RelationalizePlan
+
+    if version is None:
+        return None
+    plan = read_manifest(published, dataset_id, version).plan
+    if not plan:
+        return None
+    try:
+        return RelationalizePlan.from_json(plan).row_type
+    except (ValueError, KeyError) as error:
+        log.warning("%s %s: its plan cannot be read (%s); column types start afresh", dataset_id, version, error)
+        return None
 
 
 def deleted_dataset(profile: Profile, dataset_id: str, work: Storage) -> str | None:
@@ -239,7 +267,12 @@ def describe_table(
     """Once a table's Parquet files are written: its CSVs, and its manifest entry."""
     partition_keys = table_partition_keys(plan, table)
     files = finish_table_files(published, dataset_id, version, table.name, mapper)
-    columns = [{"name": n, "type": t} for n, t in table.athena_columns() if n not in partition_keys]
+    comments = plan.column_descriptions.get(table.name, {})
+    columns = [
+        {"name": n, "type": t} | ({"comment": comments[n]} if n in comments else {})
+        for n, t in table.athena_columns()
+        if n not in partition_keys
+    ]
     return PublishedTable(
         name=table.name,
         dataset_id=dataset_id,
@@ -270,6 +303,7 @@ def complete_publish(
         previous_version=pending.previous,
         schema_id=pending.schema_id,
         plan=pending.plan.to_json(),
+        rescued_values=rescued_values(published, tables.get(pending.plan.root.name)),
     )
     manifest.store(published, layout.manifest_key(pending.dataset_id, pending.version))
     set_current(published, pending.dataset_id, pending.version)
@@ -277,6 +311,24 @@ def complete_publish(
         catalog.register(manifest)
     pruned = prune_versions(published, pending.dataset_id, retention)
     return PublishResult(manifest, pruned)
+
+
+def rescued_values(published: Storage, root: PublishedTable | None) -> dict[str, int]:
+    """Per path, the root rows whose ``_rescued_data`` holds a value there
+    (both engines wrote the same column)."""
+    import pyarrow.parquet as pq
+
+    from bridge_downstream.relationalize.plan import RESCUED_COLUMN
+
+    counts: dict[str, int] = {}
+    if root is None or RESCUED_COLUMN not in {c["name"] for c in root.columns}:
+        return counts
+    for file in root.files_of("parquet"):
+        column = pq.read_table(io.BytesIO(published.read_bytes(file.key)), columns=[RESCUED_COLUMN]).column(0)
+        for text in column.drop_null().to_pylist():
+            for path in json.loads(text):
+                counts[path] = counts.get(path, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def json_datasets(storage: Storage) -> list[str]:

@@ -56,7 +56,8 @@ class PublishedTable:
     name: str
     dataset_id: str
     parent: str | None
-    columns: list[dict[str, str]]  # [{"name": ..., "type": <Athena/Hive type>}]
+    # [{"name": ..., "type": <Athena/Hive type>, "comment": <its JSON Schema description, where it has one>}]
+    columns: list[dict[str, str]]
     partition_keys: list[str]
     rows: int
     files: list[PublishedFile] | PublishedFiles = field(default_factory=list)
@@ -79,6 +80,8 @@ class PublishManifest:
     previous_version: str | None = None
     schema_id: str | None = None  # the JSON Schema the tables were planned from
     plan: dict | None = None  # the relationalize plan, as JSON
+    # values that did not fit their columns, kept in the root rows' _rescued_data: path -> rows
+    rescued_values: dict[str, int] = field(default_factory=dict)
 
     def _shallow(self) -> dict:
         """The manifest as JSON-ready dicts, its files left as objects: a

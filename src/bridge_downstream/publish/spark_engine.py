@@ -29,6 +29,7 @@ from bridge_downstream.publish.engine_steps import (
 from bridge_downstream.publish.manifest import (
     PublishedTable,
 )
+from bridge_downstream.publish.nested_tables import describe_nested_table, nested_table_of
 from bridge_downstream.publish.spark_dedup import dedup_lines
 
 SHUFFLE_PARTITION_BYTES = 64 << 20  # of NDJSON per Spark task in a publish
@@ -180,9 +181,26 @@ def publish_dataset(
                 )
             location.written(published, prefix)
             tables[table.name] = describe_table(published, plan, dataset_id, version, table, mapper)
+        nested = nested_table_of(plan, profile, dataset_id)
+        if nested is not None:
+            _write_nested(spark, plan, nested, frames.parsed, published, location, dataset_id, version)
+            tables[nested.name] = describe_nested_table(published, plan, dataset_id, version, nested, mapper)
     finally:
         spark.catalog.clearCache()  # the persisted rows of this publish
     return complete_publish(pending, published, tables, catalog=catalog, retention=retention)
+
+
+def _write_nested(spark, plan, nested, parsed, published: Storage, location: SparkLocation, dataset_id, version):
+    """The nested table, from the rows the plan's tables were made of (docs/publish.md, "Nested tables")."""
+    from bridge_downstream.relationalize.spark_executor import nested_table_spark
+
+    frame = nested_table_spark(plan, nested, parsed, partition_widths=layout.PARTITION_WIDTHS)
+    prefix = layout.table_prefix(dataset_id, version, "parquet", nested.name)
+    with publish_settings(spark):
+        frame.write.mode("overwrite").partitionBy(*table_partition_keys(plan, nested)).parquet(
+            location.write_uri(published, prefix)
+        )
+    location.written(published, prefix)
 
 
 def publish_all(spark, datasets: Iterable[str], **kwargs) -> dict[str, PublishResult]:

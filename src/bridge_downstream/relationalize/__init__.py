@@ -9,10 +9,13 @@ same tables.  Rules: docs/relationalize.md.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from os import PathLike
 from typing import Any, Required, TypedDict, Unpack
 
+from bridge_downstream.relationalize.descriptions import column_descriptions
+from bridge_downstream.relationalize.fixed_types import fixed_row_type
 from bridge_downstream.relationalize.inference import (
     infer_type,
     infer_type_from_ndjson,
@@ -31,11 +34,13 @@ from bridge_downstream.relationalize.types import Struct, Type, finalize, merge,
 
 __all__ = [
     "ColumnPlan",
+    "ColumnTypes",
     "PlanColumns",
     "RelationalizePlan",
     "TablePlan",
     "Type",
     "build_plan",
+    "column_descriptions",
     "infer_type",
     "infer_type_from_ndjson",
     "merge",
@@ -71,6 +76,7 @@ def plan_from_schema(
     base_uri: str | None = None,
     strict: bool = False,
     ndjson: Iterable[bytes | str] | None = None,
+    types: ColumnTypes | None = None,
     **columns: Unpack[PlanColumns],
 ) -> RelationalizePlan:
     """Plan for a dataset with a JSON Schema (no inference pass).
@@ -82,6 +88,10 @@ def plan_from_schema(
     column that holds an integer beyond the signed 64-bit range there is
     widened to decimal(38,0) instead of reading it as null (:func:`widen_integers`).
 
+    ``types``: the types declared and kept from an earlier version
+    (:func:`.fixed_types.fixed_row_type`); given the NDJSON, the columns the rows
+    do not all fit are read as text and their misfits rescued.
+
     Raises TypeError when the schema does not describe an object (or an array of
     objects) with properties -- e.g. a definitions-only schema: infer instead."""
     if ndjson is None:
@@ -91,30 +101,59 @@ def plan_from_schema(
     if not isinstance(partial, Struct):  # not an object: build_plan says why
         return build_plan(dataset_id, finalize(partial), **columns)
     extended = extend_with_ndjson(partial, blocks, ignored_keys=columns["extra_columns"])
-    plan = build_plan(dataset_id, widen_integers(extended.row_type, blocks), **columns)
+    row_type = widen_integers(extended.row_type, blocks)
+    plan = _fixed_plan(dataset_id, row_type, extended.data_type, types, columns)
     plan.undeclared_keys = extended.undeclared_keys
     return plan
 
 
 def plan_from_rows(
-    dataset_id: str, rows: Iterable[dict[str, Any]], **columns: Unpack[PlanColumns]
+    dataset_id: str,
+    rows: Iterable[dict[str, Any]],
+    types: ColumnTypes | None = None,
+    **columns: Unpack[PlanColumns],
 ) -> RelationalizePlan:
     """Plan for a dataset without a schema: the type tree is inferred from the root rows.
     A key column (identity, carried, partition) no row holds -- e.g. a dataset
-    without rows -- is a string column of nulls, so every table still exists."""
-    return _inferred_plan(dataset_id, infer_type(rows), columns)
+    without rows -- is a string column of nulls, so every table still exists.
+    ``types``: as for :func:`plan_from_schema`."""
+    return _inferred_plan(dataset_id, infer_type(rows), types, columns)
 
 
 def plan_from_ndjson(
-    dataset_id: str, paths: Iterable[str | PathLike], **columns: Unpack[PlanColumns]
+    dataset_id: str,
+    paths: Iterable[str | PathLike],
+    types: ColumnTypes | None = None,
+    **columns: Unpack[PlanColumns],
 ) -> RelationalizePlan:
     """:func:`plan_from_rows` over local NDJSON files (streamed)."""
-    return _inferred_plan(dataset_id, infer_type_from_ndjson(paths), columns)
+    return _inferred_plan(dataset_id, infer_type_from_ndjson(paths), types, columns)
 
 
-def _inferred_plan(dataset_id: str, row_type: Type, columns: PlanColumns) -> RelationalizePlan:
+@dataclass(frozen=True)
+class ColumnTypes:
+    """The column types a plan keeps whatever its rows hold: ``declared`` by a
+    profile (top-level JSON key -> type), ``previous``: the row type of the
+    version the publish replaces."""
+
+    declared: Mapping[str, str] = field(default_factory=dict)
+    previous: Type | None = None
+
+
+def _inferred_plan(dataset_id: str, row_type: Type, types: ColumnTypes | None, columns: PlanColumns):
     keys = [*columns["identity_columns"], *columns.get("carry_columns", ()), *columns.get("partition_columns", ())]
-    return build_plan(dataset_id, with_absent_fields(row_type, keys), **columns)
+    return _fixed_plan(dataset_id, with_absent_fields(row_type, keys), row_type, types, columns)
+
+
+def _fixed_plan(
+    dataset_id: str, row_type: Type, data_type: Type | None, types: ColumnTypes | None, columns: PlanColumns
+) -> RelationalizePlan:
+    if types is None:
+        return build_plan(dataset_id, row_type, **columns)
+    fixed = fixed_row_type(
+        row_type, data_type, declared=types.declared, previous=types.previous, ignored_keys=columns["extra_columns"]
+    )
+    return build_plan(dataset_id, fixed.row_type, text_columns=fixed.text_columns, **columns)
 
 
 def relationalize_spark(spark, plan: RelationalizePlan, source, **kwargs):

@@ -41,8 +41,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from bridge_downstream.common.instants import instant_micros
 from bridge_downstream.relationalize.inference import parse_line
+from bridge_downstream.relationalize.nested import NestedTablePlan, converted_kind
 from bridge_downstream.relationalize.plan import (
     IDENTITY_ESCAPES,
     KEY_SEPARATOR,
@@ -55,10 +55,12 @@ from bridge_downstream.relationalize.plan import (
     ROLE_INDEX,
     ROLE_KEY,
     ROLE_LINK,
+    ROLE_RESCUED,
     ROLE_VALUE,
     RelationalizePlan,
     TablePlan,
 )
+from bridge_downstream.relationalize.text_values import convert_text
 from bridge_downstream.relationalize.types import (
     BIGINT,
     BOOLEAN,
@@ -546,18 +548,117 @@ def _output(table: TablePlan, frame: dict, fields: _Fields) -> pa.Table:
             a = frame["n"]
         elif column.role == ROLE_CARRY:
             a = frame["carried"][column.path[0]]
+        elif column.role == ROLE_RESCUED:
+            a = _rescued(table, frame, fields)
         else:  # pragma: no cover
             raise ValueError(column.role)
-        if column.type == TIMESTAMP:
-            a = _instants(a)
+        if column.from_text:
+            a = _converted(column.type, a)
         arrays.append(pc.cast(a, _ARROW_OUTPUT[column.type]))
     return pa.Table.from_arrays(arrays, schema=table_schema(table))
 
 
-def _instants(texts: pa.Array) -> pa.Array:
-    """The instants ``texts`` spell, null where none (:func:`instant_micros`,
-    the rule Spark's :func:`instant_timestamp_sql` applies): each distinct text
-    parsed once."""
+def _converted(kind: str, texts: pa.Array) -> pa.Array:
+    """The values of ``kind`` that ``texts`` spell, null where none
+    (:func:`.text_values.convert_text`, which Spark's ``converted_sql``
+    mirrors): each distinct text converted once."""
     encoded = pc.dictionary_encode(pc.cast(texts, pa.string()))
-    micros = pa.array([instant_micros(text) for text in encoded.dictionary.to_pylist()], pa.int64())
-    return pc.take(micros, encoded.indices).cast(pa.timestamp("us", tz="UTC"))
+    values = [convert_text(kind, text) for text in encoded.dictionary.to_pylist()]
+    if kind == TIMESTAMP:
+        converted = pa.array(values, pa.int64()).cast(_ARROW_OUTPUT[TIMESTAMP])
+    else:
+        converted = pa.array(values, _ARROW_OUTPUT[kind])
+    return pc.take(converted, encoded.indices)
+
+
+def _rescued(table: TablePlan, frame: dict, fields: _Fields) -> pa.Array:
+    """JSON text of {path: text} of the values of ``table``'s text columns that
+    do not convert, null where none (Spark's ``to_json`` of a map)."""
+    misfits = []
+    for column in table.columns:
+        if column.role == ROLE_VALUE and column.from_text:
+            text = pc.cast(fields.at(frame["e"], table.element_type, column.path), pa.string())
+            misfit = pc.and_(pc.is_valid(text), pc.is_null(_converted(column.type, text)))
+            misfits.append((".".join(column.path), text, misfit))
+    rows = len(frame["e"])
+    if not misfits:
+        return pa.nulls(rows, pa.string())
+    any_misfit = np.zeros(rows, dtype=bool)
+    for _, _, misfit in misfits:
+        any_misfit |= misfit.to_numpy(zero_copy_only=False)
+    out: list[str | None] = [None] * rows
+    for row in np.flatnonzero(any_misfit).tolist():
+        rescued = {path: text[row].as_py() for path, text, misfit in misfits if misfit[row].as_py()}
+        out[row] = json_text(rescued)
+    return pa.array(out, pa.string())
+
+
+# ---------------------------------------------------------------------------
+# the nested table (relationalize/nested.py)
+
+
+def nested_arrow_type(t: Type) -> pa.DataType:
+    """The Arrow type of a nested table's column (a published type: named fields, output scalars)."""
+    if isinstance(t, Scalar):
+        return _ARROW_OUTPUT[t.kind]
+    if isinstance(t, Struct):
+        return pa.struct([pa.field(name, nested_arrow_type(v)) for name, v in t.fields])
+    if isinstance(t, Array):
+        return pa.list_(nested_arrow_type(t.element))
+    if isinstance(t, Map):
+        return pa.map_(pa.string(), nested_arrow_type(t.value))
+    raise TypeError(f"not a finished type: {t!r}")
+
+
+def nested_table_schema(nested: NestedTablePlan) -> pa.Schema:
+    return pa.schema([pa.field(c.name, nested_arrow_type(c.type)) for c in nested.columns])
+
+
+def nested_table_arrow(plan: RelationalizePlan, nested: NestedTablePlan, root: pa.StructArray, root_table: pa.Table):
+    """The nested table of the root rows ``root``, whose root table
+    :func:`execute` made (``root_table``: its columns are taken as they are)."""
+    if isinstance(root, pa.ChunkedArray):
+        root = root.combine_chunks()
+    fields = root.flatten() if len(plan.row_type.fields) else []
+    arrays = []
+    for column in nested.columns:
+        if column.key is None:
+            arrays.append(root_table.column(column.name).combine_chunks())
+            continue
+        i = plan.row_type.index_of(column.key)
+        arrays.append(_nested_values(fields[i], plan.row_type.fields[i][1], column.type))
+    return pa.Table.from_arrays(arrays, schema=nested_table_schema(nested))
+
+
+def _offsets(lists: pa.Array) -> pa.Array:
+    lengths = pc.fill_null(pc.list_value_length(lists), 0).to_numpy(zero_copy_only=False).astype(np.int32)
+    return pa.array(np.concatenate([[0], np.cumsum(lengths, dtype=np.int32)]), pa.int32())
+
+
+def _nested_values(array: pa.Array, source: Type, published: Type) -> pa.Array:
+    """``array`` (read with the plan's type ``source``) as the published type:
+    fields renamed by position, values read as text converted; nulls stay where they are."""
+    target = nested_arrow_type(published)
+    if isinstance(source, Scalar):
+        assert isinstance(published, Scalar)
+        kind = converted_kind(source, published)
+        return pc.cast(array if kind is None else _converted(kind, array), target)
+    mask = array.is_null()
+    if isinstance(source, Struct):
+        assert isinstance(published, Struct)
+        children = [
+            _nested_values(child, sub, out)
+            for child, (_, sub), (_, out) in zip(array.flatten(), source.fields, published.fields, strict=True)
+        ]
+        return pa.StructArray.from_arrays(children, fields=list(target), mask=mask)
+    if isinstance(source, Array):
+        assert isinstance(published, Array)
+        values = _nested_values(array.flatten(), source.element, published.element)
+        return pa.ListArray.from_arrays(_offsets(array), values, type=target, mask=mask)
+    if isinstance(source, Map):
+        assert isinstance(published, Map)
+        entries = array.flatten()  # the reader's list<struct<k, v>>, in document order
+        keys, values = entries.flatten()
+        items = _nested_values(values, source.value, published.value)
+        return pa.MapArray.from_arrays(_offsets(array), keys, items, type=target, mask=mask)
+    raise TypeError(f"not a finished type: {source!r}")

@@ -10,7 +10,9 @@
    *case-insensitively* (Athena and Glue lower-case them).  Reserved names
    (``id``, ``index``/``key``, the carried key columns, the enrichment columns)
    are allocated first; every other name, in column order, takes the first free
-   of ``name``, ``name_2``, ``name_3``, ...
+   of ``name``, ``name_2``, ``name_3``, ... (``Type`` and ``type`` -> ``Type``,
+   ``type_2``); the plan lists each document column so renamed
+   (``RelationalizePlan.renamed_columns``).
 4. Table names are lower case: ``dataset_<dataset id>`` for the root,
    ``<parent table>_<column>`` for a child; a clash with an earlier table (in plan
    order) also takes ``_2``, ``_3``, ...

@@ -29,7 +29,7 @@ or two entries with different keys, never share a key; ordinary values (no
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -42,6 +42,7 @@ from bridge_downstream.relationalize.naming import (
 )
 from bridge_downstream.relationalize.types import (
     SCALAR_KINDS,
+    TIMESTAMP,
     Array,
     Map,
     Scalar,
@@ -59,6 +60,12 @@ ROLE_ID = "id"
 ROLE_INDEX = "index"
 ROLE_KEY = "key"
 ROLE_CARRY = "carry"
+ROLE_RESCUED = "rescued"
+
+# The root table's column of the values that did not fit their columns (JSON
+# text of {path: text}, null when none): no document key is spelled so, as
+# sanitized names never start with "_" (naming.py).
+RESCUED_COLUMN = "_rescued_data"
 
 # The id rules above, for both executors: literal replacements applied in
 # order (the escape character first, so the escapes added after it stay single).
@@ -79,6 +86,9 @@ class ColumnPlan:
     role: str
     path: list[str] = field(default_factory=list)
     child: str | None = None
+    # read as the text of its values and converted on output (text_values.py);
+    # a value that does not convert goes to the row's rescued data
+    from_text: bool = False
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -91,6 +101,7 @@ class ColumnPlan:
             role=d["role"],
             path=list(d.get("path") or []),
             child=d.get("child"),
+            from_text=bool(d.get("from_text", False)),
         )
 
 
@@ -156,6 +167,11 @@ class RelationalizePlan:
     version: int = PLAN_VERSION
     # keys the rows hold that the dataset's schema does not declare: path -> root rows holding it
     undeclared_keys: dict[str, int] = field(default_factory=dict)
+    # columns whose wanted name another column of their table has, case aside (naming rule 3):
+    # table -> {column: the JSON path it holds, from the table's element}
+    renamed_columns: dict[str, dict[str, str]] = field(default_factory=dict)
+    # the JSON Schema's descriptions: table -> {column: description} (descriptions.column_descriptions)
+    column_descriptions: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def root(self) -> TablePlan:
@@ -188,6 +204,8 @@ class RelationalizePlan:
             "partition_columns": list(self.partition_columns),
             "tables": [t.to_json() for t in self.tables],
             "undeclared_keys": dict(self.undeclared_keys),
+            "renamed_columns": {table: dict(columns) for table, columns in self.renamed_columns.items()},
+            "column_descriptions": {table: dict(columns) for table, columns in self.column_descriptions.items()},
         }
 
     def dumps(self) -> str:
@@ -208,6 +226,8 @@ class RelationalizePlan:
             tables=[TablePlan.from_json(t) for t in d["tables"]],
             version=d["version"],
             undeclared_keys=dict(d.get("undeclared_keys") or {}),
+            renamed_columns={t: dict(c) for t, c in (d.get("renamed_columns") or {}).items()},
+            column_descriptions={t: dict(c) for t, c in (d.get("column_descriptions") or {}).items()},
         )
 
     @classmethod
@@ -247,6 +267,7 @@ def build_plan(
     carry_columns: list[str] | tuple[str, ...] = (),
     partition_columns: list[str] | tuple[str, ...] = (),
     metadata_columns: list[str] | tuple[str, ...] = (),
+    text_columns: Mapping[tuple[str, ...], str] | None = None,
 ) -> RelationalizePlan:
     """The plan for one dataset.
 
@@ -261,7 +282,12 @@ def build_plan(
     S3 object metadata): one whose name a document column also has, in any case,
     is published as ``bridge_<name>`` (:data:`METADATA_PREFIX`), so the
     document's column keeps its name and its value.
+    ``text_columns``: root scalar paths (JSON keys, through objects only) whose
+    values are read as text (``row_type`` holds a string there) and published
+    as the kind given, the values that do not convert rescued
+    (:mod:`.text_values`, :data:`RESCUED_COLUMN`).
     """
+    text_columns = dict(text_columns or {})
     extra_columns = dict(extra_columns or {})
     root_type = with_extra_columns(row_type, extra_columns)
     top = dict(root_type.fields)
@@ -296,17 +322,24 @@ def build_plan(
         raise ValueError(f"extra column names clash after sanitizing: {sorted(extra_output.values())}")
     root_name = table_names.allocate(root_table_name(dataset_id))
     root_columns: list[ColumnPlan] = []
+    renamed: dict[str, dict[str, str]] = {}
     for parts, path, leaf in _leaves(doc_type, []):
-        name = root_names.allocate(join_name(*parts))
-        root_columns.append(_leaf_column(name, path, leaf))
+        name = _allocate(root_names, join_name(*parts), path, renamed.setdefault(root_name, {}))
+        column = _leaf_column(name, path, leaf)
+        if tuple(path) in text_columns:
+            column.type, column.from_text = text_columns[tuple(path)], True
+        root_columns.append(column)
     for n, kind in extra_columns.items():
-        root_columns.append(ColumnPlan(name=extra_output[n], type=kind, role=ROLE_VALUE, path=[n]))
+        root_columns.append(
+            ColumnPlan(name=extra_output[n], type=kind, role=ROLE_VALUE, path=[n], from_text=kind == TIMESTAMP)
+        )
+    root_columns.append(ColumnPlan(name=RESCUED_COLUMN, type="string", role=ROLE_RESCUED))
     root_output = {c.path[0]: c.name for c in root_columns if c.role == ROLE_VALUE and len(c.path) == 1}
     carried_out = [(root_output[n], scalar_top[n].kind, n) for n in carried]
     partition_out = [root_output[n] for n in partition_columns]
 
     root = TablePlan(root_name, KIND_ROOT, None, None, [], root_type, root_columns, 0)
-    _add_table(root, tables, table_names, carried_out)
+    _add_table(root, tables, table_names, carried_out, renamed)
 
     return RelationalizePlan(
         dataset_id=dataset_id,
@@ -315,6 +348,7 @@ def build_plan(
         carry_columns=carried,
         partition_columns=partition_out,
         tables=tables,
+        renamed_columns={table: columns for table, columns in renamed.items() if columns},
     )
 
 
@@ -323,8 +357,10 @@ def _add_table(
     tables: list[TablePlan],
     table_names: NameAllocator,
     carried_out: list[tuple[str, str, str]],
+    renamed: dict[str, dict[str, str]],
 ) -> None:
-    """Append ``table`` and, depth first in column order, the tables of its link columns."""
+    """Append ``table`` and, depth first in column order, the tables of its link columns;
+    ``renamed`` gets the columns of each table that naming rule 3 renames."""
     tables.append(table)
     element_lookup = table.element_type
     for column in table.columns:
@@ -352,11 +388,12 @@ def _add_table(
             raise TypeError(container)
         tail = [ColumnPlan(names.take(out), kind_, ROLE_CARRY, [key]) for out, kind_, key in carried_out]
         body: list[ColumnPlan] = []
+        child_renamed = renamed.setdefault(child_name, {})
         if isinstance(element, Struct):
             for parts, path, leaf in _leaves(element, prefix):
-                body.append(_leaf_column(names.allocate(join_name(*parts)), path, leaf))
+                body.append(_leaf_column(_allocate(names, join_name(*parts), path, child_renamed), path, leaf))
         else:
-            body.append(_leaf_column(names.allocate(sanitize(scalar_name)), [], element))
+            body.append(_leaf_column(_allocate(names, sanitize(scalar_name), [], child_renamed), [], element))
         child = TablePlan(
             name=child_name,
             kind=kind,
@@ -367,14 +404,23 @@ def _add_table(
             columns=head + body + tail,
             depth=table.depth + 1,
         )
-        _add_table(child, tables, table_names, carried_out)
+        _add_table(child, tables, table_names, carried_out, renamed)
+
+
+def _allocate(names: NameAllocator, wanted: str, path: list[str], renamed: dict[str, str]) -> str:
+    """A document column's name; a renamed one is recorded with the JSON path it
+    holds (the element itself, a scalar array element or map value: its wanted name)."""
+    name = names.allocate(wanted)
+    if name != wanted:
+        renamed[name] = ".".join(path) if path else wanted
+    return name
 
 
 def _leaf_column(name: str, path: list[str], leaf: Type) -> ColumnPlan:
     if isinstance(leaf, (Array, Map)):
         return ColumnPlan(name=name, type="string", role=ROLE_LINK, path=path)
     assert isinstance(leaf, Scalar), leaf
-    return ColumnPlan(name=name, type=leaf.kind, role=ROLE_VALUE, path=path)
+    return ColumnPlan(name=name, type=leaf.kind, role=ROLE_VALUE, path=path, from_text=leaf.kind == TIMESTAMP)
 
 
 def _leaves(struct: Struct, prefix: list[str]) -> Iterator[tuple[list[str], list[str], Type]]:

@@ -39,6 +39,7 @@ ARRAY_STEP = "[]"
 class ExtendedRowType:
     row_type: Type  # finalized
     undeclared_keys: dict[str, int] = field(default_factory=dict)  # path -> root rows holding it
+    data_type: Type | None = None  # what inference alone makes of the rows
 
 
 def extend_with_rows(schema_row: Type, rows: Iterable, ignored_keys: Iterable[str] = ()) -> ExtendedRowType:
@@ -56,9 +57,9 @@ def extend_with_rows(schema_row: Type, rows: Iterable, ignored_keys: Iterable[st
         accumulator.add(row)
         for path in set(_undeclared(schema_row, row, "", ignored)):
             counts[path] = counts.get(path, 0) + 1
-    data_row = accumulator.result() if counts else None
-    extended = schema_row if data_row is None else extend(schema_row, data_row, ignored)
-    return ExtendedRowType(finalize(extended), dict(sorted(counts.items())))
+    data_row = accumulator.result()
+    extended = extend(schema_row, data_row, ignored) if counts else schema_row
+    return ExtendedRowType(finalize(extended), dict(sorted(counts.items())), data_row)
 
 
 def extend_with_ndjson(schema_row: Type, ndjson: Iterable[bytes | str], ignored_keys: Iterable[str] = ()):

@@ -20,9 +20,10 @@ from collections.abc import Iterable, Mapping
 from os import PathLike
 from typing import TYPE_CHECKING
 
-from bridge_downstream.common.instants import instant_timestamp_sql
 from bridge_downstream.relationalize import plan as rules  # roles, kinds and the id rules
+from bridge_downstream.relationalize.nested import NestedTablePlan, converted_kind
 from bridge_downstream.relationalize.plan import RelationalizePlan, TablePlan
+from bridge_downstream.relationalize.text_values import converted_sql
 from bridge_downstream.relationalize.types import (
     BIGINT,
     BOOLEAN,
@@ -302,6 +303,8 @@ def _column_sql(table: TablePlan, column, carry_index, text_widths: dict[str, in
         expr = "n"
     elif column.role == rules.ROLE_CARRY:
         expr = carry_index[column.path[0]]
+    elif column.role == rules.ROLE_RESCUED:
+        return f"{_rescued_sql(table)} AS `{column.name}`"
     else:  # pragma: no cover
         raise ValueError(column.role)
     if text_widths is not None and column.name in text_widths:
@@ -310,9 +313,27 @@ def _column_sql(table: TablePlan, column, carry_index, text_widths: dict[str, in
         if width is not None:
             text = f"lpad({text}, {int(width)}, '0')"
         return f"{text} AS `{column.name}`"
-    if column.type == TIMESTAMP:
-        return f"{instant_timestamp_sql(f'CAST({expr} AS string)')} AS `{column.name}`"
+    if column.from_text:
+        return f"{converted_sql(column.type, f'CAST({expr} AS string)')} AS `{column.name}`"
     return f"CAST({expr} AS {column.type}) AS `{column.name}`"
+
+
+def _rescued_sql(table: TablePlan) -> str:
+    """The JSON text of {path: text} of the values of ``table``'s text columns
+    that do not convert, null when none (the Arrow executor's ``_rescued``)."""
+    entries = []
+    for column in table.columns:
+        if column.role == rules.ROLE_VALUE and column.from_text:
+            text = f"CAST({'.'.join(_element_path(table.element_type, column.path))} AS string)"
+            misfit = f"{text} IS NOT NULL AND {converted_sql(column.type, text)} IS NULL"
+            entries.append(f"{_sql_literal('.'.join(column.path))}, CASE WHEN {misfit} THEN {text} END")
+    if not entries:
+        return "CAST(NULL AS string)"
+    return f"nullif(to_json(map_filter(map({', '.join(entries)}), (k, v) -> v IS NOT NULL)), '{{}}')"
+
+
+def _sql_literal(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def infer_type_spark(spark, source, max_struct_fields: int | None = None) -> Type:
@@ -347,3 +368,91 @@ def infer_type_spark(spark, source, max_struct_fields: int | None = None) -> Typ
         yield acc.partial
 
     return finish(merge_all(lines.rdd.mapPartitions(partition).collect()), limit)
+
+
+# ---------------------------------------------------------------------------
+# the nested table (relationalize/nested.py)
+
+
+def nested_spark_type(t: Type):
+    """The Spark type of a nested table's column (a published type: named fields, output scalars)."""
+    from pyspark.sql import types as T
+
+    if isinstance(t, Scalar):
+        return T.TimestampType() if t.kind == TIMESTAMP else _spark_scalar(t.kind)
+    if isinstance(t, Struct):
+        return T.StructType([T.StructField(name, nested_spark_type(v), True) for name, v in t.fields])
+    if isinstance(t, Array):
+        return T.ArrayType(nested_spark_type(t.element), True)
+    if isinstance(t, Map):
+        return T.MapType(T.StringType(), nested_spark_type(t.value), True)
+    raise TypeError(f"not a finished type: {t!r}")
+
+
+def nested_table_spark(
+    plan: RelationalizePlan,
+    nested: NestedTablePlan,
+    parsed: DataFrame,
+    partition_widths: Mapping[str, int] | None = None,
+) -> DataFrame:
+    """The nested table of ``parsed`` (:attr:`SparkTables.parsed`): the root
+    table's columns as :func:`relationalize_spark` makes them (same
+    ``partition_widths``), the objects, arrays and maps cast by position to
+    their published types (values read as text converted as in the root table)."""
+    from pyspark.sql import functions as F
+
+    root = plan.root
+    text_widths = None if partition_widths is None else {c: partition_widths.get(c) for c in plan.partition_columns}
+    frame = parsed.select(F.col("e"), *_element(F.col("e"), plan.row_type))
+    selected = []
+    for column in nested.columns:
+        if column.key is None:
+            selected.append(F.expr(_column_sql(root, root.column(column.name), {}, text_widths)))
+            continue
+        i = plan.row_type.index_of(column.key)
+        value = _nested_sql(f"f{i}", plan.row_type.fields[i][1], column.type)
+        selected.append(F.expr(value).cast(nested_spark_type(column.type)).alias(column.name))
+    return frame.select(*selected)
+
+
+def _converts(source: Type, published: Type) -> bool:
+    if isinstance(source, Scalar):
+        assert isinstance(published, Scalar)
+        return converted_kind(source, published) is not None
+    if isinstance(source, Struct):
+        assert isinstance(published, Struct)
+        return any(_converts(v, w) for (_, v), (_, w) in zip(source.fields, published.fields, strict=True))
+    if isinstance(source, Array):
+        assert isinstance(published, Array)
+        return _converts(source.element, published.element)
+    if isinstance(source, Map):
+        assert isinstance(published, Map)
+        return _converts(source.value, published.value)
+    return False
+
+
+def _nested_sql(expr: str, source: Type, published: Type, depth: int = 0) -> str:
+    """SQL for the value ``expr`` (positional fields) of type ``source``, its
+    values read as text converted: the rest is left to the one cast to the
+    published type, which renames struct fields by position."""
+    if not _converts(source, published):
+        return expr
+    if isinstance(source, Scalar):
+        assert isinstance(published, Scalar)
+        return converted_sql(published.kind, f"CAST({expr} AS string)")
+    if isinstance(source, Struct):
+        assert isinstance(published, Struct)
+        parts = ", ".join(
+            f"'f{i}', {_nested_sql(f'{expr}.f{i}', v, w, depth)}"
+            for i, ((_, v), (_, w)) in enumerate(zip(source.fields, published.fields, strict=True))
+        )
+        return f"CASE WHEN {expr} IS NOT NULL THEN named_struct({parts}) END"
+    if isinstance(source, Array):
+        assert isinstance(published, Array)
+        x = f"x{depth}"
+        return f"transform({expr}, {x} -> {_nested_sql(x, source.element, published.element, depth + 1)})"
+    if isinstance(source, Map):
+        assert isinstance(published, Map)
+        k, v = f"k{depth}", f"v{depth}"
+        return f"transform_values({expr}, ({k}, {v}) -> {_nested_sql(v, source.value, published.value, depth + 1)})"
+    raise TypeError(f"not a finished type: {source!r}")

@@ -9,9 +9,11 @@ text: those whose type the rows do not all fit (:mod:`.text_values`).
 
 Only the columns of the root table are kept and rescued this way: along the
 objects of a root row, not inside arrays or maps. A column of a child table
-still follows the data (types widen as inference widens them) -- a value that
-does not fit an array's element type would null the whole array in Spark's
-reader, and rescuing inside arrays is not built yet.
+follows the data: where the rows hold a value its type does not (a schema's
+``integer`` holding ``"n/a"`` inside an array), the type widens as inference
+widens it (:func:`~.types.merge`: a wider number, else string), because a
+value that does not fit an array's element type would null the whole array
+in Spark's reader. Rescuing inside arrays is not built yet.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from bridge_downstream.relationalize.text_values import covers
-from bridge_downstream.relationalize.types import STRING, STRING_T, Scalar, Struct, Type
+from bridge_downstream.relationalize.types import STRING, STRING_T, Array, Map, Scalar, Struct, Type, merge
 
 
 @dataclass
@@ -67,7 +69,28 @@ def fixed_row_type(
         if data is None or (isinstance(data, Scalar) and covers(kind, data.kind)):
             continue
         text[path] = kind
-    return FixedRowType(_with_text_leaves(fixed, text), text)
+    return FixedRowType(_with_text_leaves(_widened_in_containers(fixed, data_type), text), text)
+
+
+def _widened_in_containers(t: Type, data: Type | None, inside: bool = False) -> Type:
+    """``t`` with each scalar inside an array or map widened to hold the value
+    ``data`` types there (root scalars are read as text instead)."""
+    if data is None:
+        return t
+    if isinstance(t, Struct):
+        if not isinstance(data, Struct):
+            return t
+        fields = tuple((name, _widened_in_containers(sub, data.get(name), inside)) for name, sub in t.fields)
+        return t if fields == t.fields else Struct(fields)
+    if isinstance(t, Array):
+        return Array(_widened_in_containers(t.element, data.element, True)) if isinstance(data, Array) else t
+    if isinstance(t, Map):
+        return Map(_widened_in_containers(t.value, data.value, True)) if isinstance(data, Map) else t
+    if inside and isinstance(t, Scalar):
+        if isinstance(data, Scalar):
+            return t if covers(t.kind, data.kind) else merge(t, data)
+        return STRING_T  # an object or array where a scalar was typed: its JSON text
+    return t
 
 
 def _keep_previous(current: Type, previous: Type) -> Type:

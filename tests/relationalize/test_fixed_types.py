@@ -1,0 +1,82 @@
+"""The types a plan keeps, and where the rows hold values they do not: root
+columns read as text (misfits rescued), child columns widened (nothing nulled)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bridge_downstream.relationalize import ColumnTypes, plan_from_rows, plan_from_schema
+from bridge_downstream.relationalize.arrow_executor import relationalize_arrow
+from bridge_downstream.relationalize.fixed_types import fixed_row_type
+from bridge_downstream.relationalize.plan import RESCUED_COLUMN
+from bridge_downstream.relationalize.types import BIGINT_T, DOUBLE_T, STRING_T, Struct
+
+KEYS = {"extra_columns": {"recordid": "string"}, "identity_columns": ["recordid"]}
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "score": {"type": "integer"},
+        "steps": {"type": "array", "items": {"type": "object", "properties": {"duration": {"type": "integer"}}}},
+    },
+}
+ROWS = [
+    {"recordid": "r1", "score": 4, "steps": [{"duration": 10}]},
+    {"recordid": "r2", "score": "n/a", "steps": [{"duration": "n/a"}, {"duration": 12}]},
+]
+
+
+def test_previous_types_stay_and_previous_columns_remain():
+    current = Struct((("a", STRING_T), ("b", BIGINT_T)))
+    previous = Struct((("a", BIGINT_T), ("gone", DOUBLE_T)))
+    data = Struct((("a", STRING_T), ("b", BIGINT_T)))
+    fixed = fixed_row_type(current, data, previous=previous)
+    assert fixed.row_type == Struct((("a", STRING_T), ("gone", DOUBLE_T), ("b", BIGINT_T)))
+    assert fixed.text_columns == {("a",): "bigint"}  # kept bigint, read as text: its rows hold text
+
+
+def test_a_declared_type_is_read_as_text_where_the_rows_hold_text():
+    fixed = fixed_row_type(Struct((("when", STRING_T),)), Struct((("when", STRING_T),)), declared={"when": "timestamp"})
+    assert fixed.text_columns == {("when",): "timestamp"}
+
+
+def _schema_plan(tmp_path):
+    path = tmp_path / "rows.ndjson"
+    path.write_text("".join(json.dumps(row) + "\n" for row in ROWS))
+    return plan_from_schema("Task_v1", SCHEMA, ndjson=[path.read_bytes()], types=ColumnTypes(), **KEYS), path
+
+
+def _check_schema_tables(roots: list[dict], steps: list[dict]) -> None:
+    by_record = {row["recordid"]: row for row in roots}
+    assert (by_record["r1"]["score"], by_record["r2"]["score"]) == (4, None)
+    assert json.loads(by_record["r2"][RESCUED_COLUMN]) == {"score": "n/a"}
+    assert sorted(row["duration"] for row in steps) == ["10", "12", "n/a"]
+
+
+def test_a_schema_typed_root_value_is_rescued_and_an_array_element_widens(tmp_path):
+    plan, path = _schema_plan(tmp_path)
+    assert plan.root.column("score").type == "bigint"
+    assert plan.table("dataset_task_v1_steps").column("duration").type == "string"  # widened: nothing nulled
+    tables = relationalize_arrow(plan, [path])
+    _check_schema_tables(tables["dataset_task_v1"].to_pylist(), tables["dataset_task_v1_steps"].to_pylist())
+
+
+@pytest.mark.spark
+def test_spark_rescues_and_widens_as_arrow_does(spark, tmp_path):
+    from bridge_downstream.relationalize import relationalize_spark
+
+    plan, path = _schema_plan(tmp_path)
+    frames = relationalize_spark(spark, plan, str(path))
+    roots = [row.asDict() for row in frames["dataset_task_v1"].collect()]
+    _check_schema_tables(roots, [row.asDict() for row in frames["dataset_task_v1_steps"].collect()])
+
+
+@pytest.mark.parametrize("previous_kind", ["bigint", "double"])
+def test_an_inferred_dataset_keeps_the_type_of_its_first_publish(previous_kind):
+    previous = Struct((("recordid", STRING_T), ("q", BIGINT_T if previous_kind == "bigint" else DOUBLE_T)))
+    plan = plan_from_rows("Legacy_v1", [{"recordid": "r", "q": 1.5}], types=ColumnTypes(previous=previous), **KEYS)
+    column = plan.root.column("q")
+    # 1.5 fits a double column as it is; a bigint column reads it as text, and rescues it
+    assert (column.type, column.from_text) == (previous_kind, previous_kind == "bigint")
+    assert plan.row_type.get("q") == (STRING_T if previous_kind == "bigint" else DOUBLE_T)

@@ -69,7 +69,9 @@ def fixed_row_type(
         if data is None or (isinstance(data, Scalar) and covers(kind, data.kind)):
             continue
         text[path] = kind
-    return FixedRowType(_with_text_leaves(_widened_in_containers(fixed, data_type), text), text)
+    widened = _widened_in_containers(fixed, data_type)
+    assert isinstance(widened, Struct)  # a struct stays a struct
+    return FixedRowType(_with_text_leaves(widened, text), text)
 
 
 def _widened_in_containers(t: Type, data: Type | None, inside: bool = False) -> Type:

@@ -152,10 +152,23 @@ def parquet_to_csv(storage: Storage, parquet_key: str, csv_key: str, partition: 
     return table.num_rows
 
 
-def _parquet_rows(storage: Storage, key: str) -> int:
+def parquet_rows(storage: Storage, key: str) -> int:
     import pyarrow.parquet as pq
 
     return pq.read_metadata(io.BytesIO(storage.read_bytes(key))).num_rows
+
+
+def parquet_files(storage: Storage, prefix: str) -> list[str]:
+    """The Parquet files a table's folder holds, once the writer's bookkeeping
+    files (Spark's ``_SUCCESS``, ``.crc``, ...) are removed from it."""
+    keys = []
+    for info in list(storage.list(prefix)):
+        name = posixpath.basename(info.key)
+        if name.startswith(("_", ".")) or name.endswith(".crc"):
+            storage.delete(info.key)
+        elif name.endswith(".parquet"):
+            keys.append(info.key)
+    return keys
 
 
 def finish_table_files(
@@ -164,13 +177,7 @@ def finish_table_files(
     """Remove Spark's bookkeeping files, write the CSVs, describe every file."""
     version_prefix = layout.version_prefix(dataset_id, version)
     parquet_prefix = layout.table_prefix(dataset_id, version, "parquet", table_name) + "/"
-    parquet_keys = []
-    for info in list(storage.list(parquet_prefix)):
-        name = posixpath.basename(info.key)
-        if name.startswith(("_", ".")) or name.endswith(".crc"):
-            storage.delete(info.key)
-        elif name.endswith(".parquet"):
-            parquet_keys.append(info.key)
+    parquet_keys = parquet_files(storage, parquet_prefix)
 
     def finish(parquet_key: str) -> list[PublishedFile]:
         relative = parquet_key[len(parquet_prefix) :]
@@ -183,7 +190,7 @@ def finish_table_files(
         )
         rows = parquet_to_csv(storage, parquet_key, csv_key, partition)
         return [
-            describe_file(storage, parquet_key, "parquet", _parquet_rows(storage, parquet_key), version_prefix),
+            describe_file(storage, parquet_key, "parquet", parquet_rows(storage, parquet_key), version_prefix),
             describe_file(storage, csv_key, "csv", rows, version_prefix),
         ]
 

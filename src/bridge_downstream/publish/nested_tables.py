@@ -5,14 +5,12 @@ are; it has no CSVs (a CSV cell holds no struct or list)."""
 
 from __future__ import annotations
 
-import io
-import posixpath
 from collections.abc import Callable
 
 from bridge_downstream.common import layout
 from bridge_downstream.common.storage import Storage
 from bridge_downstream.config.profiles import Profile
-from bridge_downstream.publish.engine_steps import describe_file, table_partition_keys
+from bridge_downstream.publish.engine_steps import describe_file, parquet_files, parquet_rows, table_partition_keys
 from bridge_downstream.publish.manifest import PublishedFiles, PublishedTable
 from bridge_downstream.relationalize.nested import NestedTablePlan, plan_nested_table
 from bridge_downstream.relationalize.plan import RelationalizePlan
@@ -21,12 +19,6 @@ from bridge_downstream.relationalize.plan import RelationalizePlan
 def nested_table_of(plan: RelationalizePlan, profile: Profile, dataset_id: str) -> NestedTablePlan | None:
     """The dataset's nested table, when its profile asks for one."""
     return plan_nested_table(plan) if profile.publishes_nested(dataset_id) else None
-
-
-def _parquet_rows(data: bytes) -> int:
-    import pyarrow.parquet as pq
-
-    return pq.read_metadata(io.BytesIO(data)).num_rows
 
 
 def describe_nested_table(
@@ -41,16 +33,10 @@ def describe_nested_table(
     (Spark's bookkeeping files removed, as for every table)."""
     version_prefix = layout.version_prefix(dataset_id, version)
     prefix = layout.table_prefix(dataset_id, version, "parquet", nested.name) + "/"
-    keys = []
-    for info in list(published.list(prefix)):
-        name = posixpath.basename(info.key)
-        if name.startswith(("_", ".")) or name.endswith(".crc"):
-            published.delete(info.key)
-        elif name.endswith(".parquet"):
-            keys.append(info.key)
+    keys = parquet_files(published, prefix)
 
     def describe(key: str):
-        return describe_file(published, key, "parquet", _parquet_rows(published.read_bytes(key)), version_prefix)
+        return describe_file(published, key, "parquet", parquet_rows(published, key), version_prefix)
 
     files = PublishedFiles(mapper(describe, sorted(keys)))
     partition_keys = table_partition_keys(plan, nested)

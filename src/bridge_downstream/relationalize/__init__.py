@@ -96,13 +96,11 @@ def plan_from_schema(
     objects) with properties -- e.g. a definitions-only schema: infer instead."""
     if ndjson is None:
         return build_plan(dataset_id, root_row_type(schema, resolve, base_uri, strict=strict), **columns)
-    blocks = ndjson if isinstance(ndjson, (list, tuple)) else list(ndjson)  # read twice
     partial = root_row_type(schema, resolve, base_uri, strict=strict, finalized=False)
     if not isinstance(partial, Struct):  # not an object: build_plan says why
         return build_plan(dataset_id, finalize(partial), **columns)
-    extended = extend_with_ndjson(partial, blocks, ignored_keys=columns["extra_columns"])
-    row_type = widen_integers(extended.row_type, blocks)
-    plan = _fixed_plan(dataset_id, row_type, extended.data_type, types, columns)
+    extended = extend_with_ndjson(partial, ndjson, ignored_keys=columns["extra_columns"])  # one pass, streamed
+    plan = _fixed_plan(dataset_id, extended.row_type, extended.data_type, types, columns)
     plan.undeclared_keys = extended.undeclared_keys
     return plan
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from os import PathLike
 
 from bridge_downstream.relationalize.types import (
@@ -171,6 +171,19 @@ def widen_integers(row_type: Type, ndjson: Iterable[bytes | str]) -> Type:
             row_type = _widen(row_type, parse_line(data[start:end].decode("utf-8", errors="replace")))
             position = end
     return row_type
+
+
+def lines_beyond_int64(text: str) -> Iterator[str]:
+    """The lines of ``text`` (NDJSON) with digits that could spell an integer
+    beyond the signed 64-bit range: the only ones :func:`widen_integers` needs."""
+    data = text.encode("utf-8")
+    position = 0
+    while (found := _BEYOND_INT64.search(data, position)) is not None:
+        start = data.rfind(b"\n", 0, found.start()) + 1
+        end = data.find(b"\n", found.end())
+        end = len(data) if end < 0 else end
+        yield data[start:end].decode("utf-8", errors="replace")
+        position = end
 
 
 def _widen(t: Type, value) -> Type:

@@ -19,16 +19,29 @@ Each undeclared key is counted, once per root row holding it, under its path
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from bridge_downstream.relationalize.inference import TypeAccumulator, parse_line
+from bridge_downstream.relationalize.inference import (
+    TypeAccumulator,
+    lines_beyond_int64,
+    parse_line,
+    widen_integers,
+)
 from bridge_downstream.relationalize.types import (
+    BIGINT,
+    BOOLEAN,
+    DECIMAL,
+    DOUBLE,
+    STRING,
+    TIMESTAMP,
     Array,
     EmptyObject,
     Map,
+    Scalar,
     Struct,
     Type,
+    Unconstrained,
     finalize,
 )
 
@@ -47,15 +60,23 @@ def extend_with_rows(schema_row: Type, rows: Iterable, ignored_keys: Iterable[st
     (:func:`~bridge_downstream.relationalize.schema_types.root_row_type` with
     ``finalized=False``); ``rows``: the dataset's root rows (dicts).
     ``ignored_keys``: top-level keys the pipeline adds (enrichment): neither
-    counted nor typed here."""
+    counted nor typed here.
+
+    Only the rows that hold something the schema does not say (an undeclared
+    key, or a value of another kind than its declared one) are typed by
+    inference: ``data_type`` is theirs (a conforming row adds nothing to what
+    the schema says), and most rows conform, so most are only walked."""
     ignored = frozenset(ignored_keys)
+    conforms = _checker(schema_row, ignored)
     accumulator = TypeAccumulator()
     counts: dict[str, int] = {}
     for row in rows:
         if not isinstance(row, dict):
             continue
-        accumulator.add(row)
-        for path in set(_undeclared(schema_row, row, "", ignored)):
+        undeclared: set[str] = set()
+        if not conforms(row, "", undeclared) or undeclared:
+            accumulator.add(row)
+        for path in undeclared:
             counts[path] = counts.get(path, 0) + 1
     data_row = accumulator.result()
     extended = extend(schema_row, data_row, ignored) if counts else schema_row
@@ -63,16 +84,100 @@ def extend_with_rows(schema_row: Type, rows: Iterable, ignored_keys: Iterable[st
 
 
 def extend_with_ndjson(schema_row: Type, ndjson: Iterable[bytes | str], ignored_keys: Iterable[str] = ()):
-    """:func:`extend_with_rows` over NDJSON blocks (whole lines)."""
-    return extend_with_rows(schema_row, _lines(ndjson), ignored_keys)
+    """:func:`extend_with_rows` over NDJSON blocks (whole lines), read once;
+    the columns holding integers beyond 64 bits are widened
+    (:func:`~.inference.widen_integers`, given only the lines that may hold one)."""
+    wide: list[str] = []
+    extended = extend_with_rows(schema_row, _lines(ndjson, wide), ignored_keys)
+    extended.row_type = widen_integers(extended.row_type, wide)
+    return extended
 
 
-def _lines(ndjson: Iterable[bytes | str]) -> Iterator:
+def _lines(ndjson: Iterable[bytes | str], wide: list[str]) -> Iterator:
     for block in ndjson:
         text = block.decode("utf-8", errors="replace") if isinstance(block, bytes) else block
+        wide.extend(lines_beyond_int64(text))
         for line in text.splitlines():
             if line.strip():
                 yield parse_line(line)
+
+
+Checker = Callable[[object, str, set], bool]
+
+
+def _checker(t: Type, ignored: frozenset[str] = frozenset()) -> Checker:
+    """A function telling whether a value has the kinds ``t`` says (null
+    always does), adding the undeclared keys it meets to a set: built once
+    per schema, as a row walk is the publish's cost per row."""
+    if isinstance(t, Unconstrained):
+        return lambda value, path, undeclared: True
+    if isinstance(t, Scalar):
+        kind_check = _KIND_CHECKS[t.kind]
+        return lambda value, path, undeclared: value is None or kind_check(value)
+    if isinstance(t, Struct):
+        fields = {name: _checker(sub) for name, sub in t.fields}
+
+        def struct(value, path, undeclared):
+            if value is None:
+                return True
+            if type(value) is not dict:
+                return False
+            fits = True
+            for key, item in value.items():
+                check = fields.get(key)
+                if check is None:
+                    if key not in ignored:
+                        undeclared.add(f"{path}.{key}" if path else key)
+                elif item is not None and not check(item, f"{path}.{key}" if path else key, undeclared):
+                    fits = False
+            return fits
+
+        return struct
+    if isinstance(t, (Array, Map)):
+        item_check = _checker(t.element if isinstance(t, Array) else t.value)
+        container, step = (list, ARRAY_STEP) if isinstance(t, Array) else (dict, "")
+
+        def items(value, path, undeclared):
+            if value is None:
+                return True
+            if type(value) is not container:
+                return False
+            fits = True  # every item walked, not stopping at a misfit: each may hold undeclared keys
+            for item in value if container is list else value.values():
+                fits = item_check(item, path + step, undeclared) and fits
+            return fits
+
+        return items
+    if isinstance(t, EmptyObject):
+
+        def open_object(value, path, undeclared):
+            if value is None:
+                return True
+            if type(value) is not dict:
+                return False
+            undeclared.update(f"{path}.{key}" if path else key for key in value)
+            return True
+
+        return open_object
+    return lambda value, path, undeclared: value is None  # Null: only null fits
+
+
+def _is_integer(value) -> bool:
+    return type(value) is int
+
+
+def _is_number(value) -> bool:
+    return type(value) is int or type(value) is float
+
+
+_KIND_CHECKS = {
+    STRING: lambda value: True,  # a string column takes any value, as its JSON text
+    BIGINT: _is_integer,  # one beyond 64 bits conforms: the column is widened (widen_integers)
+    DECIMAL: _is_number,
+    DOUBLE: _is_number,
+    BOOLEAN: lambda value: type(value) is bool,
+    TIMESTAMP: lambda value: type(value) is str,
+}
 
 
 def extend(schema_type: Type, data_type: Type | None, ignored: frozenset[str] = frozenset()) -> Type:
@@ -88,24 +193,6 @@ def extend(schema_type: Type, data_type: Type | None, ignored: frozenset[str] = 
     if isinstance(schema_type, Array) and isinstance(data_type, Array):
         return Array(extend(schema_type.element, data_type.element))
     return schema_type
-
-
-def _undeclared(schema_type: Type, value, path: str, ignored: frozenset[str] = frozenset()) -> Iterator[str]:
-    if isinstance(value, dict):
-        if isinstance(schema_type, Struct):
-            for key, item in value.items():
-                sub = schema_type.get(key)
-                if sub is None:
-                    if key not in ignored:
-                        yield _join(path, key)
-                else:
-                    yield from _undeclared(sub, item, _join(path, key))
-        elif isinstance(schema_type, EmptyObject):
-            for key in value:
-                yield _join(path, key)
-    elif isinstance(value, list) and isinstance(schema_type, Array):
-        for item in value:
-            yield from _undeclared(schema_type.element, item, path + ARRAY_STEP)
 
 
 def _join(path: str, key: str) -> str:

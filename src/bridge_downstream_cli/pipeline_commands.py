@@ -146,9 +146,7 @@ def publish_stage(config: RunConfig, datasets: Sequence[str], run_id: str | None
     spark_factory = once(local_spark_session)  # started only for --engine spark
     tables: dict[str, dict] = {}
     published = {}
-    undeclared_keys: dict[str, dict[str, int]] = {}
-    renamed_columns: dict[str, dict[str, dict[str, str]]] = {}
-    rescued_values: dict[str, dict[str, int]] = {}
+    findings: dict[str, dict[str, dict]] = {name: {} for name in TABLE_FINDINGS}
     for dataset_id in datasets:
         result = publish_dataset_with(
             config.engine,
@@ -163,14 +161,9 @@ def publish_stage(config: RunConfig, datasets: Sequence[str], run_id: str | None
             retention=config.retention,
         )
         published[dataset_id] = result.manifest.version
-        undeclared = (result.manifest.plan or {}).get("undeclared_keys")
-        if undeclared:  # keys its schema does not declare: rows holding each
-            undeclared_keys[dataset_id] = undeclared
-        renamed = (result.manifest.plan or {}).get("renamed_columns")
-        if renamed:  # columns whose name another column has, case aside: table -> column -> the key it holds
-            renamed_columns[dataset_id] = renamed
-        if result.manifest.rescued_values:  # values that did not fit their columns: path -> rows
-            rescued_values[dataset_id] = result.manifest.rescued_values
+        for name, found in table_findings(result.manifest).items():
+            if found:
+                findings[name][dataset_id] = found
         for name, table in result.manifest.tables.items():
             tables[name] = {
                 "dataset": dataset_id,
@@ -183,10 +176,24 @@ def publish_stage(config: RunConfig, datasets: Sequence[str], run_id: str | None
         "run_id": run_id,
         "published": published,
         "tables": tables,
-        "undeclared_keys": undeclared_keys,
-        "renamed_columns": renamed_columns,
-        "rescued_values": rescued_values,
+        **findings,
         "catalog": str(catalog.path),
+    }
+
+
+# What a publish says of its tables, per dataset, in the summary and the run report.
+TABLE_FINDINGS = ("undeclared_keys", "renamed_columns", "rescued_values")
+
+
+def table_findings(manifest) -> dict[str, dict]:
+    """Keys the schema does not declare (path -> rows holding it); columns
+    renamed because another has their name, case aside (table -> column ->
+    the key it holds); values that did not fit their columns (path -> rows)."""
+    plan = manifest.plan or {}
+    return {
+        "undeclared_keys": plan.get("undeclared_keys") or {},
+        "renamed_columns": plan.get("renamed_columns") or {},
+        "rescued_values": manifest.rescued_values,
     }
 
 
@@ -231,9 +238,8 @@ def command_run(args) -> int:
     summary = publish_stage(config, sorted(report["datasets"]))
     report["tables"] = summary["tables"]
     report["published"] = summary["published"]
-    report["undeclared_keys"] = summary["undeclared_keys"]
-    report["renamed_columns"] = summary["renamed_columns"]
-    report["rescued_values"] = summary["rescued_values"]
+    for name in TABLE_FINDINGS:
+        report[name] = summary[name]
     config.output.write_bytes("run-report.json", json.dumps(report, indent=2).encode())
     print_publish_summary(summary)
     return 0

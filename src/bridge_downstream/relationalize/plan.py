@@ -330,9 +330,7 @@ def build_plan(
             column.type, column.from_text = text_columns[tuple(path)], True
         root_columns.append(column)
     for n, kind in extra_columns.items():
-        root_columns.append(
-            ColumnPlan(name=extra_output[n], type=kind, role=ROLE_VALUE, path=[n], from_text=kind == TIMESTAMP)
-        )
+        root_columns.append(_leaf_column(extra_output[n], [n], Scalar(kind)))
     root_columns.append(ColumnPlan(name=RESCUED_COLUMN, type="string", role=ROLE_RESCUED))
     root_output = {c.path[0]: c.name for c in root_columns if c.role == ROLE_VALUE and len(c.path) == 1}
     carried_out = [(root_output[n], scalar_top[n].kind, n) for n in carried]

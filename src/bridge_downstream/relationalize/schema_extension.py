@@ -127,8 +127,8 @@ def _checker(t: Type, ignored: frozenset[str] = frozenset()) -> Checker:
                 check = fields.get(key)
                 if check is None:
                     if key not in ignored:
-                        undeclared.add(f"{path}.{key}" if path else key)
-                elif item is not None and not check(item, f"{path}.{key}" if path else key, undeclared):
+                        undeclared.add(_join(path, key))
+                elif item is not None and not check(item, _join(path, key), undeclared):
                     fits = False
             return fits
 
@@ -155,7 +155,7 @@ def _checker(t: Type, ignored: frozenset[str] = frozenset()) -> Checker:
                 return True
             if type(value) is not dict:
                 return False
-            undeclared.update(f"{path}.{key}" if path else key for key in value)
+            undeclared.update(_join(path, key) for key in value)
             return True
 
         return open_object

@@ -11,7 +11,7 @@ PIPENV := python3 -m pipenv
 DEMO_OUTPUT ?= demo-output
 PYTHON_SOURCES := src tests bench samples
 
-.PHONY: demo test install deploy-tools lint clean
+.PHONY: demo test install deploy-tools lint clean registry
 
 install:
 	@python3 -m pipenv --version >/dev/null 2>&1 || python3 -m pip install --quiet "pipenv==$(PIPENV_VERSION)"
@@ -31,6 +31,14 @@ demo: install
 		--out $(DEMO_OUTPUT)/registry
 	$(PIPENV) run bridge-downstream run samples/archives --registry $(DEMO_OUTPUT)/registry --output $(DEMO_OUTPUT)/mtb
 	$(PIPENV) run bridge-downstream run samples/exports --profile recover --registry $(DEMO_OUTPUT)/registry --output $(DEMO_OUTPUT)/recover
+
+# The real MTB registry (the deployed one) from registry-sources/mtb.yaml:
+#   make registry REGISTRY_ROOT=../shared/data   (a folder holding the file's roots)
+# No default root: the samples are `make demo`'s, never this registry's.
+REGISTRY_SOURCES ?= registry-sources/mtb.yaml
+registry: install
+	@test -n "$(REGISTRY_ROOT)" || { echo "make registry: set REGISTRY_ROOT to the folder holding the roots of $(REGISTRY_SOURCES)" >&2; exit 2; }
+	$(PIPENV) run bridge-downstream registry build --sources $(REGISTRY_SOURCES) --root $(REGISTRY_ROOT) --out build/registry
 
 test: deploy-tools lint
 	$(PIPENV) run pytest

@@ -200,6 +200,8 @@ def launch(endpoint: str, group: str, namespace: str, work_dir: Path, registry: 
     argv = ["--upload", "--ref", namespace, "--stack-group", group]
     if registry is not None:
         argv += ["--registry", str(registry)]
+        if group == "prod":
+            argv.append("--force")  # the samples' registry, on purpose: prod takes one built from a sources file
     artifacts_script.main(argv, session=session)
     sceptre(["launch", "-y", group], cwd=work_dir, namespace=namespace, endpoint=endpoint, extra_vars=shared)
     cfn = session.client("cloudformation")

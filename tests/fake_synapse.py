@@ -16,6 +16,9 @@ with the server-side rules that matter to them:
   the caller (checked through ``s3_read``); creating the same one twice gives
   back the first (as Synapse does);
 * an STS-enabled location can only be set on an empty folder;
+* STS tokens (``GET /entity/{id}/sts``) for folders under an STS-enabled
+  location, each with new credentials; they expire ``sts_lifetime`` after
+  issue (default: far in the future) and are recorded in ``sts_issued``;
 * injected faults (:meth:`FakeSynapse.fail`): a status for the next N
   matching calls, e.g. 429 with ``Retry-After`` or 503.
 
@@ -31,7 +34,7 @@ import re
 import threading
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
@@ -81,6 +84,8 @@ class FakeSynapse:
         self.page_size = page_size
         self.s3_head = s3_head  # (bucket, key) -> size or None
         self.s3_read = s3_read  # (bucket, key) -> bytes or None
+        self.sts_lifetime: timedelta | None = None
+        self.sts_issued: list[dict] = []
         self.server: ThreadingHTTPServer | None = None
         self.thread: threading.Thread | None = None
 
@@ -567,11 +572,17 @@ class FakeSynapse:
         location = self.storage_locations.get(int(setting["locations"][0])) if setting else None
         if not location or not location.get("stsEnabled"):
             raise HttpError(400, f"Entity {entity_id} does not have STS enabled")
-        return {
+        number = len(self.sts_issued) + 1
+        expires = (
+            datetime(2099, 1, 1, tzinfo=UTC) if self.sts_lifetime is None else datetime.now(UTC) + self.sts_lifetime
+        )
+        token = {
             "bucket": location["bucket"],
             "baseKey": location.get("baseKey"),
-            "accessKeyId": "FAKEACCESSKEY",
-            "secretAccessKey": "fake-secret",
-            "sessionToken": "fake-session",
-            "expiration": "2099-01-01T00:00:00.000Z",
+            "accessKeyId": f"FAKEACCESSKEY{number}",
+            "secretAccessKey": f"fake-secret-{number}",
+            "sessionToken": f"fake-session-{number}",
+            "expiration": expires.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
         }
+        self.sts_issued.append({"entity_id": entity_id, "permission": permission, **token})
+        return token

@@ -5,8 +5,9 @@ Re-publishing updates a table in place (location, columns) and replaces its
 partitions, so the catalog always describes the current version. A
 partition's values are the published values (``a/b``); its location is the
 folder that holds them (``assessmentid=a%2Fb/``, :mod:`layout`). The date
-partitions are ``int`` keys (``layout.partition_type``) whose values keep the
-folders' zero padding (``03``): Athena reads them as the integer 3.
+partitions are ``int`` keys (``layout.partition_type``) registered with the
+integer's own digits (``3``), their location the zero-padded folder
+(``month=03/``): no reader of the catalog has to parse ``03`` as an integer.
 
 Column names are the published names lower-cased (Glue's rule; the plan
 keeps them unique case-insensitively), and a column's comment is its JSON
@@ -121,7 +122,7 @@ class GlueCatalog:
             path = layout.partition_path(dict(zip(table.partition_keys, partition_values)))
             inputs.append(
                 {
-                    "Values": list(partition_values),
+                    "Values": [_catalog_value(k, v) for k, v in zip(table.partition_keys, partition_values)],
                     "StorageDescriptor": self._storage_descriptor(location + path + "/", table.columns),
                 }
             )
@@ -131,3 +132,10 @@ class GlueCatalog:
             )
             if response.get("Errors"):
                 raise RuntimeError(f"Glue refused partitions of {name}: {response['Errors'][:3]}")
+
+
+def _catalog_value(key: str, value: str) -> str:
+    """A partition value as the catalog holds it: an ``int`` key's without the folder's zero padding."""
+    if layout.partition_type(key) == "int" and value.isdigit():
+        return str(int(value))
+    return value

@@ -32,6 +32,12 @@ from bridge_downstream.ingest.context import IngestContext, default_prefetch
 from bridge_downstream.ingest.listing import ArchiveInput
 from bridge_downstream.ingest.outcomes import IngestLedger, TaskResult, finish_run, load_ledger
 from bridge_downstream.ingest.run import new_run_id, process_batch, without_repeated_archives
+from bridge_downstream_adapters.raw_bucket import (
+    RawFolderStorage,
+    StsTokenCache,
+    process_token_cache,
+    require_synapse_client,
+)
 from bridge_downstream_adapters.s3 import S3Storage
 
 
@@ -44,6 +50,10 @@ class IngestJobConfig:
     # Captured on the driver: executors do not see the driver's later
     # environment changes (the emulated endpoint in tests).
     endpoint_url: str | None = field(default_factory=lambda: os.environ.get("AWS_ENDPOINT_URL"))
+    # The SSM parameter holding the Synapse auth token: with it, messages that
+    # name a raw_folder_id are read from Bridge's bucket through an STS token.
+    synapse_token_parameter: str | None = None
+    synapse_endpoint: str | None = None  # None: production Synapse
 
 
 _EXECUTOR_CACHE: dict[str, SchemaRegistry] = {}
@@ -60,20 +70,34 @@ def _context(config: IngestJobConfig, already_ingested: IngestLedger) -> IngestC
     return IngestContext(registry, profile, ArchiveLimits(), config.app_id, already_ingested, default_prefetch(profile))
 
 
-def message_inputs(messages: list[dict], endpoint_url: str | None = None) -> list[ArchiveInput]:
-    storages: dict[str, S3Storage] = {}
+def message_inputs(
+    messages: list[dict], endpoint_url: str | None = None, raw_tokens: StsTokenCache | None = None
+) -> list[ArchiveInput]:
+    """The archives the messages name. With ``raw_tokens``, a message that
+    names a ``raw_folder_id`` is read through that folder's STS token (where
+    Bridge writes uploads); every other one with the job's own credentials."""
+    storages: dict[tuple[str, str | None], S3Storage] = {}
     inputs = []
     for message in messages:
         bucket = message["source_bucket"]
-        if bucket not in storages:
-            storages[bucket] = S3Storage(bucket, endpoint_url=endpoint_url)
-        storage = storages[bucket]
-        inputs.append(
-            ArchiveInput(
-                storage, message["source_key"], source_bucket=bucket, raw_folder_id=message.get("raw_folder_id")
+        folder_id = message.get("raw_folder_id") or None
+        reader = (bucket, folder_id if raw_tokens is not None else None)
+        if reader not in storages:
+            storages[reader] = (
+                S3Storage(bucket, endpoint_url=endpoint_url)
+                if raw_tokens is None or folder_id is None
+                else RawFolderStorage(bucket, folder_id, raw_tokens)
             )
+        inputs.append(
+            ArchiveInput(storages[reader], message["source_key"], source_bucket=bucket, raw_folder_id=folder_id)
         )
     return inputs
+
+
+def raw_token_cache(config: IngestJobConfig) -> StsTokenCache | None:
+    if not config.synapse_token_parameter:
+        return None
+    return process_token_cache(config.synapse_token_parameter, config.synapse_endpoint, config.endpoint_url)
 
 
 def process_slice(
@@ -86,7 +110,8 @@ def process_slice(
 ) -> TaskResult:
     ctx = dataclasses.replace(_context(config, already_ingested), kept_copies=kept_copies or {})
     output = S3Storage.from_uri(config.json_root, endpoint_url=config.endpoint_url)
-    inputs = sorted(message_inputs(messages, config.endpoint_url), key=lambda i: i.source)  # the outcome spool's order
+    named = message_inputs(messages, config.endpoint_url, raw_token_cache(config))
+    inputs = sorted(named, key=lambda i: i.source)  # the outcome spool's order
     # Spark attempts a task again when an executor is lost: each attempt claims
     # its own part files, and the run's commit takes only the attempt whose
     # result the driver collected.
@@ -103,6 +128,8 @@ def split_messages(messages: list[dict], slices: int) -> list[list[dict]]:
 def run_ingest_on_spark(
     spark, messages: list[dict], config: IngestJobConfig, invalid_sink, run_id: str | None = None
 ) -> dict:
+    if config.synapse_token_parameter and any(m.get("raw_folder_id") for m in messages):
+        require_synapse_client()
     started = datetime.now(UTC)
     run_id = run_id or new_run_id()
     output = S3Storage.from_uri(config.json_root, endpoint_url=config.endpoint_url)

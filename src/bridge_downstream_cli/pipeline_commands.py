@@ -23,6 +23,7 @@ from bridge_downstream.common.text import printable
 from bridge_downstream.config import (
     DEFAULT_RETENTION,
     Profile,
+    RegistrySources,
     RunConfig,
     SchemaRegistry,
     build_registry,
@@ -146,6 +147,7 @@ def publish_stage(config: RunConfig, datasets: Sequence[str], run_id: str | None
     spark_factory = once(local_spark_session)  # started only for --engine spark
     tables: dict[str, dict] = {}
     published = {}
+    record_counts: list[dict] = []
     findings: dict[str, dict[str, dict]] = {name: {} for name in TABLE_FINDINGS}
     for dataset_id in datasets:
         result = publish_dataset_with(
@@ -161,6 +163,7 @@ def publish_stage(config: RunConfig, datasets: Sequence[str], run_id: str | None
             retention=config.retention,
         )
         published[dataset_id] = result.manifest.version
+        record_counts.extend(result.manifest.record_counts)
         for name, found in table_findings(result.manifest).items():
             if found:
                 findings[name][dataset_id] = found
@@ -177,6 +180,7 @@ def publish_stage(config: RunConfig, datasets: Sequence[str], run_id: str | None
         "published": published,
         "tables": tables,
         **findings,
+        "record_counts": record_counts,
         "catalog": str(catalog.path),
     }
 
@@ -240,6 +244,7 @@ def command_run(args) -> int:
     report["published"] = summary["published"]
     for name in TABLE_FINDINGS:
         report[name] = summary[name]
+    report["record_counts"] = summary["record_counts"]
     config.output.write_bytes("run-report.json", json.dumps(report, indent=2).encode())
     print_publish_summary(summary)
     return 0
@@ -268,23 +273,48 @@ def command_query(args) -> int:
     return 0
 
 
+# The options that name one source each; a sources file names them all.
+SOURCE_OPTIONS = ("archive_map", "schemas", "schema_mapping", "dataset_mapping", "alias", "pipeline_rules")
+REQUIRED_SOURCE_OPTIONS = ("archive_map", "schemas", "schema_mapping", "dataset_mapping")
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
 def command_registry_build(args) -> int:
-    aliases = {}
-    for item in args.alias or []:
-        url, sep, file_path = item.rpartition("=")
-        if not sep or not url:
-            raise UsageError(f"--alias takes URL=FILE, not {item!r}")
-        aliases[url] = file_path
-    index = build_registry(
-        archive_map=args.archive_map,
-        schema_dirs=args.schemas,
-        schema_mapping=args.schema_mapping,
-        dataset_mapping=args.dataset_mapping,
-        aliases=aliases,
-        pipeline_rules=args.pipeline_rules,
-        out=args.out,
-        version=args.version,
-    )
+    if args.sources:
+        given = [_option(name) for name in SOURCE_OPTIONS if getattr(args, name)]
+        if given:
+            raise UsageError(f"--sources names every source: drop {', '.join(given)}")
+        base_roots = [item for item in args.root or [] if "=" not in item]
+        if len(base_roots) > 1:
+            raise UsageError(f"one --root DIR, not {len(base_roots)} (a root of its own: --root NAME=DIR)")
+        named_roots = dict(item.split("=", 1) for item in args.root or [] if "=" in item)
+        sources = RegistrySources.load(args.sources, root=base_roots[0] if base_roots else None, roots=named_roots)
+        index = sources.build(args.out, version=args.version)
+    else:
+        missing = [_option(name) for name in REQUIRED_SOURCE_OPTIONS if not getattr(args, name)]
+        if missing:
+            raise UsageError(f"give --sources FILE, or each source: missing {', '.join(missing)}")
+        if args.root:
+            raise UsageError("--root locates the paths of a --sources file")
+        aliases = {}
+        for item in args.alias or []:
+            url, sep, file_path = item.rpartition("=")
+            if not sep or not url:
+                raise UsageError(f"--alias takes URL=FILE, not {item!r}")
+            aliases[url] = file_path
+        index = build_registry(
+            archive_map=args.archive_map,
+            schema_dirs=args.schemas,
+            schema_mapping=args.schema_mapping,
+            dataset_mapping=args.dataset_mapping,
+            aliases=aliases,
+            pipeline_rules=args.pipeline_rules,
+            out=args.out,
+            version=args.version,
+        )
     print(
         f"registry {index['version']}: {len(index['schemas'])} schemas, {len(index['aliases'])} aliases -> {args.out}"
     )
@@ -309,13 +339,22 @@ def add_pipeline_commands(commands) -> None:
     registry = commands.add_parser("registry", help="schema registry artifacts").add_subparsers(
         dest="registry_command", required=True
     )
-    build = registry.add_parser("build", help="assemble a registry directory from an archive map, schemas and mappings")
-    build.add_argument("--archive-map", required=True)
-    build.add_argument(
-        "--schemas", action="append", required=True, metavar="DIR", help="a folder of JSON Schemas (repeatable)"
+    build = registry.add_parser(
+        "build",
+        help="assemble a registry directory from a sources file (registry-sources/mtb.yaml), "
+        "or from an archive map, schemas and mappings",
     )
-    build.add_argument("--schema-mapping", required=True, help="JSON: schema $id or URL -> dataset id")
-    build.add_argument("--dataset-mapping", required=True, help="JSON: legacy assessment/revision/file -> dataset id")
+    build.add_argument("--sources", metavar="FILE", help="YAML naming every source and the pipeline rules")
+    build.add_argument(
+        "--root",
+        action="append",
+        metavar="DIR|NAME=DIR",
+        help="with --sources: the folder holding its roots, or where one root is (repeatable)",
+    )
+    build.add_argument("--archive-map")
+    build.add_argument("--schemas", action="append", metavar="DIR", help="a folder of JSON Schemas (repeatable)")
+    build.add_argument("--schema-mapping", help="JSON: schema $id or URL -> dataset id")
+    build.add_argument("--dataset-mapping", help="JSON: legacy assessment/revision/file -> dataset id")
     build.add_argument(
         "--alias", action="append", metavar="URL=FILE", help="a schema published at URL whose $id differs (repeatable)"
     )

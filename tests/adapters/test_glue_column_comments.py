@@ -6,6 +6,7 @@ has no comment."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import boto3
@@ -43,7 +44,7 @@ def glue_columns(real_registry, tmp_path_factory):
     manifest = publish_dataset_arrow(
         dataset_id="sharedSchema_v1",
         registry=real_registry,
-        profile=load_profile("mtb"),
+        profile=dataclasses.replace(load_profile("mtb"), nested=True),
         work=storage,
         published=storage,
         run_id="comments",
@@ -75,6 +76,11 @@ def test_real_descriptions_arrive_as_glue_comments(glue_columns):
     # under "items": a oneOf of objects, the property through a $ref
     assert interactions["responsetime"]["Comment"] == definitions["responseTime"]["description"]
     assert "Comment" not in root["recordid"]  # added by the pipeline: no schema describes it
+    nested = by_name(columns["dataset_sharedschema_v1_nested"])
+    assert nested["taskname"]["Comment"] == root["taskname"]["Comment"]
+    # an array column: its property's description, as the root table's link column has it
+    assert nested["userinteractions"]["Comment"] == root["userinteractions"]["Comment"]
+    assert nested["userinteractions"]["Type"].startswith("array<struct<")
 
 
 @pytest.mark.shared_data

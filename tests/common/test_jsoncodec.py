@@ -1,4 +1,6 @@
-"""The ingest stage's JSON codec: rows are the lines of the merged dicts, byte for byte."""
+"""The ingest stage's JSON codec: rows are the lines of the merged dicts, byte
+for byte, an element's key that a shared field also names (or that starts
+with the escape) escaped."""
 
 from __future__ import annotations
 
@@ -11,14 +13,17 @@ from bridge_downstream.common import jsoncodec
 
 
 def _reference(element, shared: dict, index: int) -> bytes:
-    return orjson.dumps(
-        {**(element if isinstance(element, dict) else {"value": element}), **shared, "sourceindex": index},
-        option=orjson.OPT_APPEND_NEWLINE,
+    added = {*shared, "sourceindex"}
+    own = (
+        {("\x00" + key if key in added or key.startswith("\x00") else key): value for key, value in element.items()}
+        if isinstance(element, dict)
+        else {"value": element}
     )
+    return orjson.dumps({**own, **shared, "sourceindex": index}, option=orjson.OPT_APPEND_NEWLINE)
 
 
 def _element(rng: random.Random):
-    names = ["x", "y", "stepPath", "recordid", "sourceindex", "sourcefile", "é", 'quote"d', "value"]
+    names = ["x", "y", "stepPath", "recordid", "sourceindex", "sourcefile", "é", 'quote"d', "value", "\x00x"]
     kind = rng.random()
     if kind < 0.1:
         return rng.choice([3, "text", None, [1, {"a": 2}], 2.5, True, {}])
@@ -47,12 +52,12 @@ def test_rows_are_the_merged_dicts_lines(shared):
     assert [rows.line(element, index) for index, element in enumerate(elements, 7)] == expected
     assert rows.block(elements, 7) == b"".join(expected)
     assert rows.block([]) == b""
-    # A name in common keeps the element's place and takes the shared value.
+    # A name in common keeps the element's value under its escaped key, and the row the shared value.
     if "recordid" in shared:
         assert orjson.loads(rows.line({"recordid": "mine", "x": 1}, 0)) == {
-            "recordid": "r-1",
+            "\x00recordid": "mine",
             "x": 1,
             **shared,
             "sourceindex": 0,
         }
-        assert list(orjson.loads(rows.line({"recordid": "mine", "x": 1}, 0)))[:2] == ["recordid", "x"]
+        assert list(orjson.loads(rows.line({"recordid": "mine", "x": 1}, 0)))[:2] == ["\x00recordid", "x"]

@@ -20,10 +20,10 @@ MTB = load_profile("mtb")
             ("ParticipantIdentifier", "LogId"),
             ("ParticipantIdentifier", "LogId", "cohort"),
         ),
-        # a sub type and a deleted-rows dataset take their data type's key
+        # one dataset of every subtype, and a deleted-rows dataset, take their data type's key
         (
-            "HealthKitV2Samples_Steps",
-            ("HealthKitSampleKey",),
+            "HealthKitV2Samples",
+            ("ParticipantIdentifier", "HealthKitSampleKey"),
             ("ParticipantIdentifier", "HealthKitSampleKey", "cohort"),
         ),
         (
@@ -36,8 +36,13 @@ MTB = load_profile("mtb")
             ("ParticipantIdentifier", "Type", "DateTime"),
             ("ParticipantIdentifier", "Type", "DateTime", "cohort"),
         ),
+        (
+            "FitbitProfiles",
+            ("ParticipantIdentifier", "ModifiedDate"),
+            ("ParticipantIdentifier", "ModifiedDate", "cohort"),
+        ),
         # no key: rows are not deduplicated, their ids say where they were read
-        ("FitbitProfiles", ("cohort", "sourcefile", "sourceindex"), ("ParticipantIdentifier", "cohort")),
+        ("Unlisted", ("cohort", "sourcefile", "sourceindex"), ("ParticipantIdentifier", "cohort")),
     ],
 )
 def test_recover_ids_come_from_the_data_types_key(dataset_id, identity, carried):
@@ -57,7 +62,7 @@ def test_recover_child_tables_carry_the_original_pipelines_index_fields():
     fields: our child tables carry each of them, and the partition."""
     original = json.loads(shared_path("recover-config", "index_field_map.json").read_text())
     keyed = RECOVER.dedup.keys_by_data_type
-    assert len(keyed) == 16
+    assert len(keyed) == len(original) == 34
     for data_type in keyed:
         carried = RECOVER.carry_columns(data_type)
         assert set(original[data_type.lower()]) <= set(carried), data_type

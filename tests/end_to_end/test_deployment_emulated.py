@@ -146,7 +146,8 @@ def test_every_stack_launched_and_completed(deployment):
     job = glue.get_job(JobName=f"{NAMESPACE}-{PIPELINE}-s3-to-json")["Job"]
     artifacts = f"s3://{buckets['ArtifactBucketName']}/BridgeDownstream/{NAMESPACE}"
     assert job["Command"]["ScriptLocation"] == f"{artifacts}/glue/jobs/s3_to_json.py"
-    wheel = job["DefaultArguments"]["--additional-python-modules"]
+    wheel, synapse_client = job["DefaultArguments"]["--additional-python-modules"].split(",")
+    assert synapse_client.startswith("synapseclient")  # reads Bridge's raw folders through STS
     assert wheel.startswith(f"{artifacts}/glue/python/bridge_downstream-")
     head = s3.head_object(Bucket=buckets["ArtifactBucketName"], Key=wheel.split("/", 3)[3])  # uploaded before launch
     assert head["ContentLength"] > 0
@@ -313,7 +314,9 @@ def test_workflow_runner_runs_the_lambda_started_run(deployment, handler, kind, 
     assert result.succeeded, result.summary()
     ingest, *publish = [r.job_name for r in result.job_runs]
     assert ingest == f"{NAMESPACE}-{PIPELINE}-s3-to-json"
-    assert sorted(publish) == sorted(f"{NAMESPACE}-{PIPELINE}-json-to-parquet-{g}" for g in ("arrays", "standard"))
+    assert sorted(publish) == sorted(
+        f"{NAMESPACE}-{PIPELINE}-json-to-parquet-{g}" for g in ("arrays", "others", "standard")
+    )
     assert pending_runs(glue, workflow_name) == []
 
     # datasets, Parquet and CSV, catalog tables
@@ -346,7 +349,8 @@ def test_json_to_parquet_workflow_runs_on_demand(deployment):
     seen = []
     result = run_workflow(workflow, lambda invocation: seen.append(invocation.job.script_name), glue_client=glue)
     assert result.succeeded
-    assert seen == ["json_to_parquet", "json_to_parquet", "synapse_export"]  # export after both publish jobs
+    # the export after every publish job: the pipeline's two dataset groups and the catch-all "others"
+    assert seen == ["json_to_parquet", "json_to_parquet", "json_to_parquet", "synapse_export"]
 
 
 # ------------------------------------------------------------------ poison message
@@ -365,7 +369,7 @@ def test_poison_message_ends_in_dead_letter_queue_without_blocking(deployment, h
     bridge = {
         "appId": "recover",
         "recordId": "r1",
-        "record": {"s3Bucket": "raw", "s3Key": "recover/r1.zip"},
+        "record": {"s3Bucket": "raw", "s3Key": "recover/r1.zip", "rawFolderId": "syn9"},
         "studyRecords": {"pilot": {"s3Bucket": "raw", "s3Key": "recover/pilot/r1.zip", "rawFolderId": "syn9"}},
     }
     sns.publish(TopicArn=topic, Message=json.dumps(bridge))

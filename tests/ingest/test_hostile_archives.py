@@ -311,9 +311,10 @@ def test_export_row_whose_inserted_date_is_not_text_invalidates_the_export(regis
     assert [r["LogId"] for r in read_dataset(out, "FitbitSleepLogs")] == ["0"]
 
 
-def test_export_whose_manifest_end_date_is_not_an_instant_is_invalid(registry, tmp_path):
+def test_export_whose_file_name_date_is_no_calendar_date_is_invalid(registry, tmp_path):
+    # the export dates come from each file's name, as recover took them; the manifest's are not read
     bad = export_zip(
-        {"FitbitDevices_20240102.json": '{"ParticipantIdentifier": "p2"}\n'},
+        {"FitbitDevices_20241302.json": '{"ParticipantIdentifier": "p2"}\n'},
         manifest="ExportStartDate,ExportEndDate\n2024-01-01T00:00:00+00:00,soon\n",
     )
     good = export_zip({"FitbitDevices_20240101.json": '{"ParticipantIdentifier": "p1"}\n'})
@@ -323,7 +324,10 @@ def test_export_whose_manifest_end_date_is_not_an_instant_is_invalid(registry, t
         {"bad.zip": (bad, {"cohort": "adults_v1"}), "good.zip": (good, {"cohort": "adults_v1"})},
         profile="recover",
     )
-    assert outcome(records, "bad.zip") == ("invalid", "export exportenddate 'soon' is not an ISO 8601 timestamp")
+    assert outcome(records, "bad.zip") == (
+        "invalid",
+        "FitbitDevices_20241302.json: a date of its name is no calendar date",
+    )
     assert [r["ParticipantIdentifier"] for r in read_dataset(out, "FitbitDevices")] == ["p1"]
 
 

@@ -84,10 +84,10 @@ def test_real_recover_export_keeps_every_line(real_registry, tmp_path):
     reasons = [f["reason"] for f in report["files_skipped"]]
     assert reasons.count("empty data file") == len(empty) and reasons.count("export manifest, not a data file") == 1
     row = read_dataset(tmp_path / "out", "FitbitRestingHeartRates")[0]
-    assert (row["cohort"], row["exportstartdate"], row["exportenddate"]) == (
+    assert (row["cohort"], row["export_start_date"], row["export_end_date"]) == (
         "adults_v1",
-        "2023-01-12T00:00:00+00:00",
-        "2023-01-14T00:00:00+00:00",
+        "2023-01-12T00:00:00",
+        "2023-01-14T00:00:00",
     )
 
 

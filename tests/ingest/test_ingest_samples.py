@@ -73,7 +73,7 @@ def test_invalid_record_goes_whole_to_the_sink_with_its_errors(sample_run):
     assert entry["source_key"] == "rec-0005-invalid-response-time.zip"
     assert entry["validation_result"] == {
         "assessmentId": "number-match",
-        "assessmentRevision": "1",
+        "assessmentRevision": 1,  # an integer, as the original sent it
         "appId": "sample-app",
         "recordId": "rec-0005",
         "errors": {"taskData.json": ["'fast' is not of type 'number' (at /steps/0/responseTime)"]},
@@ -135,8 +135,8 @@ def test_recover_sample_export(registry, tmp_path):
     assert {d: e["rows"] for d, e in report["datasets"].items()} == {
         "FitbitIntradayCombined": 60,
         "FitbitSleepLogs": 4,
-        "HealthKitV2Samples_Steps": 5,
-        "HealthKitV2Samples_Steps_Deleted": 1,
+        "HealthKitV2Samples": 5,
+        "HealthKitV2Samples_Deleted": 1,
     }
     skipped = {f["file"]: f["reason"] for f in report["files_skipped"]}
     assert skipped == {
@@ -144,11 +144,12 @@ def test_recover_sample_export(registry, tmp_path):
         "Manifest.csv": "export manifest, not a data file",
     }
     row = read_dataset(tmp_path, "FitbitSleepLogs")[0]
-    assert (row["cohort"], row["exportstartdate"], row["exportenddate"]) == (
+    assert (row["cohort"], row["export_start_date"], row["export_end_date"]) == (
         "adults_v1",
-        "2024-01-01T00:00:00+00:00",
-        "2024-01-05T00:00:00+00:00",
+        "2024-01-01T00:00:00",
+        "2024-01-05T00:00:00",
     )
+    assert {r["Type"] for r in read_dataset(tmp_path, "HealthKitV2Samples")} == {"Steps"}
     assert (tmp_path / "json" / "dataset=FitbitSleepLogs" / "cohort=adults_v1").is_dir()
 
 

@@ -100,16 +100,46 @@ def test_s3_event_starts_one_run_with_decoded_key(glue):
     ]
 
 
-def test_bridge_notification_one_run_per_study(glue):
+def test_bridge_notification_sends_its_record_to_each_study(glue):
     glue.create_workflow(Name="ns-mtb-other-s3-to-json")
     wf = dict(WORKFLOWS, **{"mobile-toolbox/other": "ns-mtb-other-s3-to-json"})
     body = sns(bridge_notification(studies=("example", "other", "unconfigured")))
     result = app.lambda_handler(sqs_event(body), None, glue_client=glue, settings=app.Settings(workflows=wf))
     assert result["batchItemFailures"] == []
-    assert runs(glue, "ns-mtb-example-s3-to-json") == [
-        [{"source_bucket": "raw", "source_key": "mobile-toolbox/example/rec.zip", "raw_folder_id": "syn-example"}]
+    # Where Bridge wrote the upload (the record), not the study's copy, as the original Lambda.
+    record = {"source_bucket": "raw", "source_key": "mobile-toolbox/rec.zip", "raw_folder_id": "syn1"}
+    assert runs(glue, "ns-mtb-example-s3-to-json") == [[record]]
+    assert runs(glue, "ns-mtb-other-s3-to-json") == [[record]]
+
+
+def test_bridge_notifications_group_per_app_and_study_and_repeat_once(glue):
+    first = bridge_notification(studies=("example",), key="mobile-toolbox/one.zip")
+    second = bridge_notification(studies=("example",), key="mobile-toolbox/two.zip")
+    second["record"]["rawFolderId"] = "syn2"
+    recover = bridge_notification(app_id="recover", studies=("pilot",), key="recover/three.zip")
+    result = app.lambda_handler(
+        sqs_event(sns(first), sns(second), sns(recover), sns(first)), None, glue_client=glue, settings=settings()
+    )
+    assert result == {"batchItemFailures": []}
+    assert runs(glue, WORKFLOWS["mobile-toolbox/example"]) == [
+        [
+            {"source_bucket": "raw", "source_key": "mobile-toolbox/one.zip", "raw_folder_id": "syn1"},
+            {"source_bucket": "raw", "source_key": "mobile-toolbox/two.zip", "raw_folder_id": "syn2"},
+        ]
     ]
-    assert runs(glue, "ns-mtb-other-s3-to-json")[0][0]["raw_folder_id"] == "syn-other"
+    assert runs(glue, WORKFLOWS["recover/pilot"]) == [
+        [{"source_bucket": "raw", "source_key": "recover/three.zip", "raw_folder_id": "syn1"}]
+    ]
+
+
+def test_a_bridge_record_without_raw_folder_is_read_from_its_bucket_as_given(glue):
+    message = bridge_notification()
+    del message["record"]["rawFolderId"]
+    result = app.lambda_handler(sqs_event(sns(message)), None, glue_client=glue, settings=settings())
+    assert result == {"batchItemFailures": []}
+    assert runs(glue, WORKFLOWS["mobile-toolbox/example"]) == [
+        [{"source_bucket": "raw", "source_key": "mobile-toolbox/rec.zip", "raw_folder_id": None}]
+    ]
 
 
 def test_test_event_is_skipped_per_record_not_per_batch(glue):
@@ -248,31 +278,29 @@ def test_records_that_name_no_object_are_skipped_and_their_message_still_runs(gl
 def test_a_null_bucket_alone_starts_no_run_and_fails_nothing(glue):
     body = sns({"Records": [{"s3": {"bucket": {"name": None}, "object": {"key": "recover/pilot/a.zip"}}}]})
     bridge = bridge_notification(studies=("example",))
-    bridge["studyRecords"]["example"]["s3Bucket"] = None
+    bridge["record"]["s3Bucket"] = None
     result = app.lambda_handler(sqs_event(body, sns(bridge)), None, glue_client=glue, settings=settings())
     assert result == {"batchItemFailures": []}
     assert runs(glue, WORKFLOWS["recover/pilot"]) == [] and runs(glue, WORKFLOWS["mobile-toolbox/example"]) == []
 
 
-def test_bridge_study_records_without_bucket_or_key_are_skipped_alone(glue, caplog):
-    glue.create_workflow(Name="ns-mtb-other-s3-to-json")
-    glue.create_workflow(Name="ns-mtb-third-s3-to-json")
-    workflows = dict(
-        WORKFLOWS,
-        **{"mobile-toolbox/other": "ns-mtb-other-s3-to-json", "mobile-toolbox/third": "ns-mtb-third-s3-to-json"},
-    )
-    message = bridge_notification(studies=("example", "other", "third"))
-    del message["studyRecords"]["example"]["s3Key"]
-    message["studyRecords"]["other"] = None
+def test_a_bridge_record_without_bucket_or_key_is_skipped_and_the_batch_still_runs(glue, caplog):
+    no_key = bridge_notification(key="mobile-toolbox/a.zip")
+    del no_key["record"]["s3Key"]
+    no_record = bridge_notification(key="mobile-toolbox/b.zip")
+    no_record["record"] = None
+    # A study's own copy names an object, but the record is what is read.
+    no_record["studyRecords"]["example"] = {"s3Bucket": "raw", "s3Key": "mobile-toolbox/example/b.zip"}
+    good = bridge_notification(key="mobile-toolbox/c.zip")
+    good["studyRecords"]["example"] = None  # only the study id matters
     with caplog.at_level("ERROR"):
         result = app.lambda_handler(
-            sqs_event(sns(message)), None, glue_client=glue, settings=app.Settings(workflows=workflows)
+            sqs_event(sns(no_key), sns(no_record), sns(good)), None, glue_client=glue, settings=settings()
         )
     assert result == {"batchItemFailures": []}
-    assert runs(glue, "ns-mtb-third-s3-to-json") == [
-        [{"source_bucket": "raw", "source_key": "mobile-toolbox/third/rec.zip", "raw_folder_id": "syn-third"}]
+    assert runs(glue, WORKFLOWS["mobile-toolbox/example"]) == [
+        [{"source_bucket": "raw", "source_key": "mobile-toolbox/c.zip", "raw_folder_id": "syn1"}]
     ]
-    assert runs(glue, WORKFLOWS["mobile-toolbox/example"]) == [] and runs(glue, "ns-mtb-other-s3-to-json") == []
     assert sum("names no object" in r.getMessage() for r in caplog.records) == 2
 
 

@@ -124,3 +124,22 @@ def test_a_profile_declares_a_columns_type(publish, registry, tmp_path):
     assert rows["r1"]["when"].isoformat() == "2024-03-01T15:00:00+00:00"
     assert (rows["r2"]["when"], json.loads(rows["r2"][RESCUED_COLUMN])) == (None, {"when": "not a time"})
     assert manifest.rescued_values == {"when": 1}
+
+
+def test_a_child_column_keeps_its_type_and_rescues_in_its_own_table(publish, registry, tmp_path):
+    child = f"{ROOT}_items"
+    _answers(tmp_path, registry, "r1", {"items": [{"n": 1}, {"n": 2}]}, 1)
+    first = publish(tmp_path, "first")
+    assert {c["name"]: c["type"] for c in first.tables[child].columns}["n"] == "bigint"
+
+    _answers(tmp_path, registry, "r2", {"items": [{"n": "n/a"}, {"n": 5}]}, 2)
+    second = publish(tmp_path, "second")
+    assert {c["name"]: c["type"] for c in second.tables[child].columns}["n"] == "bigint"
+    assert second.rescued_values == {"items[].n": 1}
+    storage_root = tmp_path / "out"
+    with duckdb.connect(str(storage_root / layout.LOCAL_CATALOG_NAME), read_only=True) as connection:
+        rows = connection.execute(
+            f"SELECT recordid, index, n, {RESCUED_COLUMN} FROM {child} ORDER BY recordid, index"
+        ).fetchall()
+        assert connection.execute(f"SELECT sum(n) FROM {child}").fetchone()[0] == 8
+    assert rows == [("r1", 0, 1, None), ("r1", 1, 2, None), ("r2", 0, None, '{"n":"n/a"}'), ("r2", 1, 5, None)]

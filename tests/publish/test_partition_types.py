@@ -208,11 +208,13 @@ def test_glue_declares_int_date_partitions_and_string_names(tmp_path):
         {"Name": "month", "Type": "int"},
         {"Name": "day", "Type": "int"},
     ]
-    # The values are the folders' text, padding included (Athena reads "02" of an int key as 2).
+    # An int key's value is the integer's digits; the location keeps the folders' padding.
     assert sorted(p["Values"] for p in partitions) == [
-        ["2024", "007", "2022", "02", "05"],
+        ["2024", "007", "2022", "2", "5"],
         ["2025", "007", "2023", "11", "30"],
     ]
+    locations = sorted(p["StorageDescriptor"]["Location"] for p in partitions)
+    assert locations[0].endswith("/cohort=2024/assessmentid=007/year=2022/month=02/day=05/")
 
 
 def test_glue_tables_of_a_real_publish_declare_int_partitions(sample_output):
@@ -225,8 +227,8 @@ def test_glue_tables_of_a_real_publish_declare_int_partitions(sample_output):
         ("day", "int"),
     ]
     assert sorted(p["Values"] for p in partitions) == [
-        ["flanker", "2024", "03", "02"],
-        ["number-match", "2024", "03", "01"],
+        ["flanker", "2024", "3", "2"],
+        ["number-match", "2024", "3", "1"],
     ]
 
 

@@ -210,11 +210,9 @@ def test_retention_prunes_old_versions_but_never_the_current(spark, registry, tm
 
 def test_recover_dedup_and_deleted_rows(spark, registry, tmp_path):
     ingest_folder(SAMPLES / "exports", tmp_path, registry, profile="recover")
-    manifest = publish(spark, registry, tmp_path, "HealthKitV2Samples_Steps", profile="recover").manifest
-    assert manifest.tables["dataset_healthkitv2samples_steps"].rows == 4
-    assert sql(tmp_path, "SELECT count(*) FROM dataset_healthkitv2samples_steps WHERE HealthKitSampleKey = 'hk-3'") == [
-        (0,)
-    ]
+    manifest = publish(spark, registry, tmp_path, "HealthKitV2Samples", profile="recover").manifest
+    assert manifest.tables["dataset_healthkitv2samples"].rows == 4
+    assert sql(tmp_path, "SELECT count(*) FROM dataset_healthkitv2samples WHERE HealthKitSampleKey = 'hk-3'") == [(0,)]
     sleep = publish(spark, registry, tmp_path, "FitbitSleepLogs", profile="recover").manifest
     details = sum(len(r["SleepLogDetails"]) for r in read_dataset(tmp_path, "FitbitSleepLogs"))
     assert sleep.tables["dataset_fitbitsleeplogs_sleeplogdetails"].rows == details

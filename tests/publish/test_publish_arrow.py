@@ -117,7 +117,7 @@ def test_samples_recover_export_with_deletions(spark, registry, tmp_path):
     ingest_folder(SAMPLES / "exports", tmp_path, registry, profile="recover")
     spark_root, arrow_root, manifests = publish_both(spark, registry, tmp_path, "recover")
     assert_same_publish(spark_root, arrow_root, manifests)
-    steps = manifests["HealthKitV2Samples_Steps"][1].tables["dataset_healthkitv2samples_steps"]
+    steps = manifests["HealthKitV2Samples"][1].tables["dataset_healthkitv2samples"]
     assert steps.rows == 4  # hk-3 is listed in the _Deleted data type
 
 

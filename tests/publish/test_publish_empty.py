@@ -90,21 +90,18 @@ def test_blank_lines_of_a_dataset_with_a_schema(publish, tmp_path):
 def test_an_empty_export_whose_carried_column_no_row_holds(publish, tmp_path):
     """recover carries ``ParticipantIdentifier`` and the data type's key
     (``LogId``), document fields: without rows they are string columns of
-    nulls, so the table still has its key columns."""
+    nulls, so the table still has its key columns -- and the columns the
+    profile declares for the data type, with their types."""
     _part(tmp_path, "FitbitSleepLogs", "cohort=adults_v1", b"")
     manifest = publish(tmp_path, "FitbitSleepLogs", "recover")
     _assert_published_empty(tmp_path, manifest, ["dataset_fitbitsleeplogs"])
     columns = {c["name"]: c["type"] for c in manifest.tables["dataset_fitbitsleeplogs"].columns}
     assert columns["ParticipantIdentifier"] == columns["LogId"] == "string"
-    assert list(columns) == [
-        "LogId",
-        "ParticipantIdentifier",
-        "exportstartdate",
-        "exportenddate",
-        "sourcefile",
-        "sourceindex",
-        "_rescued_data",
-    ]
+    assert list(columns)[:2] == ["LogId", "ParticipantIdentifier"]
+    declared = load_profile("recover").declared_column_types("FitbitSleepLogs")
+    assert declared["IsMainSleep"] == "boolean"  # recover's table definition
+    assert {name: columns[name] for name in declared} == declared
+    assert list(columns)[-5:] == ["export_start_date", "export_end_date", "sourcefile", "sourceindex", "_rescued_data"]
 
 
 def test_a_dataset_whose_rows_are_all_deleted(publish, tmp_path):

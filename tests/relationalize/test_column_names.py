@@ -12,7 +12,7 @@ import json
 import pytest
 
 from bridge_downstream.relationalize import column_descriptions, plan_from_rows, plan_from_schema
-from bridge_downstream.relationalize.plan import RelationalizePlan
+from bridge_downstream.relationalize.plan import RESCUED_COLUMN, RelationalizePlan
 
 COLUMNS = {
     "extra_columns": {"recordid": "string"},
@@ -38,7 +38,7 @@ def test_a_case_only_clash_is_renamed_and_listed():
     assert root.column_names[:5] == ["Type", "detail_Kind", "detail_kind_2", "steps", "type_2"]
     assert root.column("Type").path == ["Type"] and root.column("type_2").path == ["type"]
     steps = plan.table("dataset_activity_v1_steps")
-    assert steps.column_names == ["id", "index", "Name", "name_2", "recordid_2", "recordid"]
+    assert steps.column_names == ["id", "index", "Name", "name_2", "recordid_2", "recordid", RESCUED_COLUMN]
     assert plan.renamed_columns == {
         "dataset_activity_v1": {"detail_kind_2": "detail.kind", "type_2": "type"},
         "dataset_activity_v1_steps": {"name_2": "name", "recordid_2": "recordid"},

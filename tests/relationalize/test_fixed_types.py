@@ -1,5 +1,6 @@
-"""The types a plan keeps, and where the rows hold values they do not: root
-columns read as text (misfits rescued), child columns widened (nothing nulled)."""
+"""The types a plan keeps, and where the rows hold values they do not: columns
+read as text, their misfits rescued in their own table's rescued data -- in the
+root table and inside arrays and maps alike."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from bridge_downstream.relationalize import ColumnTypes, plan_from_rows, plan_fr
 from bridge_downstream.relationalize.arrow_executor import relationalize_arrow
 from bridge_downstream.relationalize.fixed_types import fixed_row_type
 from bridge_downstream.relationalize.plan import RESCUED_COLUMN
-from bridge_downstream.relationalize.types import BIGINT_T, DOUBLE_T, STRING_T, Struct
+from bridge_downstream.relationalize.types import BIGINT_T, DOUBLE_T, STRING_T, Array, Struct
 
 KEYS = {"extra_columns": {"recordid": "string"}, "identity_columns": ["recordid"]}
 SCHEMA = {
@@ -51,19 +52,25 @@ def _check_schema_tables(roots: list[dict], steps: list[dict]) -> None:
     by_record = {row["recordid"]: row for row in roots}
     assert (by_record["r1"]["score"], by_record["r2"]["score"]) == (4, None)
     assert json.loads(by_record["r2"][RESCUED_COLUMN]) == {"score": "n/a"}
-    assert sorted(row["duration"] for row in steps) == ["10", "12", "n/a"]
+    assert by_record["r1"][RESCUED_COLUMN] is None
+    by_step = {(row["id"], row["index"]): row for row in steps}
+    assert [by_step[key]["duration"] for key in sorted(by_step)] == [10, None, 12]
+    rescued = [by_step[key][RESCUED_COLUMN] for key in sorted(by_step)]
+    assert rescued[0] is None and rescued[2] is None
+    assert json.loads(rescued[1]) == {"duration": "n/a"}
 
 
-def test_a_schema_typed_root_value_is_rescued_and_an_array_element_widens(tmp_path):
+def test_a_schema_typed_value_is_rescued_in_the_root_table_and_inside_arrays(tmp_path):
     plan, path = _schema_plan(tmp_path)
     assert plan.root.column("score").type == "bigint"
-    assert plan.table("dataset_task_v1_steps").column("duration").type == "string"  # widened: nothing nulled
+    duration = plan.table("dataset_task_v1_steps").column("duration")
+    assert (duration.type, duration.from_text) == ("bigint", True)  # kept: the schema's integer
     tables = relationalize_arrow(plan, [path])
     _check_schema_tables(tables["dataset_task_v1"].to_pylist(), tables["dataset_task_v1_steps"].to_pylist())
 
 
 @pytest.mark.spark
-def test_spark_rescues_and_widens_as_arrow_does(spark, tmp_path):
+def test_spark_rescues_as_arrow_does(spark, tmp_path):
     from bridge_downstream.relationalize import relationalize_spark
 
     plan, path = _schema_plan(tmp_path)
@@ -80,3 +87,20 @@ def test_an_inferred_dataset_keeps_the_type_of_its_first_publish(previous_kind):
     # 1.5 fits a double column as it is; a bigint column reads it as text, and rescues it
     assert (column.type, column.from_text) == (previous_kind, previous_kind == "bigint")
     assert plan.row_type.get("q") == (STRING_T if previous_kind == "bigint" else DOUBLE_T)
+
+
+def test_a_child_column_keeps_its_previous_type_and_a_scalar_array_rescues_by_its_name(tmp_path):
+    previous = Struct(
+        (("recordid", STRING_T), ("sizes", Array(BIGINT_T)), ("steps", Array(Struct((("n", BIGINT_T),)))))
+    )
+    rows = [{"recordid": "r1", "sizes": [1, "big"], "steps": [{"n": 2.5}, {"n": 3}]}]
+    plan = plan_from_rows("Legacy_v1", rows, types=ColumnTypes(previous=previous), **KEYS)
+    sizes, steps = plan.table("dataset_legacy_v1_sizes"), plan.table("dataset_legacy_v1_steps")
+    assert (sizes.column("sizes_val").type, steps.column("n").type) == ("bigint", "bigint")
+    path = tmp_path / "rows.ndjson"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    tables = relationalize_arrow(plan, [path])
+    size_rows = tables["dataset_legacy_v1_sizes"].to_pylist()
+    assert [(r["sizes_val"], r[RESCUED_COLUMN]) for r in size_rows] == [(1, None), (None, '{"sizes_val":"big"}')]
+    step_rows = tables["dataset_legacy_v1_steps"].to_pylist()
+    assert [(r["n"], r[RESCUED_COLUMN]) for r in step_rows] == [(None, '{"n":"2.5"}'), (3, None)]

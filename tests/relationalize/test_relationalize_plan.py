@@ -340,7 +340,7 @@ def test_real_taskdata_schema_plan():
     cols = dict(history.athena_columns())
     # oneOf variants merged: response is integer in some, string in others -> string
     assert cols["response"] == "string" and cols["theta"] == "double" and cols["score"] == "bigint"
-    assert history.column_names[:2] == ["id", "index"] and history.column_names[-5:] == MTB_KEYS
+    assert history.column_names[:2] == ["id", "index"] and history.column_names[-6:] == [*MTB_KEYS, RESCUED_COLUMN]
     # the same plan without the registry (local refs only)
     assert plan_from_schema("sharedSchema_v1", schema, None, **MTB_ARGS).to_json() == plan.to_json()
 
@@ -427,6 +427,7 @@ def test_synthetic_plan_tables_and_clash_rules():
         "year",
         "month",
         "day",
+        RESCUED_COLUMN,
     ]
     assert history.column("id_2").path == ["id"] and history.column("score").type == "double"
     inter = by_name["dataset_synthetic_v1_stephistory_interactions"]

@@ -42,6 +42,20 @@ def parse(data: bytes):
     return json.loads(data)  # exact integers; orjson has vouched for the rest
 
 
+# A document's own key that a row's shared field also names (``year``,
+# ``recordid``, a Bridge metadata field) is written under this prefix, so the
+# row holds both values; publish reads such a key as the document's
+# (:func:`document_key`; docs/publish.md, "Names"). A document key that starts
+# with it is prefixed once more, so the rule reverses exactly.
+DOCUMENT_KEY_ESCAPE = "\x00"
+_ESCAPED_IN_LINE = b'"\\u0000'  # how orjson spells a string that starts with it
+
+
+def document_key(json_key: str) -> str:
+    """The document's key that a row's JSON key holds (the escape removed)."""
+    return json_key[1:] if json_key.startswith(DOCUMENT_KEY_ESCAPE) else json_key
+
+
 # ``line(value)``: the value as one compact JSON line, ending in a newline. A
 # partial, not a function: ingest encodes every row with it, and a Python
 # call's own cost is a third of orjson's for a small row.
@@ -74,8 +88,10 @@ def exact_dumps(value) -> bytes:
 class Rows:
     """JSON lines of rows made of a document's elements: each element's own
     fields, then the ``shared`` fields (the record's), then ``sourceindex``
-    -- the line of ``{**element, **shared, "sourceindex": index}``; an
-    element that is not an object is ``{"value": element}``.
+    -- the line of ``{**element, **shared, "sourceindex": index}``, where an
+    element's key that a shared field also names is escaped
+    (:data:`DOCUMENT_KEY_ESCAPE`), so no value of the element is overwritten;
+    an element that is not an object is ``{"value": element}``.
 
     An element none of whose names is a shared one (almost every element)
     is encoded alone and the shared fields' encoding, made once, is spliced
@@ -102,13 +118,24 @@ class Rows:
 
     def _line(self, element, index: int, dumps) -> bytes:
         if type(element) is dict and element and self._names.isdisjoint(element):
-            return b"%b%b%d}\n" % (dumps(element)[:-1], self._tail, index)
+            encoded = dumps(element)
+            if _ESCAPED_IN_LINE not in encoded:
+                return b"%b%b%d}\n" % (encoded[:-1], self._tail, index)
         merged = {
-            **(element if isinstance(element, dict) else {"value": element}),
+            **(self._escaped(element) if isinstance(element, dict) else {"value": element}),
             **self._shared,
             "sourceindex": index,
         }
         return dumps(merged) + b"\n"
+
+    def _escaped(self, element: dict) -> dict:
+        names = self._names
+        if names.isdisjoint(element) and not any(key.startswith(DOCUMENT_KEY_ESCAPE) for key in element):
+            return element
+        return {
+            (DOCUMENT_KEY_ESCAPE + key if key in names or key.startswith(DOCUMENT_KEY_ESCAPE) else key): value
+            for key, value in element.items()
+        }
 
     def block(self, elements: list, start: int = 0) -> bytes:
         """The lines of ``elements``, indexed from ``start``, as one block."""
@@ -125,7 +152,9 @@ class Rows:
         pieces: list[bytes] = []
         for index, element in enumerate(elements, start):
             if type(element) is dict and element and names.isdisjoint(element):
-                pieces += (dumps(element)[:-1], tail, b"%d}\n" % index)
-            else:
-                pieces.append(merged(element, index, dumps))
+                encoded = dumps(element)
+                if _ESCAPED_IN_LINE not in encoded:
+                    pieces += (encoded[:-1], tail, b"%d}\n" % index)
+                    continue
+            pieces.append(merged(element, index, dumps))
         return b"".join(pieces)

@@ -16,6 +16,7 @@ from bridge_downstream.config.profiles import (
 from bridge_downstream.config.registry import (
     PipelineRules,
     RegistryError,
+    RegistrySources,
     SchemaRegistry,
     build_registry,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "Profile",
     "ProfileError",
     "RegistryError",
+    "RegistrySources",
     "RunConfig",
     "SchemaRegistry",
     "build_registry",

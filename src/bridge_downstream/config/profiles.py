@@ -50,6 +50,29 @@ class DedupRule:
         return self.key
 
 
+TRANSFORM_KINDS = ("json_text", "offset_array")
+MALFORMED_TEXT = ("fail", "empty_list")
+METRIC_TYPES = ("int", "float")
+
+
+@dataclass(frozen=True)
+class FieldTransform:
+    """One rewrite of an export field before its row is written (recover's
+    ``transform_json``; applied by ``ingest/export_transforms.py``).
+
+    ``path``: keys from the row down to the field; a list met on the way
+    applies the rest of the path to each of its objects. ``json_text``: text
+    parsed as JSON, ``malformed`` saying what text that is not JSON becomes;
+    ``offset_array``: an object of offset -> value becomes a list of
+    ``{OffsetInSeconds: int, <metric>: <metric_type>}``."""
+
+    kind: str
+    path: tuple[str, ...]
+    malformed: str = "fail"
+    metric: str = ""
+    metric_type: str = ""
+
+
 def data_type_of(dataset_id: str, deleted_suffix: str | None) -> str:
     if deleted_suffix and dataset_id.endswith(deleted_suffix):
         return dataset_id[: -len(deleted_suffix)]
@@ -62,6 +85,12 @@ class Profile:
     kind: str
     app_id: str | None = None
     cohort: str | None = None
+    # Where an archive's key names its cohort, e.g. ``{app}/{study}/{cohort}/{export}``
+    # (docs/ingest.md, "recover exports"); None: the key names none.
+    cohort_key_pattern: str | None = None
+    # Data types whose files name a subtype after the type, and the column that holds it.
+    subtype_data_types: tuple[str, ...] = ()
+    subtype_column: str | None = None
     required_metadata: tuple[str, ...] = ()
     partition_fields: tuple[str, ...] = ()
     record_metadata_datasets: tuple[str, ...] = ()
@@ -76,6 +105,26 @@ class Profile:
     # Datasets that also get a nested table (docs/publish.md, "Nested tables"); ``nested``: every dataset.
     nested: bool = False
     nested_datasets: tuple[str, ...] = ()
+    # Field rewrites per dataset (export data type), in order (docs/ingest.md, "Recover transforms").
+    transforms: dict[str, tuple[FieldTransform, ...]] = field(default_factory=dict)
+
+    def cohort_of_key(self, key: str) -> str | None:
+        """The cohort an archive's key names through ``cohort_key_pattern``, or None.
+
+        The pattern describes the whole key, one segment per ``/``: a key of
+        another number of segments, or whose segment differs from a literal
+        one of the pattern, names no cohort; a placeholder matches any one
+        segment."""
+        if not self.cohort_key_pattern:
+            return None
+        pattern = self.cohort_key_pattern.split("/")
+        segments = key.split("/")
+        if len(segments) != len(pattern):
+            return None
+        for wanted, segment in zip(pattern, segments, strict=True):
+            if not _PLACEHOLDER.fullmatch(wanted) and wanted != segment:
+                return None
+        return segments[pattern.index(COHORT_PLACEHOLDER)] or None
 
     def publishes_nested(self, dataset_id: str) -> bool:
         """Whether a publish of the dataset adds its nested table."""
@@ -157,6 +206,9 @@ class Profile:
             kind=raw["kind"],
             app_id=raw.get("app_id"),
             cohort=raw.get("cohort"),
+            cohort_key_pattern=_cohort_key_pattern(raw),
+            subtype_data_types=tuple(raw.get("subtype_data_types") or []),
+            subtype_column=raw.get("subtype_column"),
             required_metadata=tuple(raw.get("required_metadata", [])),
             partition_fields=tuple(raw.get("partition_fields", [])),
             record_metadata_datasets=tuple(raw.get("record_metadata_datasets", [])),
@@ -168,7 +220,24 @@ class Profile:
             dedup=dedup,
             nested=_flag(raw, "nested"),
             nested_datasets=tuple(raw.get("nested_datasets") or []),
+            transforms=_transforms(raw),
         )
+
+
+COHORT_PLACEHOLDER = "{cohort}"
+_PLACEHOLDER = re.compile(r"\{[A-Za-z0-9_]+\}")
+
+
+def _cohort_key_pattern(raw: dict) -> str | None:
+    pattern = raw.get("cohort_key_pattern")
+    if pattern is None:
+        return None
+    if not isinstance(pattern, str) or pattern.strip("/").split("/").count(COHORT_PLACEHOLDER) != 1:
+        raise ProfileError(
+            f"profile {raw.get('name')!r}: cohort_key_pattern {pattern!r} must name {COHORT_PLACEHOLDER} "
+            "once, as a whole segment"
+        )
+    return pattern.strip("/")
 
 
 def _flag(raw: dict, name: str) -> bool:
@@ -210,3 +279,57 @@ def _column_types(raw: dict) -> dict[str, dict[str, str]]:
     ):
         raise ProfileError(f"profile {raw.get('name')!r}: column_types must map datasets to {{key: type}}")
     return {str(dataset): dict(types) for dataset, types in value.items()}
+
+
+def _transforms(raw: dict) -> dict[str, tuple[FieldTransform, ...]]:
+    """``transforms: {dataset: [{field: a.b, kind: ..., ...}, ...]}``, checked here
+    so that a profile that loads can be applied to any row."""
+    value = raw.get("transforms") or {}
+    where = f"profile {raw.get('name')!r}: transforms"
+    if not isinstance(value, dict):
+        raise ProfileError(f"{where} must map datasets to lists of field transforms")
+    transforms = {}
+    for dataset, items in value.items():
+        if not isinstance(items, list) or not items:
+            raise ProfileError(f"{where}.{dataset} must be a non-empty list of field transforms")
+        parsed = []
+        for item in items:
+            if not isinstance(item, dict):
+                raise ProfileError(f"{where}.{dataset}: {item!r} is not a mapping")
+            problem = _transform_problem(item)
+            if problem:
+                raise ProfileError(f"{where}.{dataset}: {item!r}: {problem}")
+            parsed.append(
+                FieldTransform(
+                    kind=item["kind"],
+                    path=tuple(item["field"].split(".")),
+                    malformed=item.get("malformed", "fail"),
+                    metric=item.get("metric", ""),
+                    metric_type=item.get("type", ""),
+                )
+            )
+        transforms[str(dataset)] = tuple(parsed)
+    return transforms
+
+
+def _transform_problem(item: dict) -> str | None:
+    unknown = set(item) - {"field", "kind", "malformed", "metric", "type"}
+    if unknown:
+        return f"unknown keys {sorted(unknown)}"
+    field_path = item.get("field")
+    if not isinstance(field_path, str) or not all(field_path.split(".")):
+        return "field is a dotted path of keys"
+    kind = item.get("kind")
+    if kind not in TRANSFORM_KINDS:
+        return f"kind is one of {TRANSFORM_KINDS}"
+    if kind == "json_text" and item.get("malformed", "fail") not in MALFORMED_TEXT:
+        return f"malformed is one of {MALFORMED_TEXT}"
+    if kind == "offset_array" and not (isinstance(item.get("metric"), str) and item["metric"]):
+        return "an offset_array names its metric"
+    if kind == "offset_array" and item.get("type") not in METRIC_TYPES:
+        return f"an offset_array's type is one of {METRIC_TYPES}"
+    if kind != "offset_array" and ("metric" in item or "type" in item):
+        return "metric and type belong to an offset_array"
+    if kind != "json_text" and "malformed" in item:
+        return "malformed belongs to a json_text"
+    return None

@@ -9,6 +9,10 @@ Layout of a registry directory (or S3 prefix)::
     pipeline.json           client deviations accepted and file-name aliases
     schemas/<n>.json        every JSON Schema, as given
 
+A registry is built from a *sources file* (:class:`RegistrySources`, the
+project's ``registry-sources/mtb.yaml``) or from each source given alone
+(:func:`build_registry`).
+
 ``$ref`` resolution happens inside the registry only: a reference to a
 schema the registry does not hold is a validation error, not a download.
 """
@@ -25,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import yaml
 from jsonschema import validators
 from referencing import Registry, Resource
 from referencing.exceptions import NoSuchResource
@@ -57,13 +62,51 @@ class PipelineRules:
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> PipelineRules:
-        return cls(
-            accepted_deviations=tuple(raw.get("accepted_deviations", [])),
-            file_aliases=dict(raw.get("file_aliases", {})),
-        )
+        """Rules from their JSON (or YAML) form; a rule that could not be read
+        as meant is refused: a misspelt condition would otherwise accept an
+        error for every client."""
+        if not isinstance(raw, Mapping):
+            raise RegistryError(f"pipeline rules must be an object, not {type(raw).__name__}")
+        _refuse_unknown_keys("pipeline rules", raw, {"accepted_deviations", "file_aliases"})
+        aliases = raw.get("file_aliases") or {}
+        if not isinstance(aliases, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in aliases.items()
+        ):
+            raise RegistryError("file_aliases must map file names to file names")
+        deviations = raw.get("accepted_deviations") or []
+        if not isinstance(deviations, list):
+            raise RegistryError("accepted_deviations must be a list")
+        for number, rule in enumerate(deviations):
+            _check_deviation(f"accepted_deviations[{number}]", rule)
+        return cls(accepted_deviations=tuple(deviations), file_aliases=dict(aliases))
 
     def to_json(self) -> dict:
         return {"accepted_deviations": list(self.accepted_deviations), "file_aliases": dict(self.file_aliases)}
+
+
+# What an accepted deviation's ``when`` may name (ingest.validation matches them).
+DEVIATION_CONDITIONS = frozenset({"appId", "assessmentId", "clientInfoContains"})
+
+
+def _refuse_unknown_keys(what: str, raw: Mapping[str, Any], known: set[str] | frozenset[str]) -> None:
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise RegistryError(f"{what}: unknown {', '.join(map(repr, unknown))} (known: {', '.join(sorted(known))})")
+
+
+def _check_deviation(where: str, rule: object) -> None:
+    if not isinstance(rule, Mapping):
+        raise RegistryError(f"{where} must be an object")
+    _refuse_unknown_keys(where, rule, {"when", "file", "messages"})
+    when = rule.get("when", {})
+    if not isinstance(when, Mapping) or not all(isinstance(v, str) for v in when.values()):
+        raise RegistryError(f"{where}.when must map conditions to text")
+    _refuse_unknown_keys(f"{where}.when", when, DEVIATION_CONDITIONS)
+    if not isinstance(rule.get("file"), str):
+        raise RegistryError(f"{where}.file must name a file (or '*')")
+    messages = rule.get("messages")
+    if not isinstance(messages, list) or not messages or not all(isinstance(m, str) for m in messages):
+        raise RegistryError(f"{where}.messages must be a non-empty list of error messages")
 
 
 def _no_retrieval(uri: str):
@@ -237,14 +280,21 @@ def build_registry(
     dataset_mapping: str | os.PathLike,
     aliases: Mapping[str, str | os.PathLike] | None = None,
     pipeline_rules: str | os.PathLike | None = None,
+    rules: PipelineRules | None = None,
     out: str | os.PathLike,
     version: str | None = None,
+    sources_file: str | None = None,
 ) -> dict:
     """Assemble a registry directory; returns its index.
 
     ``aliases`` maps a published URL to a schema file whose ``$id`` differs
     from that URL (``sharedSchema`` is published under a GitHub URL).
+    The pipeline rules come from a JSON file (``pipeline_rules``) or as
+    ``rules``, not both. ``sources_file``: the sources file named them
+    (recorded in the index as ``sources``; deployments to prod require one).
     """
+    if pipeline_rules is not None and rules is not None:
+        raise RegistryError("pipeline rules come from a file or are given, not both")
     out_dir = Path(out)
     claims: dict[str, list[Path]] = {}
     for path in _schema_files(schema_dirs):
@@ -268,7 +318,8 @@ def build_registry(
     archive = _load_json(Path(archive_map))
     mapping = _load_json(Path(schema_mapping))
     legacy = _load_json(Path(dataset_mapping))
-    rules = PipelineRules.from_json(_load_json(Path(pipeline_rules)) if pipeline_rules else {})
+    if rules is None:
+        rules = PipelineRules.from_json(_load_json(Path(pipeline_rules)) if pipeline_rules else {})
 
     missing = [url for url in _archive_map_schema_urls(archive) if url not in chosen and url not in alias_ids]
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -303,6 +354,7 @@ def build_registry(
         "schemas": schema_files,
         "aliases": alias_ids,
         "unresolved_archive_map_urls": missing,
+        "sources": sources_file,
     }
     (out_dir / INDEX_NAME).write_text(json.dumps(index, indent=2, sort_keys=True))
     return index
@@ -324,3 +376,107 @@ def _archive_map_schema_urls(archive: Mapping[str, Any]) -> list[str]:
             files(default.get("files"))
         files(app.get("anyOf"))
     return sorted(set(urls))
+
+
+# -- a registry's sources, named in a file -------------------------------------
+
+SOURCES_FORMAT = 1
+_SOURCES_KEYS = frozenset(
+    {"format", "roots", "archive_map", "schemas", "schema_mapping", "dataset_mapping", "aliases", "rules"}
+)
+
+
+@dataclass(frozen=True)
+class RegistrySources:
+    """What a registry is built from, as a sources file names it
+    (``registry-sources/mtb.yaml``): the archive map, schema folders, schema
+    and dataset mappings and aliased schemas inside checkouts of the schema
+    repositories, and the pipeline rules, which are project configuration.
+
+    In the file every path starts with the name of a root declared under
+    ``roots:``; a root is the folder of that name under ``root``, or the
+    folder ``roots`` gives for it (a checkout anywhere)."""
+
+    archive_map: Path
+    schema_dirs: tuple[Path, ...]
+    schema_mapping: Path
+    dataset_mapping: Path
+    aliases: Mapping[str, Path]
+    rules: PipelineRules
+    file_name: str = ""  # the sources file's, recorded in the registry's index
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike,
+        *,
+        root: str | os.PathLike | None = None,
+        roots: Mapping[str, str | os.PathLike] | None = None,
+    ) -> RegistrySources:
+        try:
+            raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as error:
+            raise RegistryError(f"registry sources {path}: not readable YAML ({error})") from error
+        if not isinstance(raw, Mapping):
+            raise RegistryError(f"registry sources {path}: not a mapping")
+        _refuse_unknown_keys(f"registry sources {path}", raw, _SOURCES_KEYS)
+        if raw.get("format") != SOURCES_FORMAT:
+            raise RegistryError(f"registry sources {path}: unsupported format {raw.get('format')!r}")
+        declared = raw.get("roots")
+        if not isinstance(declared, Mapping) or not declared:
+            raise RegistryError(f"registry sources {path}: `roots` must name the source folders")
+        given = dict(roots or {})
+        _refuse_unknown_keys(f"--root NAME=DIR for {path}", given, set(declared))
+        folders = {name: Path(given[name]) if name in given else None for name in declared}
+        if root is not None:
+            folders = {name: folder or Path(root) / name for name, folder in folders.items()}
+
+        def located(field_name: str, text: object) -> Path:
+            if not isinstance(text, str) or not text:
+                raise RegistryError(f"registry sources {path}: {field_name} must be a path")
+            name, _, rest = text.partition("/")
+            if name not in folders:
+                raise RegistryError(
+                    f"registry sources {path}: {field_name} {text!r} does not start with a root "
+                    f"({', '.join(sorted(folders))})"
+                )
+            folder = folders[name]
+            if folder is None:
+                raise RegistryError(
+                    f"registry sources {path}: no folder for root {name}, {declared[name]}: "
+                    f"pass --root DIR (a folder holding {name}/) or --root {name}=DIR"
+                )
+            located_path = folder / rest
+            if not located_path.exists():
+                raise RegistryError(f"registry sources {path}: {field_name} {located_path} does not exist")
+            return located_path
+
+        schema_dirs = raw.get("schemas")
+        if not isinstance(schema_dirs, list) or not schema_dirs:
+            raise RegistryError(f"registry sources {path}: schemas must list schema folders")
+        aliases = raw.get("aliases") or {}
+        if not isinstance(aliases, Mapping):
+            raise RegistryError(f"registry sources {path}: aliases must map published URLs to schema files")
+        return cls(
+            archive_map=located("archive_map", raw.get("archive_map")),
+            schema_dirs=tuple(located("schemas", folder) for folder in schema_dirs),
+            schema_mapping=located("schema_mapping", raw.get("schema_mapping")),
+            dataset_mapping=located("dataset_mapping", raw.get("dataset_mapping")),
+            aliases={url: located(f"alias {url}", file) for url, file in aliases.items()},
+            rules=PipelineRules.from_json(raw.get("rules") or {}),
+            file_name=Path(path).name,
+        )
+
+    def build(self, out: str | os.PathLike, version: str | None = None) -> dict:
+        """Assemble the registry directory (:func:`build_registry`); returns its index."""
+        return build_registry(
+            archive_map=self.archive_map,
+            schema_dirs=self.schema_dirs,
+            schema_mapping=self.schema_mapping,
+            dataset_mapping=self.dataset_mapping,
+            aliases=self.aliases,
+            rules=self.rules,
+            out=out,
+            version=version,
+            sources_file=self.file_name,
+        )

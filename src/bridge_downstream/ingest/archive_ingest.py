@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 
 from bridge_downstream.common.storage import UnreadableMetadata
 from bridge_downstream.common.text import printable
+from bridge_downstream.config.profiles import Profile
 from bridge_downstream.ingest.bridge_upload import read_bridge_upload
 from bridge_downstream.ingest.context import ArchiveOutcome, IngestContext, InvalidArchive, TaskCopies
 from bridge_downstream.ingest.listing import ArchiveInput
@@ -141,6 +142,20 @@ def open_archive(inp: ArchiveInput) -> tuple[Any, dict[str, str]]:
         raise
 
 
+def with_key_cohort(metadata: dict[str, str], key: str, profile: Profile) -> dict[str, str]:
+    """The metadata with the cohort the archive's key names (the profile's
+    ``cohort_key_pattern``), so that the same bytes under two cohorts are two
+    archives; a metadata ``cohort`` that says otherwise is refused
+    (:class:`InvalidArchive`): which one is meant cannot be told."""
+    cohort = profile.cohort_of_key(key)
+    if cohort is None:
+        return metadata
+    given = metadata.get("cohort")
+    if given is not None and given != cohort:
+        raise InvalidArchive(f"cohort conflict: the key names {printable(cohort)!r}, the metadata {printable(given)!r}")
+    return {**metadata, "cohort": cohort}
+
+
 def prefetched(inputs: Iterable[ArchiveInput], depth: int) -> Iterator[tuple[ArchiveInput, Future | None]]:
     """The inputs in order, each with its archive being opened up to ``depth``
     archives ahead on threads (None: open it when due). A failed read is
@@ -205,6 +220,7 @@ def ingest_archive(
         opened, metadata = opening.result() if opening is not None else open_archive(inp)
         outcome.record_id = metadata.get("recordid")
         with opened:
+            metadata = with_key_cohort(metadata, inp.key, ctx.profile)
             stream = in_memory_if_small(opened)
             identity = outcome.identity = archive_identity(stream, metadata)
             if identity in ctx.already_ingested:
@@ -220,7 +236,7 @@ def ingest_archive(
                     f"duplicate of {printable(earlier)} in this run: the same archive and metadata",
                 )
                 return outcome
-            if not metadata:
+            if not metadata and ctx.profile.required_metadata:
                 return invalid(
                     "no Bridge metadata: expected the S3 object's metadata, or locally a sidecar file "
                     f"{printable(posixpath.basename(inp.key))}.metadata.json"

@@ -3,18 +3,19 @@ per data type, one row per line."""
 
 from __future__ import annotations
 
-import csv
-import io
 import posixpath
 import re
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
 
 from bridge_downstream.common import jsoncodec
 from bridge_downstream.common.text import printable
 from bridge_downstream.ingest.context import ArchiveOutcome, IngestContext, InvalidArchive
+from bridge_downstream.ingest.export_transforms import export_rows
 from bridge_downstream.ingest.part_writer import PartWriter
 from bridge_downstream.ingest.safe_archive import (
     SafeArchive,
-    decode_utf8,
     kept_every_key,
     parse_json,
     refuse_duplicate_keys,
@@ -23,42 +24,67 @@ from bridge_downstream.ingest.validation import is_instant, ordering_fields, sho
 
 EXPORT_WRITE_BATCH = 4096  # export lines written at once
 
-
+# recover's file-name grammar (its s3_to_json ``get_metadata``): the data type
+# is the first ``_`` part, the dates the last; between them a subtype, a
+# qualifier that names no dataset (``HealthKitV2Heartbeat_Samples``) and
+# ``Deleted``.
 EXPORT_FILE = re.compile(
-    r"^(?P<type>[A-Za-z0-9]+)(?:_(?P<sub>[A-Za-z0-9]+?))?(?P<deleted>_Deleted)?_(?P<start>\d{8})(?:-(?P<end>\d{8}))?\.json$"
+    r"^(?P<type>[A-Za-z0-9]+)(?P<middle>(?:_[A-Za-z0-9]+)*?)_(?:(?P<start>\d{8})-)?(?P<end>\d{8})\.json$"
 )
+EXPORT_FILE_GRAMMAR = "{DataType}_[{SubType}_][Deleted_][{YYYYMMDD}-]{YYYYMMDD}.json"
+DELETED = "Deleted"
+EXPORT_START_DATE, EXPORT_END_DATE = "export_start_date", "export_end_date"
 
 
-def export_dataset_id(file_name: str) -> str | None:
-    """``HealthKitV2Samples_Steps_Deleted_20230112-20230114.json`` -> ``HealthKitV2Samples_Steps_Deleted``."""
+@dataclass(frozen=True)
+class ExportFile:
+    """What an export file's name says: its dataset, its subtype (data types
+    that have one) and its export dates as recover wrote them
+    (``datetime.isoformat()``; no start where the name gives one date)."""
+
+    dataset_id: str
+    subtype: str | None
+    start_date: str | None
+    end_date: str
+
+
+def export_file(file_name: str, subtype_data_types: Collection[str] = ()) -> ExportFile | None:
+    """``HealthKitV2Samples_Steps_Deleted_20230112-20230114.json`` -> dataset
+    ``HealthKitV2Samples_Deleted``, subtype ``Steps``; None where the name is
+    not of the grammar, or is a subtype data type's without its subtype.
+    ``ValueError`` where a date of the name is no calendar date."""
     match = EXPORT_FILE.match(file_name)
-    if not match or match.group("sub") == "Deleted":
+    if not match:
         return None
-    parts = [match.group("type")]
-    if match.group("sub"):
-        parts.append(match.group("sub"))
-    return "_".join(parts) + (match.group("deleted") or "")
+    data_type, middle = match.group("type"), match.group("middle").split("_")[1:]
+    deleted = bool(middle) and middle[-1] == DELETED
+    if deleted:
+        middle.pop()
+    subtype = None
+    if data_type in subtype_data_types:
+        if not middle:
+            return None
+        subtype = middle[0]
+    start = match.group("start")
+    return ExportFile(
+        dataset_id=data_type + ("_" + DELETED if deleted else ""),
+        subtype=subtype,
+        start_date=_iso_date(start) if start else None,
+        end_date=_iso_date(match.group("end")),
+    )
 
 
-def _export_dates(archive: SafeArchive) -> dict[str, str]:
-    manifest = next((n for n in archive.names if posixpath.basename(n) == "Manifest.csv"), None)
-    if manifest is not None:
-        text = decode_utf8(archive.read_bytes(manifest), manifest)
-        rows = list(csv.DictReader(io.StringIO(text)))
-        if rows and rows[0].get("ExportStartDate") and rows[0].get("ExportEndDate"):
-            return {"exportstartdate": rows[0]["ExportStartDate"], "exportenddate": rows[0]["ExportEndDate"]}
-    starts, ends = [], []
-    for name in archive.names:
-        match = EXPORT_FILE.match(posixpath.basename(name))
-        if match:
-            starts.append(match.group("start"))
-            ends.append(match.group("end") or match.group("start"))
-    if not starts:
-        raise InvalidArchive(
-            "export dates unknown: no Manifest.csv with ExportStartDate/ExportEndDate and no dated data file"
-        )
-    iso = lambda d: f"{d[:4]}-{d[4:6]}-{d[6:]}"
-    return {"exportstartdate": iso(min(starts)), "exportenddate": iso(max(ends))}
+def export_dataset_id(file_name: str, subtype_data_types: Collection[str] = ()) -> str | None:
+    """``HealthKitV2Workouts_Deleted_20230112-20230114.json`` -> ``HealthKitV2Workouts_Deleted``."""
+    try:
+        parsed = export_file(file_name, subtype_data_types)
+    except ValueError:
+        return None
+    return parsed.dataset_id if parsed else None
+
+
+def _iso_date(digits: str) -> str:
+    return datetime.strptime(digits, "%Y%m%d").isoformat()
 
 
 class _Batch:
@@ -105,30 +131,36 @@ def read_ndjson_export(
 ) -> None:
     cohort = metadata.get("cohort") or ctx.profile.cohort
     if not cohort:
-        raise InvalidArchive("no cohort: the export's metadata has no 'cohort' and the profile sets no default")
-    dates = _export_dates(archive)
+        raise InvalidArchive(
+            "no cohort: the archive's key names none, the export's metadata has no 'cohort' "
+            "and the profile sets no default"
+        )
     ordering = ordering_fields(ctx.profile)
-    for name in ordering:
-        if name in dates and not is_instant(dates[name]):
-            raise InvalidArchive(f"export {name} {shown_value(dates[name])} is not an ISO 8601 timestamp")
+    subtype_data_types = frozenset(ctx.profile.subtype_data_types)
     partition = (("cohort", cohort),)
     for member in sorted(archive.names):
         file_name = posixpath.basename(member)
         if file_name == "Manifest.csv":
             outcome.files_skipped.append({"file": member, "reason": "export manifest, not a data file"})
             continue
-        dataset_id = export_dataset_id(file_name)
-        if dataset_id is None:
-            outcome.files_skipped.append(
-                {
-                    "file": member,
-                    "reason": "name does not follow {DataType}_[{SubType}_][Deleted_]{YYYYMMDD}[-{YYYYMMDD}].json",
-                }
-            )
+        try:
+            parsed = export_file(file_name, subtype_data_types)
+        except ValueError:
+            raise InvalidArchive(f"{printable(member)}: a date of its name is no calendar date") from None
+        if parsed is None:
+            outcome.files_skipped.append({"file": member, "reason": f"name does not follow {EXPORT_FILE_GRAMMAR}"})
             continue
+        dataset_id = parsed.dataset_id
         archive.check_dataset_member(member)
-        shared = {"cohort": cohort, **dates, "sourcefile": member}
-        rows = jsoncodec.Rows(shared)
+        shared: dict[str, object] = {
+            "cohort": cohort,
+            EXPORT_START_DATE: parsed.start_date,
+            EXPORT_END_DATE: parsed.end_date,
+            "sourcefile": member,
+        }
+        if parsed.subtype is not None and ctx.profile.subtype_column:
+            shared[ctx.profile.subtype_column] = parsed.subtype
+        rows = export_rows(ctx.profile, dataset_id, shared)  # the profile's field transforms, if any
         row_ordering = [name for name in ordering if name not in shared]
         count = 0
         batch = _Batch()
@@ -161,6 +193,9 @@ def read_ndjson_export(
         if count == 0:
             outcome.files_skipped.append({"file": member, "reason": "empty data file"})
         else:
-            outcome.rows[dataset_id] = count
+            # several files (one per subtype) may give one dataset
+            outcome.rows[dataset_id] = outcome.rows.get(dataset_id, 0) + count
             if rows.wide_integer_rows:
-                outcome.wide_integer_rows[dataset_id] = rows.wide_integer_rows
+                outcome.wide_integer_rows[dataset_id] = (
+                    outcome.wide_integer_rows.get(dataset_id, 0) + rows.wide_integer_rows
+                )

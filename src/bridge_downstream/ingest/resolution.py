@@ -5,7 +5,8 @@ Precedence, as the original pipeline had it:
 1. the archive's own ``metadata.json`` ``files[].jsonSchema`` (self-reference);
 2. the archive map's ``assessments[]`` entry with the same identifier and the
    closest ``assessmentRevision`` not above the record's;
-3. the record's app in ``apps[]``: its ``default`` files, then its ``anyOf``;
+3. the record's app in ``apps[]``: its ``anyOf``, else its ``default`` files
+   (where both name a file, ``anyOf`` wins, as in the original);
 4. the archive map's top-level ``anyOf``.
 
 The dataset id is the schema's ``$id`` through the schema mapping, else the
@@ -58,16 +59,23 @@ def archive_map_schema(
         url = _find(closest.get("files"), file_name)
         if url:
             return url, "assessment"
+    # Inside an app entry a later match overrides an earlier one, as the
+    # original's loops did (it assigned and read on): a later organization's
+    # default over an earlier one's, the app's anyOf over any default, a later
+    # entry of the app over an earlier entry.
+    app_url, app_source = None, "none"
     for app in archive_map.get("apps", []):
         if app.get("appId") != app_id:
             continue
         for default in app.get("default", []):
             url = _find(default.get("files"), file_name)
             if url:
-                return url, "app-default"
+                app_url, app_source = url, "app-default"
         url = _find(app.get("anyOf"), file_name)
         if url:
-            return url, "app-anyOf"
+            app_url, app_source = url, "app-anyOf"
+    if app_url:
+        return app_url, app_source
     url = _find(archive_map.get("anyOf"), file_name)
     if url:
         return url, "anyOf"

@@ -46,10 +46,15 @@ class ValidationResult:
         return not self.errors
 
     def to_json(self) -> dict:
-        # Field names as the original pipeline's invalid queue messages had them.
+        # Field names and types as the original pipeline's invalid queue
+        # messages had them: the revision an integer. A revision that is not
+        # one (the reason such a record is invalid) is kept as it came.
+        revision = self.assessment_revision
+        if isinstance(revision, str) and _REVISION.fullmatch(revision):
+            revision = int(revision)
         return {
             "assessmentId": self.assessment_id,
-            "assessmentRevision": self.assessment_revision,
+            "assessmentRevision": revision,
             "appId": self.app_id,
             "recordId": self.record_id,
             "errors": self.errors,

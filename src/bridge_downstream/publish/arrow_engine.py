@@ -51,7 +51,9 @@ from bridge_downstream.config.registry import SchemaRegistry
 from bridge_downstream.config.run_config import DEFAULT_RETENTION
 from bridge_downstream.publish.catalog import Catalog
 from bridge_downstream.publish.engine_steps import (
+    EXPORT_END_DATE_FIELD,
     PublishResult,
+    RecordCounts,
     begin_publish,
     check_interrupt,
     complete_publish,
@@ -314,12 +316,15 @@ class _Survivors:
     keep: np.ndarray  # bool per run: the runs of every chunk, in chunk order
     run_bounds: np.ndarray  # chunk i's runs are keep[run_bounds[i] : run_bounds[i + 1]]
     run_lengths: list[np.ndarray | None]  # per chunk: rows per run; None: a run per row
+    deduplicated: np.ndarray  # as ``keep``, before the deleted records are dropped (for the counts)
 
-    def rows_of_chunk(self, number: int):
-        """numpy bool per row of chunk ``number``: the rows that survive."""
+    def rows_of_chunk(self, number: int, before_deleted: bool = False):
+        """numpy bool per row of chunk ``number``: the rows that survive
+        (``before_deleted``: dedup, without the ``_Deleted`` dataset's keys)."""
         import numpy as np
 
-        keep = self.keep[self.run_bounds[number] : self.run_bounds[number + 1]]
+        runs = self.deduplicated if before_deleted else self.keep
+        keep = runs[self.run_bounds[number] : self.run_bounds[number + 1]]
         lengths = self.run_lengths[number]
         return keep if lengths is None else np.repeat(keep, lengths)
 
@@ -374,12 +379,33 @@ def _dedup(plan, chunks: list[_Chunk], *, dataset_id: str, profile: Profile, wor
             parts.setdefault(name, []).append(column)
     columns = {name: pa.chunked_array(arrays) for name, arrays in parts.items()}
     del parts
-    keep = _survivor_mask(columns, len(key), order_by) if columns else np.zeros(0, dtype=bool)
+    deduplicated = _survivor_mask(columns, len(key), order_by) if columns else np.zeros(0, dtype=bool)
+    keep = deduplicated.copy()
     deleted_id = deleted_dataset(profile, dataset_id, work)
     if deleted_id is not None and len(keep):
         gone = pc.is_in(_key_strings(columns, len(key)), value_set=_deleted_keys(work, deleted_id, key))
         keep &= ~pc.fill_null(gone, False).to_numpy(zero_copy_only=False)
-    return _Survivors(keep, np.cumsum(run_counts), run_lengths)
+    return _Survivors(keep, np.cumsum(run_counts), run_lengths, deduplicated)
+
+
+def _count_chunk(counts: RecordCounts, root, row_type, survivors: _Survivors | None, number: int) -> None:
+    """A chunk's rows per export end date: read, left after dedup, written."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    dates = _field_text(root, row_type, EXPORT_END_DATE_FIELD)
+    everyone = np.ones(len(root), dtype=bool)
+    deduplicated = everyone if survivors is None else survivors.rows_of_chunk(number, before_deleted=True)
+    written = everyone if survivors is None else survivors.rows_of_chunk(number)
+
+    def per_date(mask) -> dict:
+        tallied = pc.value_counts(dates.filter(pa.array(mask)))
+        return dict(zip(tallied.field("values").to_pylist(), tallied.field("counts").to_pylist()))
+
+    read, kept, left = per_date(everyone), per_date(deduplicated), per_date(written)
+    for date, rows in read.items():
+        counts.add(date, rows, kept.get(date, 0), left.get(date, 0))
 
 
 def _partition_texts(table, partition_keys: list[str]):
@@ -503,8 +529,10 @@ def publish_dataset_arrow(
         if nested is not None:
             table_prefixes[nested.name] = layout.table_prefix(dataset_id, version, "parquet", nested.name)
         files_written = dict.fromkeys(table_prefixes, 0)
+        counts = RecordCounts(dataset_id)
         for number, chunk in enumerate(chunks):
             root = _read_chunk(plan, chunk)
+            _count_chunk(counts, root, plan.row_type, survivors, number)
             if survivors is not None:
                 root = root.filter(pa.array(survivors.rows_of_chunk(number)))
             frames = execute(plan, root)
@@ -544,7 +572,7 @@ def publish_dataset_arrow(
         _release_memory()
     if nested is not None:
         tables[nested.name] = describe_nested_table(published, plan, dataset_id, version, nested, mapper)
-    return complete_publish(pending, published, tables, catalog=catalog, retention=retention)
+    return complete_publish(pending, published, tables, catalog=catalog, retention=retention, record_counts=counts)
 
 
 def _empty_schema(plan, table):

@@ -40,12 +40,14 @@ from bridge_downstream.config.profiles import Profile
 from bridge_downstream.config.registry import SchemaRegistry
 from bridge_downstream.publish.catalog import Catalog
 from bridge_downstream.publish.manifest import (
+    RECORD_COUNT_FIELDS,
     PublishedFile,
     PublishedFiles,
     PublishedTable,
     PublishManifest,
     current_version,
     read_manifest,
+    record_counts_csv,
 )
 from bridge_downstream.publish.versions import new_version, prune_versions, set_current
 
@@ -259,6 +261,41 @@ def deleted_dataset(profile: Profile, dataset_id: str, work: Storage) -> str | N
     return None
 
 
+# The field a version's record counts are grouped by (recover's grain), as
+# ingest writes it (ingest may not be imported here; a test ties the two);
+# rows without it (Bridge uploads) are counted under an empty date.
+EXPORT_END_DATE_FIELD = "export_end_date"
+RECORD_COUNTS_NAME = "record_counts.csv"
+
+
+class RecordCounts:
+    """A dataset's root rows per export end date as dedup saw them: read, left
+    after duplicates were dropped, left after deleted records were dropped (written).
+    Labelled with the dataset: a recover data type (a ``_Deleted`` companion
+    its own, as recover counted it)."""
+
+    def __init__(self, dataset_id: str):
+        self.data_type = dataset_id
+        self._by_date: dict[str, list[int]] = {}
+
+    def add(self, export_end_date: str | None, read: int, deduplicated: int, written: int) -> None:
+        counts = self._by_date.setdefault(export_end_date or "", [0, 0, 0])
+        counts[0] += read
+        counts[1] += deduplicated
+        counts[2] += written
+
+    def rows(self) -> list[dict]:
+        return [
+            dict(
+                zip(
+                    RECORD_COUNT_FIELDS,
+                    (self.data_type, date, read, read - deduplicated, deduplicated - written, written),
+                )
+            )
+            for date, (read, deduplicated, written) in sorted(self._by_date.items())
+        ]
+
+
 def check_interrupt(dataset_id: str, written: int, fail_after_tables: int | None) -> None:
     if fail_after_tables is not None and written >= fail_after_tables:
         raise RuntimeError(f"publish of {dataset_id} interrupted after {written} tables (requested)")
@@ -298,8 +335,14 @@ def complete_publish(
     *,
     catalog: Catalog | None,
     retention: int,
+    record_counts: RecordCounts | None = None,
 ) -> PublishResult:
-    """Manifest, then CURRENT (the commit point), then catalog and pruning."""
+    """Record counts, manifest, then CURRENT (the commit point), then catalog and pruning."""
+    counts = record_counts.rows() if record_counts is not None else []
+    published.write_bytes(
+        posixpath.join(layout.version_prefix(pending.dataset_id, pending.version), RECORD_COUNTS_NAME),
+        record_counts_csv(counts),
+    )
     manifest = PublishManifest(
         dataset_id=pending.dataset_id,
         version=pending.version,
@@ -310,7 +353,8 @@ def complete_publish(
         previous_version=pending.previous,
         schema_id=pending.schema_id,
         plan=pending.plan.to_json(),
-        rescued_values=rescued_values(published, tables.get(pending.plan.root.name)),
+        rescued_values=rescued_values(published, pending.plan, tables),
+        record_counts=counts,
     )
     manifest.store(published, layout.manifest_key(pending.dataset_id, pending.version))
     set_current(published, pending.dataset_id, pending.version)
@@ -320,21 +364,30 @@ def complete_publish(
     return PublishResult(manifest, pruned)
 
 
-def rescued_values(published: Storage, root: PublishedTable | None) -> dict[str, int]:
-    """Per path, the root rows whose ``_rescued_data`` holds a value there
-    (both engines wrote the same column)."""
+def rescued_values(published: Storage, plan, tables: dict[str, PublishedTable]) -> dict[str, int]:
+    """Per path, the rows whose ``_rescued_data`` holds a value there (both
+    engines wrote the same column), read back from the tables that read a
+    column as text: a root column by its path, a child table's by its path
+    from the root row (``steps[].duration``)."""
     import pyarrow.parquet as pq
 
-    from bridge_downstream.relationalize.plan import RESCUED_COLUMN
+    from bridge_downstream.relationalize.plan import RESCUED_COLUMN, ROLE_VALUE, element_paths
+    from bridge_downstream.relationalize.types import ARRAY_STEP, MAP_STEP, Scalar
 
     counts: dict[str, int] = {}
-    if root is None or RESCUED_COLUMN not in {c["name"] for c in root.columns}:
-        return counts
-    for file in root.files_of("parquet"):
-        column = pq.read_table(io.BytesIO(published.read_bytes(file.key)), columns=[RESCUED_COLUMN]).column(0)
-        for text in column.drop_null().to_pylist():
-            for path in json.loads(text):
-                counts[path] = counts.get(path, 0) + 1
+    paths = element_paths(plan)
+    for table in plan.tables:
+        written = tables.get(table.name)
+        if written is None or not any(c.role == ROLE_VALUE and c.from_text for c in table.columns):
+            continue
+        prefix = "".join(step if step in (ARRAY_STEP, MAP_STEP) else f".{step}" for step in paths[table.name])[1:]
+        scalar_elements = isinstance(table.element_type, Scalar)  # the element is the value: its path is the table's
+        for file in written.files_of("parquet"):
+            column = pq.read_table(io.BytesIO(published.read_bytes(file.key)), columns=[RESCUED_COLUMN]).column(0)
+            for text in column.drop_null().to_pylist():
+                for path in json.loads(text):
+                    shown = prefix if scalar_elements else f"{prefix}.{path}" if prefix else path
+                    counts[shown] = counts.get(shown, 0) + 1
     return dict(sorted(counts.items()))
 
 

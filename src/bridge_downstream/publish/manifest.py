@@ -9,6 +9,8 @@ never current.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import tempfile
@@ -82,6 +84,8 @@ class PublishManifest:
     plan: dict | None = None  # the relationalize plan, as JSON
     # values that did not fit their columns, kept in the root rows' _rescued_data: path -> rows
     rescued_values: dict[str, int] = field(default_factory=dict)
+    # the records of each export: read, dropped as duplicates or deleted, written (RECORD_COUNT_FIELDS)
+    record_counts: list[dict] = field(default_factory=list)
 
     def _shallow(self) -> dict:
         """The manifest as JSON-ready dicts, its files left as objects: a
@@ -114,6 +118,20 @@ class PublishManifest:
             files = [PublishedFile(**f) for f in table.pop("files", [])]
             tables[name] = PublishedTable(files=files, **table)
         return cls(tables=tables, **raw)
+
+
+# recover's record-count events (READ, DROP_DUPLICATES, DROP_DELETED_SAMPLES,
+# WRITE), as the records each step removed: read = the three others' sum.
+RECORD_COUNT_FIELDS = ("data_type", "export_end_date", "read", "duplicates_dropped", "deleted_dropped", "written")
+
+
+def record_counts_csv(counts: list[dict]) -> bytes:
+    """The record counts of a version as CSV, one row per data type and export end date."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=RECORD_COUNT_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(counts)
+    return buffer.getvalue().encode()
 
 
 def _file_json(value):

@@ -13,7 +13,7 @@ from bridge_downstream.config.profiles import Profile
 from bridge_downstream.publish.engine_steps import describe_file, parquet_files, parquet_rows, table_partition_keys
 from bridge_downstream.publish.manifest import PublishedFiles, PublishedTable
 from bridge_downstream.relationalize.nested import NestedTablePlan, plan_nested_table
-from bridge_downstream.relationalize.plan import RelationalizePlan
+from bridge_downstream.relationalize.plan import ROLE_LINK, RelationalizePlan
 
 
 def nested_table_of(plan: RelationalizePlan, profile: Profile, dataset_id: str) -> NestedTablePlan | None:
@@ -40,12 +40,31 @@ def describe_nested_table(
 
     files = PublishedFiles(mapper(describe, sorted(keys)))
     partition_keys = table_partition_keys(plan, nested)
+    comments = nested_comments(plan, nested)
     return PublishedTable(
         name=nested.name,
         dataset_id=dataset_id,
         parent=None,
-        columns=[{"name": n, "type": t} for n, t in nested.athena_columns() if n not in partition_keys],
+        columns=[
+            {"name": n, "type": t} | ({"comment": comments[n]} if n in comments else {})
+            for n, t in nested.athena_columns()
+            if n not in partition_keys
+        ],
         partition_keys=partition_keys,
         rows=sum(f.rows for f in files),
         files=files,
     )
+
+
+def nested_comments(plan: RelationalizePlan, nested: NestedTablePlan) -> dict[str, str]:
+    """The nested table's column comments: a root table column's own, and for
+    an array or map the one of its link column in the root table (an object's
+    fields are inside its struct type, which a Glue comment does not reach)."""
+    described = plan.column_descriptions.get(plan.root.name, {})
+    links = {c.path[0]: c.name for c in plan.root.columns if c.role == ROLE_LINK and len(c.path) == 1}
+    comments = {}
+    for column in nested.columns:
+        source = column.name if column.key is None else links.get(column.key)
+        if source in described:
+            comments[column.name] = described[source]
+    return comments

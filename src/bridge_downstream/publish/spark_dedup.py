@@ -25,6 +25,7 @@ from functools import reduce
 
 from bridge_downstream.common.instants import instant_micros_column
 from bridge_downstream.config.profiles import Profile
+from bridge_downstream.publish.engine_steps import EXPORT_END_DATE_FIELD
 
 
 def _with_fields(lines, names: list[str]):
@@ -53,13 +54,36 @@ def dedup_lines(lines, dataset_id: str, profile: Profile, deleted_lines=None, pa
 
     ``partitions``: tasks the rows are shuffled into by key (default: the
     session's ``spark.sql.shuffle.partitions``); each task sorts its share."""
+    from pyspark.sql import functions as F
+
+    flagged = flag_lines(lines, dataset_id, profile, deleted_lines, partitions)
+    return flagged.where(F.col(WRITTEN)).select("value")
+
+
+# The columns :func:`flag_lines` adds: the row's export end date, whether it
+# survives dedup, and whether it also survives the deleted records' removal.
+EXPORT_END_DATE = "_export_end_date"
+DEDUPLICATED = "_deduplicated"
+WRITTEN = "_written"
+
+
+def flag_lines(lines, dataset_id: str, profile: Profile, deleted_lines=None, partitions: int | None = None):
+    """Every non-blank line of ``lines`` with :data:`EXPORT_END_DATE`,
+    :data:`DEDUPLICATED` and :data:`WRITTEN`: what :func:`dedup_lines` keeps,
+    and what the record counts count."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     rule = profile.dedup
     key = rule.key_for(dataset_id)
     if not key:
-        return lines
+        dated, column = _with_fields(lines.where(F.trim(F.col("value")) != ""), [EXPORT_END_DATE_FIELD])
+        return dated.select(
+            "value",
+            F.col(column[EXPORT_END_DATE_FIELD]).alias(EXPORT_END_DATE),
+            F.lit(True).alias(DEDUPLICATED),
+            F.lit(True).alias(WRITTEN),
+        )
     # A row's place in its part file: the split of the file it was read in (a
     # large file is read in several), then its order in that split's task.
     positioned = lines.select(
@@ -68,7 +92,9 @@ def dedup_lines(lines, dataset_id: str, profile: Profile, deleted_lines=None, pa
         F.col("_metadata.file_block_start").alias("_split_start"),
         F.monotonically_increasing_id().alias("_row_in_split"),
     ).where(F.trim(F.col("value")) != "")
-    names = list(dict.fromkeys([*key, *(name for name, _ in rule.order_by), *rule.version_sequence]))
+    names = list(
+        dict.fromkeys([*key, *(name for name, _ in rule.order_by), *rule.version_sequence, EXPORT_END_DATE_FIELD])
+    )
     keyed, column = _with_fields(positioned, names)
     key_names = [column[name] for name in key]
     if partitions:
@@ -84,7 +110,7 @@ def dedup_lines(lines, dataset_id: str, profile: Profile, deleted_lines=None, pa
     ordering += [F.col("_part_file").desc(), F.col("_split_start").desc(), F.col("_row_in_split").desc()]
     window = Window.partitionBy(*key_names).orderBy(*ordering)
     if not rule.version_sequence:  # every row is a version
-        survivors = keyed.withColumn("_rank", F.row_number().over(window)).where(F.col("_rank") == 1)
+        ranked = keyed.withColumn(DEDUPLICATED, F.row_number().over(window) == 1)
     else:
         types = profile.extra_columns(dataset_id)
         sequence = [F.col(column[name]).cast(types[name]) for name in rule.version_sequence]
@@ -99,11 +125,17 @@ def dedup_lines(lines, dataset_id: str, profile: Profile, deleted_lines=None, pa
         continues = same_place & _earlier(sequence, [previous(value) for value in sequence])
         starts = F.when(F.coalesce(continues, F.lit(False)), 0).otherwise(1)
         ordinal = F.sum(F.col("_starts")).over(window.rowsBetween(Window.unboundedPreceding, Window.currentRow))
-        survivors = keyed.withColumn("_starts", starts).withColumn("_version", ordinal).where(F.col("_version") == 1)
+        ranked = keyed.withColumn("_starts", starts).withColumn(DEDUPLICATED, ordinal == 1)
+    written = F.col(DEDUPLICATED)
     if deleted_lines is not None:
         deleted, deleted_column = _with_fields(deleted_lines, list(key))
         deleted_keys = deleted.select(
-            *[F.col(deleted_column[name]).alias(key_names[i]) for i, name in enumerate(key)]
+            *[F.col(deleted_column[name]).alias(key_names[i]) for i, name in enumerate(key)],
+            F.lit(True).alias("_deleted"),
         ).distinct()
-        survivors = survivors.join(deleted_keys, on=key_names, how="left_anti")
-    return survivors.select("value")
+        # a null key part matches no deleted key, as in a join
+        ranked = ranked.join(deleted_keys, on=key_names, how="left")
+        written = written & F.col("_deleted").isNull()
+    return ranked.select(
+        "value", F.col(column[EXPORT_END_DATE_FIELD]).alias(EXPORT_END_DATE), DEDUPLICATED, written.alias(WRITTEN)
+    )

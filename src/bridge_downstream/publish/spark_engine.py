@@ -19,6 +19,7 @@ from bridge_downstream.config.run_config import DEFAULT_RETENTION
 from bridge_downstream.publish.catalog import Catalog
 from bridge_downstream.publish.engine_steps import (
     PublishResult,
+    RecordCounts,
     begin_publish,
     check_interrupt,
     complete_publish,
@@ -30,7 +31,7 @@ from bridge_downstream.publish.manifest import (
     PublishedTable,
 )
 from bridge_downstream.publish.nested_tables import describe_nested_table, nested_table_of
-from bridge_downstream.publish.spark_dedup import dedup_lines
+from bridge_downstream.publish.spark_dedup import DEDUPLICATED, EXPORT_END_DATE, WRITTEN, flag_lines
 
 SHUFFLE_PARTITION_BYTES = 64 << 20  # of NDJSON per Spark task in a publish
 
@@ -147,6 +148,8 @@ def publish_dataset(
     tables (tests use it to show that an interrupted publish changes nothing).
     The Spark engine; :mod:`.arrow_engine` is the same publish on Arrow.
     """
+    from pyspark import StorageLevel
+
     from bridge_downstream.relationalize import relationalize_spark
 
     location = location or DirectLocation()
@@ -160,16 +163,23 @@ def publish_dataset(
     if deleted_id is not None:
         deleted = read_part_files(spark, location, work, deleted_id, committed_part_files(work, deleted_id))
     partitions = shuffle_partitions(spark, work, dataset_id, files)
-    survivors = dedup_lines(lines, dataset_id, profile, deleted, partitions=partitions)
-    # Parsed once and kept: every table reads the same rows, so dedup (a
-    # shuffle) and JSON parsing run once per publish, not once per table.
-    # Partition values come out as the folders' zero-padded text in each table's one projection.
-    frames = relationalize_spark(
-        spark, plan, survivors, persist=True, cluster_partitions=partitions, partition_widths=layout.PARTITION_WIDTHS
-    )
-
     tables: dict[str, PublishedTable] = {}
     try:
+        # Kept on disk: the counts and the tables read the same dedup (a shuffle).
+        flagged = flag_lines(lines, dataset_id, profile, deleted, partitions=partitions).persist(StorageLevel.DISK_ONLY)
+        counts = _record_counts(flagged, dataset_id)
+        survivors = flagged.where(WRITTEN).select("value")
+        # Parsed once and kept: every table reads the same rows, so JSON
+        # parsing runs once per publish, not once per table. Partition values
+        # come out as the folders' zero-padded text in each table's one projection.
+        frames = relationalize_spark(
+            spark,
+            plan,
+            survivors,
+            persist=True,
+            cluster_partitions=partitions,
+            partition_widths=layout.PARTITION_WIDTHS,
+        )
         for written, table in enumerate(plan.tables):
             check_interrupt(dataset_id, written, fail_after_tables)
             partition_keys = table_partition_keys(plan, table)
@@ -187,7 +197,24 @@ def publish_dataset(
             tables[nested.name] = describe_nested_table(published, plan, dataset_id, version, nested, mapper)
     finally:
         spark.catalog.clearCache()  # the persisted rows of this publish
-    return complete_publish(pending, published, tables, catalog=catalog, retention=retention)
+    return complete_publish(pending, published, tables, catalog=catalog, retention=retention, record_counts=counts)
+
+
+def _record_counts(flagged, dataset_id: str) -> RecordCounts:
+    from pyspark.sql import functions as F
+
+    counts = RecordCounts(dataset_id)
+    for row in (
+        flagged.groupBy(EXPORT_END_DATE)
+        .agg(
+            F.count(F.lit(1)).alias("read"),
+            F.count(F.when(F.col(DEDUPLICATED), 1)).alias("deduplicated"),
+            F.count(F.when(F.col(WRITTEN), 1)).alias("written"),
+        )
+        .collect()
+    ):
+        counts.add(row[EXPORT_END_DATE], row["read"], row["deduplicated"], row["written"])
+    return counts
 
 
 def _write_nested(spark, plan, nested, parsed, published: Storage, location: SparkLocation, dataset_id, version):

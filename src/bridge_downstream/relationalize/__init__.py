@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from os import PathLike
 from typing import Any, Required, TypedDict, Unpack
 
+from bridge_downstream.common.jsoncodec import DOCUMENT_KEY_ESCAPE, document_key
 from bridge_downstream.relationalize.descriptions import column_descriptions
 from bridge_downstream.relationalize.fixed_types import fixed_row_type
 from bridge_downstream.relationalize.inference import (
@@ -30,7 +31,7 @@ from bridge_downstream.relationalize.plan import (
 )
 from bridge_downstream.relationalize.schema_extension import extend_with_ndjson
 from bridge_downstream.relationalize.schema_types import Resolver, root_row_type, schema_to_type
-from bridge_downstream.relationalize.types import Struct, Type, finalize, merge, type_from_json, type_to_json
+from bridge_downstream.relationalize.types import Array, Struct, Type, finalize, merge, type_from_json, type_to_json
 
 __all__ = [
     "ColumnPlan",
@@ -94,15 +95,28 @@ def plan_from_schema(
 
     Raises TypeError when the schema does not describe an object (or an array of
     objects) with properties -- e.g. a definitions-only schema: infer instead."""
+    added = columns["extra_columns"]
     if ndjson is None:
-        return build_plan(dataset_id, root_row_type(schema, resolve, base_uri, strict=strict), **columns)
-    partial = root_row_type(schema, resolve, base_uri, strict=strict, finalized=False)
+        declared = root_row_type(schema, resolve, base_uri, strict=strict)
+        return build_plan(dataset_id, _escaped_added_keys(declared, added), **columns)
+    partial = _escaped_added_keys(root_row_type(schema, resolve, base_uri, strict=strict, finalized=False), added)
     if not isinstance(partial, Struct):  # not an object: build_plan says why
         return build_plan(dataset_id, finalize(partial), **columns)
-    extended = extend_with_ndjson(partial, ndjson, ignored_keys=columns["extra_columns"])  # one pass, streamed
+    extended = extend_with_ndjson(partial, ndjson, ignored_keys=added)  # one pass, streamed
     plan = _fixed_plan(dataset_id, extended.row_type, extended.data_type, types, columns)
-    plan.undeclared_keys = extended.undeclared_keys
+    plan.undeclared_keys = {document_key(path): rows for path, rows in extended.undeclared_keys.items()}
     return plan
+
+
+def _escaped_added_keys(declared: Type, added: Mapping[str, str]) -> Type:
+    """The schema's root type with each property that a field ingest adds also
+    names under the escaped key ingest writes the document's value under
+    (:data:`~bridge_downstream.common.jsoncodec.DOCUMENT_KEY_ESCAPE`)."""
+    if isinstance(declared, Array):
+        return Array(_escaped_added_keys(declared.element, added))
+    if not isinstance(declared, Struct) or not any(name in added for name, _ in declared.fields):
+        return declared
+    return Struct(tuple((DOCUMENT_KEY_ESCAPE + n if n in added else n, t) for n, t in declared.fields))
 
 
 def plan_from_rows(

@@ -59,6 +59,7 @@ from bridge_downstream.relationalize.plan import (
     ROLE_VALUE,
     RelationalizePlan,
     TablePlan,
+    rescued_path,
 )
 from bridge_downstream.relationalize.text_values import convert_text
 from bridge_downstream.relationalize.types import (
@@ -579,7 +580,7 @@ def _rescued(table: TablePlan, frame: dict, fields: _Fields) -> pa.Array:
         if column.role == ROLE_VALUE and column.from_text:
             text = pc.cast(fields.at(frame["e"], table.element_type, column.path), pa.string())
             misfit = pc.and_(pc.is_valid(text), pc.is_null(_converted(column.type, text)))
-            misfits.append((".".join(column.path), text, misfit))
+            misfits.append((rescued_path(column), text, misfit))
     rows = len(frame["e"])
     if not misfits:
         return pa.nulls(rows, pa.string())

@@ -25,6 +25,7 @@ from bridge_downstream.relationalize.plan import (
     ROLE_LINK,
     ROLE_VALUE,
     RelationalizePlan,
+    document_path,
 )
 from bridge_downstream.relationalize.schema_types import Resolver, _pointer
 
@@ -53,7 +54,8 @@ def column_descriptions(
         described = {}
         for column in table.columns:
             if column.role in (ROLE_VALUE, ROLE_LINK):
-                text = walker.description(walker.path(element, column.path))
+                path = document_path(column.path) if table.kind == KIND_ROOT else column.path
+                text = walker.description(walker.path(element, path))
                 if text:
                     described[column.name] = text
         if described:

@@ -7,13 +7,14 @@ schema's, extended by the rows, or inferred), the types a profile declares and
 the row type of the version it replaces, and says which columns are read as
 text: those whose type the rows do not all fit (:mod:`.text_values`).
 
-Only the columns of the root table are kept and rescued this way: along the
-objects of a root row, not inside arrays or maps. A column of a child table
-follows the data: where the rows hold a value its type does not (a schema's
-``integer`` holding ``"n/a"`` inside an array), the type widens as inference
-widens it (:func:`~.types.merge`: a wider number, else string), because a
-value that does not fit an array's element type would null the whole array
-in Spark's reader. Rescuing inside arrays is not built yet.
+Every scalar is kept this way, in the root table and in the child tables
+alike: a leaf inside an array or map is named by its path through the type
+tree, whose steps are the JSON keys of objects, :data:`~.types.ARRAY_STEP`
+into an array's element and :data:`~.types.MAP_STEP` into a map's value
+(read against the type, so a JSON key spelled ``[]`` is no ambiguity). A leaf
+read as text is a string wherever it is, so a misfit inside an array never
+nulls the array in either reader; the table that holds the leaf's column
+rescues the misfit in its own ``_rescued_data``.
 """
 
 from __future__ import annotations
@@ -22,13 +23,23 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from bridge_downstream.relationalize.text_values import covers
-from bridge_downstream.relationalize.types import STRING, STRING_T, Array, Map, Scalar, Struct, Type, merge
+from bridge_downstream.relationalize.types import (
+    ARRAY_STEP,
+    MAP_STEP,
+    STRING,
+    STRING_T,
+    Array,
+    Map,
+    Scalar,
+    Struct,
+    Type,
+)
 
 
 @dataclass
 class FixedRowType:
     row_type: Type  # the type to read with: text columns hold strings
-    text_columns: dict[tuple[str, ...], str] = field(default_factory=dict)  # path -> the column's type
+    text_columns: dict[tuple[str, ...], str] = field(default_factory=dict)  # type path -> the column's type
 
 
 def fixed_row_type(
@@ -46,9 +57,9 @@ def fixed_row_type(
     2. the types of ``previous`` (the row type of the version this publish
        replaces) are kept where both have a scalar, and its fields the rows no
        longer hold are kept (a column does not disappear);
-    3. a root scalar column whose type does not hold every value ``data_type``
-       (the rows' own, inferred type) says is there, is read as text
-       (:class:`FixedRowType` ``text_columns``).
+    3. a scalar whose type does not hold every value ``data_type`` (the
+       rows' own, inferred type) says is there, is read as text
+       (:class:`FixedRowType` ``text_columns``, by type path).
 
     ``ignored_keys``: top-level keys the pipeline writes (enrichment), typed by the profile."""
     if not isinstance(row_type, Struct):
@@ -62,37 +73,16 @@ def fixed_row_type(
         fixed = _keep_previous(fixed, previous)
     assert isinstance(fixed, Struct)
     text: dict[tuple[str, ...], str] = {}
-    for path, kind in _root_scalars(fixed, ()):
+    for path, kind in _scalars(fixed, ()):
         if path[0] in ignored or kind == STRING:
             continue
-        data = _at(data_type, path)
+        data = type_at_path(data_type, path)
         if data is None or (isinstance(data, Scalar) and covers(kind, data.kind)):
             continue
         text[path] = kind
-    widened = _widened_in_containers(fixed, data_type)
-    assert isinstance(widened, Struct)  # a struct stays a struct
-    return FixedRowType(_with_text_leaves(widened, text), text)
-
-
-def _widened_in_containers(t: Type, data: Type | None, inside: bool = False) -> Type:
-    """``t`` with each scalar inside an array or map widened to hold the value
-    ``data`` types there (root scalars are read as text instead)."""
-    if data is None:
-        return t
-    if isinstance(t, Struct):
-        if not isinstance(data, Struct):
-            return t
-        fields = tuple((name, _widened_in_containers(sub, data.get(name), inside)) for name, sub in t.fields)
-        return t if fields == t.fields else Struct(fields)
-    if isinstance(t, Array):
-        return Array(_widened_in_containers(t.element, data.element, True)) if isinstance(data, Array) else t
-    if isinstance(t, Map):
-        return Map(_widened_in_containers(t.value, data.value, True)) if isinstance(data, Map) else t
-    if inside and isinstance(t, Scalar):
-        if isinstance(data, Scalar):
-            return t if covers(t.kind, data.kind) else merge(t, data)
-        return STRING_T  # an object or array where a scalar was typed: its JSON text
-    return t
+    read = _with_text_leaves(fixed, text, ())
+    assert isinstance(read, Struct)  # a struct stays a struct
+    return FixedRowType(read, text)
 
 
 def _keep_previous(current: Type, previous: Type) -> Type:
@@ -102,36 +92,51 @@ def _keep_previous(current: Type, previous: Type) -> Type:
             for name, sub in previous.fields
         )
         return Struct(kept + tuple((name, t) for name, t in current.fields if previous.get(name) is None))
+    if isinstance(current, Array) and isinstance(previous, Array):
+        return Array(_keep_previous(current.element, previous.element))
+    if isinstance(current, Map) and isinstance(previous, Map):
+        return Map(_keep_previous(current.value, previous.value))
     if isinstance(current, Scalar) and isinstance(previous, Scalar):
         return previous
     return current  # a change of shape (an object where text was): the rows' shape, nothing lost
 
 
-def _root_scalars(t: Struct, prefix: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], str]]:
-    for name, sub in t.fields:
-        if isinstance(sub, Struct):
-            yield from _root_scalars(sub, (*prefix, name))
-        elif isinstance(sub, Scalar):
-            yield (*prefix, name), sub.kind
+def _scalars(t: Type, prefix: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], str]]:
+    """(type path, kind) of every scalar of ``t``, objects, arrays and maps walked."""
+    if isinstance(t, Struct):
+        for name, sub in t.fields:
+            yield from _scalars(sub, (*prefix, name))
+    elif isinstance(t, Array):
+        yield from _scalars(t.element, (*prefix, ARRAY_STEP))
+    elif isinstance(t, Map):
+        yield from _scalars(t.value, (*prefix, MAP_STEP))
+    elif isinstance(t, Scalar):
+        yield prefix, t.kind
 
 
-def _at(t: Type | None, path: tuple[str, ...]) -> Type | None:
-    for name in path:
-        if not isinstance(t, Struct):
+def type_at_path(t: Type | None, path: tuple[str, ...]) -> Type | None:
+    """The type at a type path (see the module's docstring), None where ``t`` has none."""
+    for step in path:
+        if isinstance(t, Struct):
+            t = t.get(step)
+        elif isinstance(t, Array) and step == ARRAY_STEP:
+            t = t.element
+        elif isinstance(t, Map) and step == MAP_STEP:
+            t = t.value
+        else:
             return None
-        t = t.get(name)
     return t
 
 
-def _with_text_leaves(t: Struct, text: Mapping[tuple[str, ...], str], prefix: tuple[str, ...] = ()) -> Struct:
+def _with_text_leaves(t: Type, text: Mapping[tuple[str, ...], str], prefix: tuple[str, ...]) -> Type:
     if not text:
         return t
-    fields = []
-    for name, sub in t.fields:
-        path = (*prefix, name)
-        if path in text:
-            sub = STRING_T
-        elif isinstance(sub, Struct):
-            sub = _with_text_leaves(sub, text, path)
-        fields.append((name, sub))
-    return Struct(tuple(fields))
+    if prefix in text:
+        return STRING_T
+    if isinstance(t, Struct):
+        return Struct(tuple((name, _with_text_leaves(sub, text, (*prefix, name))) for name, sub in t.fields))
+    if isinstance(t, Array):
+        return Array(_with_text_leaves(t.element, text, (*prefix, ARRAY_STEP)))
+    if isinstance(t, Map):
+        return Map(_with_text_leaves(t.value, text, (*prefix, MAP_STEP)))
+    return t

@@ -18,7 +18,9 @@ root table's rows, with the root table's types:
   a struct differ only by case; a map is a Parquet map of string keys, which
   Athena, Spark and DuckDB all read as a map. A leaf the root table reads as
   text and converts (``from_text``: timestamps, declared types) is converted
-  the same way, its misfits null here and rescued in ``_rescued_data``.
+  the same way, its misfits null here and rescued in the ``_rescued_data``
+  of the table that holds the leaf's column (the root table's is a column
+  here too; a misfit inside an array is in its child table's).
 
 The table is named ``<root table>_nested``; should a child table have that
 name already (an array ``nested`` at the top level), it takes the next free
@@ -30,9 +32,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from bridge_downstream.common.jsoncodec import document_key
 from bridge_downstream.relationalize.naming import NameAllocator, sanitize
-from bridge_downstream.relationalize.plan import ROLE_LINK, ROLE_VALUE, RelationalizePlan
-from bridge_downstream.relationalize.types import TIMESTAMP, Array, Map, Scalar, Struct, Type
+from bridge_downstream.relationalize.plan import ROLE_LINK, ROLE_VALUE, RelationalizePlan, element_paths
+from bridge_downstream.relationalize.types import ARRAY_STEP, MAP_STEP, TIMESTAMP, Array, Map, Scalar, Struct, Type
 
 NESTED_SUFFIX = "_nested"
 
@@ -67,9 +70,8 @@ class NestedTablePlan:
 
 def published_type(t: Type, kinds: Mapping[tuple[str, ...], str] | None = None, path: tuple[str, ...] = ()) -> Type:
     """``t`` with every struct's fields named as the nested table publishes
-    them. ``kinds``: the root table's kinds of the columns read as text, by
-    JSON path from the root row (``path``: ``t``'s); a leaf at such a path
-    gets its column's kind."""
+    them. ``kinds``: the kinds of the columns read as text, by type path from
+    the root row (``path``: ``t``'s); a leaf at such a path gets its column's kind."""
     kinds = kinds or {}
     if isinstance(t, Struct):
         names = NameAllocator()
@@ -77,9 +79,9 @@ def published_type(t: Type, kinds: Mapping[tuple[str, ...], str] | None = None, 
             tuple((names.allocate(sanitize(key)), published_type(v, kinds, (*path, key))) for key, v in t.fields)
         )
     if isinstance(t, Array):
-        return Array(published_type(t.element))
+        return Array(published_type(t.element, kinds, (*path, ARRAY_STEP)))
     if isinstance(t, Map):
-        return Map(published_type(t.value))
+        return Map(published_type(t.value, kinds, (*path, MAP_STEP)))
     if isinstance(t, Scalar) and path in kinds:
         return Scalar(kinds[path])
     return t
@@ -123,7 +125,13 @@ def plan_nested_table(plan: RelationalizePlan) -> NestedTablePlan:
         elif column.path[0] not in containers:
             containers[column.path[0]] = len(places)
             places.append(containers[column.path[0]])
-    kinds = {tuple(c.path): c.type for c in root.columns if c.role == ROLE_VALUE and c.from_text}
+    paths = element_paths(plan)
+    kinds = {
+        (*paths[table.name], *c.path): c.type
+        for table in plan.tables
+        for c in table.columns
+        if c.role == ROLE_VALUE and c.from_text
+    }
     names = NameAllocator([p for p in places if isinstance(p, str)])
     keys = {place: key for key, place in containers.items()}
     columns = []
@@ -134,5 +142,6 @@ def plan_nested_table(plan: RelationalizePlan) -> NestedTablePlan:
         key = keys[place]
         source = plan.row_type.get(key)
         assert source is not None, key
-        columns.append(NestedColumn(names.allocate(sanitize(key)), published_type(source, kinds, (key,)), key))
+        name = names.allocate(sanitize(document_key(key)))
+        columns.append(NestedColumn(name, published_type(source, kinds, (key,)), key))
     return NestedTablePlan(nested_table_name(plan), tuple(columns))

@@ -33,6 +33,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from bridge_downstream.common.jsoncodec import document_key
 from bridge_downstream.relationalize.naming import (
     NameAllocator,
     child_table_name,
@@ -41,6 +42,8 @@ from bridge_downstream.relationalize.naming import (
     sanitize,
 )
 from bridge_downstream.relationalize.types import (
+    ARRAY_STEP,
+    MAP_STEP,
     SCALAR_KINDS,
     TIMESTAMP,
     Array,
@@ -62,9 +65,10 @@ ROLE_KEY = "key"
 ROLE_CARRY = "carry"
 ROLE_RESCUED = "rescued"
 
-# The root table's column of the values that did not fit their columns (JSON
-# text of {path: text}, null when none): no document key is spelled so, as
-# sanitized names never start with "_" (naming.py).
+# Every table's column of the values of its row that did not fit their
+# columns (JSON text of {path: text}, the path from the row's element; null
+# when none): no document key is spelled so, as sanitized names never start
+# with "_" (naming.py).
 RESCUED_COLUMN = "_rescued_data"
 
 # The id rules above, for both executors: literal replacements applied in
@@ -282,10 +286,11 @@ def build_plan(
     S3 object metadata): one whose name a document column also has, in any case,
     is published as ``bridge_<name>`` (:data:`METADATA_PREFIX`), so the
     document's column keeps its name and its value.
-    ``text_columns``: root scalar paths (JSON keys, through objects only) whose
-    values are read as text (``row_type`` holds a string there) and published
-    as the kind given, the values that do not convert rescued
-    (:mod:`.text_values`, :data:`RESCUED_COLUMN`).
+    ``text_columns``: the type paths of scalars (:mod:`.fixed_types`: JSON
+    keys, and steps into arrays and maps) whose values are read as text
+    (``row_type`` holds a string there) and published as the kind given, the
+    values that do not convert rescued in their table's
+    :data:`RESCUED_COLUMN` (:mod:`.text_values`).
     """
     text_columns = dict(text_columns or {})
     extra_columns = dict(extra_columns or {})
@@ -312,7 +317,8 @@ def build_plan(
 
     # root -------------------------------------------------------------
     doc_type = Struct(tuple((n, t) for n, t in root_type.fields if n not in extra_columns))
-    doc_names = {join_name(*parts).lower() for parts, _, _ in _leaves(doc_type, [])}
+    doc_leaves = [(document_path(parts), path, leaf) for parts, path, leaf in _leaves(doc_type, [])]
+    doc_names = {join_name(*parts).lower() for parts, _, _ in doc_leaves}
     extra_output = {
         n: sanitize(METADATA_PREFIX + n if n in metadata_columns and sanitize(n).lower() in doc_names else n)
         for n in extra_columns
@@ -323,7 +329,7 @@ def build_plan(
     root_name = table_names.allocate(root_table_name(dataset_id))
     root_columns: list[ColumnPlan] = []
     renamed: dict[str, dict[str, str]] = {}
-    for parts, path, leaf in _leaves(doc_type, []):
+    for parts, path, leaf in doc_leaves:
         name = _allocate(root_names, join_name(*parts), path, renamed.setdefault(root_name, {}))
         column = _leaf_column(name, path, leaf)
         if tuple(path) in text_columns:
@@ -337,7 +343,7 @@ def build_plan(
     partition_out = [root_output[n] for n in partition_columns]
 
     root = TablePlan(root_name, KIND_ROOT, None, None, [], root_type, root_columns, 0)
-    _add_table(root, tables, table_names, carried_out, renamed)
+    _add_table(root, tables, table_names, carried_out, renamed, text_columns, ())
 
     return RelationalizePlan(
         dataset_id=dataset_id,
@@ -356,9 +362,12 @@ def _add_table(
     table_names: NameAllocator,
     carried_out: list[tuple[str, str, str]],
     renamed: dict[str, dict[str, str]],
+    text_columns: Mapping[tuple[str, ...], str],
+    element_path: tuple[str, ...],
 ) -> None:
     """Append ``table`` and, depth first in column order, the tables of its link columns;
-    ``renamed`` gets the columns of each table that naming rule 3 renames."""
+    ``renamed`` gets the columns of each table that naming rule 3 renames.
+    ``element_path``: the type path of ``table``'s element (``text_columns``' keys)."""
     tables.append(table)
     element_lookup = table.element_type
     for column in table.columns:
@@ -369,14 +378,14 @@ def _add_table(
         column.child = child_name
         names = NameAllocator()
         if isinstance(container, Array):
-            kind, element = KIND_ARRAY, container.element
+            kind, element, step = KIND_ARRAY, container.element, ARRAY_STEP
             head = [
                 ColumnPlan(names.take("id"), "string", ROLE_ID),
                 ColumnPlan(names.take("index"), "bigint", ROLE_INDEX),
             ]
             prefix, scalar_name = [], f"{column.name}_val"
         elif isinstance(container, Map):
-            kind, element = KIND_MAP, container.value
+            kind, element, step = KIND_MAP, container.value, MAP_STEP
             head = [
                 ColumnPlan(names.take("id"), "string", ROLE_ID),
                 ColumnPlan(names.take("key"), "string", ROLE_KEY),
@@ -387,11 +396,16 @@ def _add_table(
         tail = [ColumnPlan(names.take(out), kind_, ROLE_CARRY, [key]) for out, kind_, key in carried_out]
         body: list[ColumnPlan] = []
         child_renamed = renamed.setdefault(child_name, {})
+        child_path = (*element_path, *column.path, step)
         if isinstance(element, Struct):
             for parts, path, leaf in _leaves(element, prefix):
                 body.append(_leaf_column(_allocate(names, join_name(*parts), path, child_renamed), path, leaf))
         else:
             body.append(_leaf_column(_allocate(names, sanitize(scalar_name), [], child_renamed), [], element))
+        for leaf_column in body:
+            if (*child_path, *leaf_column.path) in text_columns:
+                leaf_column.type, leaf_column.from_text = text_columns[(*child_path, *leaf_column.path)], True
+        tail.append(ColumnPlan(name=RESCUED_COLUMN, type="string", role=ROLE_RESCUED))
         child = TablePlan(
             name=child_name,
             kind=kind,
@@ -402,7 +416,25 @@ def _add_table(
             columns=head + body + tail,
             depth=table.depth + 1,
         )
-        _add_table(child, tables, table_names, carried_out, renamed)
+        _add_table(child, tables, table_names, carried_out, renamed, text_columns, child_path)
+
+
+def rescued_path(column: ColumnPlan) -> str:
+    """The key of a misfit of ``column`` in its row's rescued data: the JSON
+    path from the row's element, or the column's name where the element is the value."""
+    return shown_path(column.path) or column.name
+
+
+def element_paths(plan: RelationalizePlan) -> dict[str, tuple[str, ...]]:
+    """Each table's element as a type path from the root row (:mod:`.fixed_types`)."""
+    paths: dict[str, tuple[str, ...]] = {}
+    for table in plan.tables:  # parents come before their children
+        if table.parent is None:
+            paths[table.name] = ()
+        else:
+            step = ARRAY_STEP if table.kind == KIND_ARRAY else MAP_STEP
+            paths[table.name] = (*paths[table.parent], *table.source_path, step)
+    return paths
 
 
 def _allocate(names: NameAllocator, wanted: str, path: list[str], renamed: dict[str, str]) -> str:
@@ -410,8 +442,19 @@ def _allocate(names: NameAllocator, wanted: str, path: list[str], renamed: dict[
     holds (the element itself, a scalar array element or map value: its wanted name)."""
     name = names.allocate(wanted)
     if name != wanted:
-        renamed[name] = ".".join(path) if path else wanted
+        renamed[name] = shown_path(path) if path else wanted
     return name
+
+
+def document_path(path: list[str]) -> list[str]:
+    """A root row's JSON path as the document spells it: a top-level key
+    ingest escaped, because a field it adds has the same name, unescaped."""
+    return [document_key(path[0]), *path[1:]] if path else path
+
+
+def shown_path(path: list[str]) -> str:
+    """A JSON path as the reports show it: keys joined with ``.``, as the document spells them."""
+    return ".".join(document_path(path))
 
 
 def _leaf_column(name: str, path: list[str], leaf: Type) -> ColumnPlan:

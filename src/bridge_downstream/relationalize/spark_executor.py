@@ -326,7 +326,7 @@ def _rescued_sql(table: TablePlan) -> str:
         if column.role == rules.ROLE_VALUE and column.from_text:
             text = f"CAST({'.'.join(_element_path(table.element_type, column.path))} AS string)"
             misfit = f"{text} IS NOT NULL AND {converted_sql(column.type, text)} IS NULL"
-            entries.append(f"{_sql_literal('.'.join(column.path))}, CASE WHEN {misfit} THEN {text} END")
+            entries.append(f"{_sql_literal(rules.rescued_path(column))}, CASE WHEN {misfit} THEN {text} END")
     if not entries:
         return "CAST(NULL AS string)"
     return f"nullif(to_json(map_filter(map({', '.join(entries)}), (k, v) -> v IS NOT NULL)), '{{}}')"

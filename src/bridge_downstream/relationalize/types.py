@@ -36,6 +36,9 @@ TIMESTAMP = "timestamp"
 SCALAR_KINDS = (STRING, BIGINT, DOUBLE, BOOLEAN, DECIMAL, TIMESTAMP)
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 DECIMAL_DIGITS = 38
+# The steps of a type path (fixed_types.py) into an array's element and a map's value.
+ARRAY_STEP = "[]"
+MAP_STEP = "{}"
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 Job arguments: --json-root, --published-root, --registry-uri, --profile,
 --glue-database; optional --datasets (comma list; default: the datasets the
-workflow run's ingest wrote, else every dataset under the JSON root),
+workflow run's ingest wrote, else every dataset under the JSON root; ``*``:
+those defaults but the ones --excluded-datasets lists, the other groups'),
 --catalog-table-prefix, --retention. Glue adds --WORKFLOW_NAME and
 --WORKFLOW_RUN_ID when a workflow starts the job.
 """
@@ -25,9 +26,23 @@ from bridge_downstream_adapters.spark_staging import StagedLocation
 log = logging.getLogger("json_to_parquet")
 
 
+# A dataset group that publishes every dataset the pipeline's other groups do
+# not name, so a dataset no group lists is still published.
+EVERY_OTHER_DATASET = "*"
+
+
 def chosen_datasets(args, glue, work) -> list[str]:
-    if args["datasets"]:
-        return [d for d in args["datasets"].split(",") if d]
+    named = [d for d in args["datasets"].split(",") if d]
+    if named == [EVERY_OTHER_DATASET]:
+        excluded = {d for d in args["excluded_datasets"].split(",") if d}
+        return [d for d in _offered_datasets(args, glue, work) if d not in excluded]
+    if named:
+        return named
+    return _offered_datasets(args, glue, work)
+
+
+def _offered_datasets(args, glue, work) -> list[str]:
+    """The datasets the workflow run's ingest wrote, else every dataset under the JSON root."""
     if args["WORKFLOW_NAME"] and args["WORKFLOW_RUN_ID"]:
         properties = glue.get_workflow_run_properties(Name=args["WORKFLOW_NAME"], RunId=args["WORKFLOW_RUN_ID"])[
             "RunProperties"
@@ -43,6 +58,7 @@ def main(argv=None, spark=None, glue_client=None) -> dict:
         ["json-root", "published-root", "registry-uri", "profile", "glue-database"],
         {
             "datasets": "",
+            "excluded-datasets": "",
             "catalog-table-prefix": "",
             "retention": str(DEFAULT_RETENTION),
             "WORKFLOW_NAME": None,

@@ -7,8 +7,10 @@ The input queue receives, through SNS subscriptions, two kinds of message:
   come from the object key (``S3_KEY_PATTERN``, default ``<appId>/<studyId>/...``).
 * Bridge (Exporter 3) notifications (SNS envelope, ``Message`` is
   ``{"appId", "recordId", "record": {"s3Bucket", "s3Key", "rawFolderId", ...},
-  "studyRecords": {"<studyId>": {...same fields...}}}``): one message per study
-  in ``studyRecords``.
+  "studyRecords": {"<studyId>": {...same fields...}}}``): the upload the
+  ``record`` names (where Bridge wrote it, read through an STS token for its
+  ``rawFolderId``), once for each study in ``studyRecords``, as the original
+  Lambda did; the studies' own copies are not read.
 
 Messages are grouped per app and study and a workflow run is started for each
 group with run property ``messages`` = JSON list of
@@ -141,6 +143,7 @@ def parse_s3_event(message: dict, key_pattern: re.Pattern) -> list[SourceMessage
 
 
 def parse_bridge_notification(message: dict) -> list[SourceMessage]:
+    """The notification's ``record`` once per study of ``studyRecords`` (its keys)."""
     app_id = message.get("appId")
     if not app_id:
         raise MessageError("Bridge notification without appId")
@@ -149,27 +152,24 @@ def parse_bridge_notification(message: dict) -> list[SourceMessage]:
     study_records = message.get("studyRecords") or {}
     if not isinstance(study_records, dict):
         raise MessageError("Bridge notification whose studyRecords is not an object")
-    found = []
-    for study_id, record in study_records.items():
-        named = _named_object(_member(record, "s3Bucket"), _member(record, "s3Key"))
-        if named is None:
-            logger.error(
-                "skipping study record %r of app %s, record %s: it names no object (s3Bucket or s3Key missing)",
-                study_id,
-                app_id,
-                message.get("recordId"),
-            )
-            continue
-        bucket, key = named
-        if skip_reason(key):
-            continue
-        raw_folder_id = _member(record, "rawFolderId")
-        found.append(
-            SourceMessage(app_id, study_id, bucket, key, raw_folder_id if isinstance(raw_folder_id, str) else None)
-        )
-    if not found and not message.get("studyRecords"):
+    if not study_records:
         logger.info("Bridge notification for app %s, record %s has no studyRecords", app_id, message.get("recordId"))
-    return found
+        return []
+    record = message.get("record")
+    named = _named_object(_member(record, "s3Bucket"), _member(record, "s3Key"))
+    if named is None:
+        logger.error(
+            "skipping record %s of app %s: its record names no object (s3Bucket or s3Key missing)",
+            message.get("recordId"),
+            app_id,
+        )
+        return []
+    bucket, key = named
+    if skip_reason(key):
+        return []
+    raw_folder_id = _member(record, "rawFolderId")
+    folder = raw_folder_id if isinstance(raw_folder_id, str) and raw_folder_id else None
+    return [SourceMessage(app_id, study_id, bucket, key, folder) for study_id in study_records]
 
 
 def parse_body(body: str, key_pattern: re.Pattern) -> list[SourceMessage]:

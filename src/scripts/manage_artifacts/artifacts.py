@@ -2,6 +2,7 @@
 """Upload, list or remove the deployment artifacts of one ref (branch).
 
     artifacts.py --upload --ref my-branch [--registry build/registry]
+    (for --ref main or --stack-group prod, --registry is required and must be built from a sources file)
     artifacts.py --list   --ref my-branch
     artifacts.py --list                       # every ref in the bucket
     artifacts.py --remove --ref my-branch [--namespace my-branch]
@@ -306,6 +307,26 @@ def resolve_buckets(session, args) -> dict[str, str]:
 # ------------------------------------------------------------------ CLI
 
 
+def check_deployed_registry(args) -> None:
+    """``main`` and prod run on the real registry: one built from a sources
+    file (``registry build --sources registry-sources/mtb.yaml``), never the
+    samples or a registry pieced together by hand, unless --force."""
+    if args.force or (args.ref not in PROTECTED_REFS and args.stack_group != "prod"):
+        return
+    if args.registry is None:
+        raise SystemExit(
+            f"--ref {args.ref} / --stack-group {args.stack_group} needs --registry (a registry built --sources)"
+        )
+    index = (
+        json.loads((args.registry / "registry.json").read_text()) if (args.registry / "registry.json").exists() else {}
+    )
+    if not index.get("sources"):
+        raise SystemExit(
+            f"{args.registry} was not built from a sources file: for {args.ref} / {args.stack_group} build it with "
+            "`bridge-downstream registry build --sources registry-sources/mtb.yaml --root DIR` (or pass --force)"
+        )
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     action = parser.add_mutually_exclusive_group(required=True)
@@ -323,7 +344,11 @@ def parse_args(argv=None):
     )
     parser.add_argument("--namespace", help="with --remove: also delete this namespace's data prefixes")
     parser.add_argument("--no-prune", action="store_true", help="with --upload: keep objects no longer produced")
-    parser.add_argument("--force", action="store_true", help="allow --remove of protected refs/namespaces")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="allow --remove of protected refs/namespaces, and --upload to main/prod of a registry built without --sources",
+    )
     parser.add_argument("--project-root", type=Path, default=PROJECT_ROOT)
     parser.add_argument("--region", default=None)
     args = parser.parse_args(argv)
@@ -348,6 +373,7 @@ def main(argv=None, session=None) -> int:
         return 0
 
     if args.upload:
+        check_deployed_registry(args)
         with tempfile.TemporaryDirectory(prefix="bd-artifacts-") as build_dir:
             artifacts = collect_artifacts(args.project_root, Path(build_dir), args.registry)
             report = upload(s3, bucket, args.ref, artifacts, prune=not args.no_prune)

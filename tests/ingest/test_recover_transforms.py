@@ -320,6 +320,8 @@ def test_the_real_export_publishes_recovers_tables(tmp_path):
     assert value_fields <= {"symptoms", "treatments", "notes", "overallFeeling", "icon"}
     assert {f"Value_{key}" for key in value_fields} <= columns("dataset_symptomlog")
     assert "Value" not in columns("dataset_symptomlog")
+    # recover's table spells it DatapointKey: the profile's type applies to the data's key, no twin column
+    assert "DataPointKey" in columns("dataset_symptomlog") and "DatapointKey_2" not in columns("dataset_symptomlog")
     assert {"severity", "ParticipantIdentifier", "cohort"} <= columns("dataset_symptomlog_value_symptoms")
     assert columns("dataset_symptomlog_value_treatments")
     symptom_columns = columns("dataset_enrolledparticipants_customfields_symptoms")

@@ -130,3 +130,24 @@ def test_real_export_record_counts_add_up(real_export):
         assert counts["read"] == counts["duplicates_dropped"] + counts["deleted_dropped"] + counts["written"]
         assert counts["written"] == root.rows
     assert manifests["FitbitIntradayCombined"].record_counts[0]["read"] == 59_005
+
+
+def test_every_column_of_recovers_tables_is_published(real_export):
+    """recover's table definition of each published data type, column by
+    column: a scalar column is a root column (its name as the catalog spells
+    it, lower case); a struct column is flattened into ``<name>_<field>``
+    columns (or, where every row holds ``{}``, as the real ``EventDates`` does,
+    one column of that text); an array column is a child table."""
+    _, manifests = real_export
+    definitions = yaml.safe_load(shared_path("recover-config", "table_columns.yaml").read_text())["tables"]
+    for dataset_id, manifest in manifests.items():
+        root_name = f"dataset_{dataset_id.lower()}"
+        published = {column["name"].lower() for column in manifest.tables[root_name].columns}
+        for column in definitions[dataset_id]["columns"]:
+            name, kind = column["Name"].lower(), column["Type"]
+            if kind.startswith("array<"):
+                assert f"{root_name}_{name}" in manifest.tables or name in published, f"{dataset_id}.{name}"
+            elif kind.startswith("struct<"):
+                assert name in published or any(p.startswith(f"{name}_") for p in published), f"{dataset_id}.{name}"
+            else:
+                assert name in published, f"{dataset_id}.{name}"

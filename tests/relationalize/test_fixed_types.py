@@ -104,3 +104,10 @@ def test_a_child_column_keeps_its_previous_type_and_a_scalar_array_rescues_by_it
     assert [(r["sizes_val"], r[RESCUED_COLUMN]) for r in size_rows] == [(1, None), (None, '{"sizes_val":"big"}')]
     step_rows = tables["dataset_legacy_v1_steps"].to_pylist()
     assert [(r["n"], r[RESCUED_COLUMN]) for r in step_rows] == [(None, '{"n":"2.5"}'), (3, None)]
+
+
+def test_a_declared_key_spelled_in_another_case_types_the_rows_key_and_adds_no_twin():
+    row = Struct((("DataPointKey", STRING_T), ("Value", STRING_T)))
+    fixed = fixed_row_type(row, row, declared={"DatapointKey": "string", "value": "bigint", "Absent": "double"})
+    assert fixed.row_type == Struct((("DataPointKey", STRING_T), ("Value", STRING_T), ("Absent", DOUBLE_T)))
+    assert fixed.text_columns == {("Value",): "bigint"}

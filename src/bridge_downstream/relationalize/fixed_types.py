@@ -52,8 +52,9 @@ def fixed_row_type(
 ) -> FixedRowType:
     """``row_type`` with the root columns' types fixed:
 
-    1. ``declared`` (a profile's column types, by top-level JSON key) replace
-       the planned types of those keys;
+    1. ``declared`` (a profile's column types, by top-level JSON key, matched
+       case-insensitively where the rows spell the key otherwise) replace the
+       planned types of those keys; a declared key no row holds is added;
     2. the types of ``previous`` (the row type of the version this publish
        replaces) are kept where both have a scalar, and its fields the rows no
        longer hold are kept (a column does not disappear);
@@ -67,8 +68,10 @@ def fixed_row_type(
     ignored = frozenset(ignored_keys)
     fixed: Type = row_type
     if declared:
-        fixed = Struct(tuple((name, Scalar(declared[name]) if name in declared else t) for name, t in row_type.fields))
-        fixed = Struct(fixed.fields + tuple((n, Scalar(k)) for n, k in declared.items() if row_type.get(n) is None))
+        at_key = _declared_at_keys(row_type, declared)
+        fixed = Struct(tuple((name, Scalar(at_key[name]) if name in at_key else t) for name, t in row_type.fields))
+        placed = {declared_name for declared_name in declared if _row_key(row_type, declared_name) is not None}
+        fixed = Struct(fixed.fields + tuple((n, Scalar(k)) for n, k in declared.items() if n not in placed))
     if isinstance(previous, Struct):
         fixed = _keep_previous(fixed, previous)
     assert isinstance(fixed, Struct)
@@ -83,6 +86,25 @@ def fixed_row_type(
     read = _with_text_leaves(fixed, text, ())
     assert isinstance(read, Struct)  # a struct stays a struct
     return FixedRowType(read, text)
+
+
+def _row_key(row_type: Struct, declared_name: str) -> str | None:
+    """The row's key a declared name types: the same spelling, else the one key
+    that differs only by case (a table definition's ``DatapointKey`` for the
+    data's ``DataPointKey``), so a declaration never adds a case-only twin."""
+    if row_type.get(declared_name) is not None:
+        return declared_name
+    matches = [name for name, _ in row_type.fields if name.lower() == declared_name.lower()]
+    return matches[0] if len(matches) == 1 else None
+
+
+def _declared_at_keys(row_type: Struct, declared: Mapping[str, str]) -> dict[str, str]:
+    at_key: dict[str, str] = {}
+    for declared_name, kind in declared.items():
+        key = _row_key(row_type, declared_name)
+        if key is not None:
+            at_key.setdefault(key, kind)
+    return at_key
 
 
 def _keep_previous(current: Type, previous: Type) -> Type:

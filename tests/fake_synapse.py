@@ -88,6 +88,8 @@ class FakeSynapse:
         self.sts_issued: list[dict] = []
         self.server: ThreadingHTTPServer | None = None
         self.thread: threading.Thread | None = None
+        self.views: dict[str, list[dict]] = {}  # file view id -> its rows
+        self.query_jobs: dict[str, dict] = {}  # async job token -> query result bundle
 
     # ----------------------------------------------------------- test API
     def add_user(self, token: str, user_name: str = "exporter", owner_id: str | None = None) -> dict:
@@ -242,7 +244,70 @@ class FakeSynapse:
             (rf"/repo/v1/projectSettings/{eid}/type/upload", "GET", self._get_project_setting),
             (r"/repo/v1/projectSettings", "POST", self._create_project_setting),
             (r"/repo/v1/projectSettings", "PUT", self._update_project_setting),
+            (rf"/repo/v1/entity/{eid}/table/query/async/start", "POST", self._start_table_query),
+            (rf"/repo/v1/entity/{eid}/table/query/async/get/(\w+)", "GET", self._get_table_query),
         ]
+
+    # --------------------------------------------------------- table queries
+    def add_file_view(self, rows: list[dict]) -> str:
+        """A file view whose rows are ``rows`` (column -> value); its id."""
+        view_id = f"syn{next(self.ids)}"
+        self.views[view_id] = rows
+        return view_id
+
+    def add_raw_file(self, bucket: str, key: str, parent_id: str, owner: dict) -> str:
+        """A File entity on an external S3 handle, made directly (no storage location checks); its id."""
+        handle = {"id": str(next(self.ids)), "bucketName": bucket, "key": key, "createdBy": owner["ownerId"]}
+        handle["concreteType"] = "org.sagebionetworks.repo.model.file.S3FileHandle"
+        self.file_handles[handle["id"]] = handle
+        name = key.rsplit("/", 1)[-1]
+        body = {"name": name, "parentId": parent_id, "concreteType": FILE, "dataFileHandleId": handle["id"]}
+        return self._new_entity(body, owner)["id"]
+
+    def _start_table_query(self, user, body, query, entity_id):
+        """Runs the query at once (DuckDB over the view's rows); the job is ready on the first get."""
+        import duckdb
+
+        rows = self.views.get(entity_id)
+        if rows is None:
+            raise HttpError(404, f"{entity_id} is no table or view")
+        sql = body["query"]["sql"]
+        offset, limit = int(body["query"].get("offset") or 0), int(body["query"].get("limit") or 10**9)
+        columns = sorted({name for row in rows for name in row})
+        with duckdb.connect() as connection:
+            connection.execute(f"CREATE TABLE {entity_id} ({', '.join(f'{c} VARCHAR' for c in columns)})")
+            for row in rows:
+                connection.execute(
+                    f"INSERT INTO {entity_id} VALUES ({', '.join('?' for _ in columns)})",
+                    [None if row.get(c) is None else str(row[c]) for c in columns],
+                )
+            try:
+                result = connection.execute(f"SELECT * FROM ({sql}) LIMIT {limit} OFFSET {offset}")
+            except duckdb.Error as error:
+                raise HttpError(400, f"invalid query: {error}") from error
+            names = [d[0] for d in result.description]
+            values = result.fetchall()
+        token = uuid.uuid4().hex
+        self.query_jobs[token] = {
+            "concreteType": "org.sagebionetworks.repo.model.table.QueryResultBundle",
+            "queryResult": {
+                "queryResults": {
+                    "tableId": entity_id,
+                    "headers": [{"name": name, "columnType": "STRING"} for name in names],
+                    "rows": [
+                        {"rowId": offset + i, "values": [None if v is None else str(v) for v in row]}
+                        for i, row in enumerate(values)
+                    ],
+                }
+            },
+        }
+        return {"token": token}
+
+    def _get_table_query(self, user, body, query, entity_id, token):
+        job = self.query_jobs.get(token)
+        if job is None:
+            raise HttpError(404, f"no query job {token}")
+        return job
 
     def _authenticate(self, authorization: str) -> dict:
         if not authorization.startswith("Bearer "):

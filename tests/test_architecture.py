@@ -27,6 +27,7 @@ CORE_PACKAGE_MAY_IMPORT = {
     "publish": {"common", "config", "relationalize"},
     "exports": {"common", "config", "publish"},
     "replay": {"common", "config", "ingest"},
+    "quality": {"common", "config", "publish"},
 }
 
 

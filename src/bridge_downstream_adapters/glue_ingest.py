@@ -29,6 +29,7 @@ from bridge_downstream.config.limits import ArchiveLimits
 from bridge_downstream.config.profiles import load_profile
 from bridge_downstream.config.registry import SchemaRegistry
 from bridge_downstream.ingest.context import IngestContext, default_prefetch
+from bridge_downstream.ingest.invalid_sink import StorageInvalidSink
 from bridge_downstream.ingest.listing import ArchiveInput
 from bridge_downstream.ingest.outcomes import IngestLedger, TaskResult, finish_run, load_ledger
 from bridge_downstream.ingest.run import new_run_id, process_batch, without_repeated_archives
@@ -39,6 +40,7 @@ from bridge_downstream_adapters.raw_bucket import (
     require_synapse_client,
 )
 from bridge_downstream_adapters.s3 import S3Storage
+from bridge_downstream_adapters.sqs import DurableInvalidSink
 
 
 @dataclass(frozen=True)
@@ -145,7 +147,8 @@ def run_ingest_on_spark(
     results, ctx = without_repeated_archives(
         results, _context(config, already), output, lambda again, settled: run_slices(again, settled.kept_copies)
     )
-    return finish_run(run_id, ctx, results, started, output, invalid_sink)
+    durable = DurableInvalidSink(StorageInvalidSink(output), invalid_sink)  # <json root>/invalid/, beside the queue
+    return finish_run(run_id, ctx, results, started, output, durable)
 
 
 def messages_from_run_properties(properties: dict) -> list[dict]:

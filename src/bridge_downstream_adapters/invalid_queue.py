@@ -13,6 +13,11 @@ listing nothing stays hidden. A replay keeps the selected messages hidden
 Messages are grouped by the record's archive identity: the same invalid
 record sent twice (a rerun of the same archive) is one record with two
 messages, and settling it deletes both.
+
+:class:`QueueAndArchiveInvalidStore` adds the durable copies the Glue job
+writes under the pipeline root's ``invalid/`` (``sqs.DurableInvalidSink``):
+a record the queue no longer holds (after its 14-day retention) is still
+listed and replayed from S3, and settling a record removes both copies.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from collections.abc import Iterable
 from botocore.exceptions import ClientError
 
 from bridge_downstream.ingest.listing import ArchiveInput
-from bridge_downstream.replay.invalid_store import StoredEntry
+from bridge_downstream.replay.invalid_store import StorageInvalidStore, StoredEntry
 from bridge_downstream.replay.replayer import (
     SourceUnavailable,
     choose_metadata,
@@ -139,6 +144,48 @@ class SqsInvalidStore:
             )
 
 
+ARCHIVED = "archived:"  # marks a handle that is a key under the pipeline root, not a receipt handle
+
+
+class QueueAndArchiveInvalidStore:
+    """The queue's entries and the durable copies in S3, one per record identity."""
+
+    def __init__(self, queue: SqsInvalidStore, archive: StorageInvalidStore):
+        self.queue = queue
+        self.archive = archive
+        self.messages = 0
+
+    def load(self) -> list[StoredEntry]:
+        by_identity = {stored.identity or str(id(stored)): stored for stored in self.queue.load()}
+        self.messages = self.queue.messages
+        for kept in self.archive.load():
+            handles = [ARCHIVED + handle for handle in kept.handles]
+            queued = by_identity.get(kept.identity)
+            if queued is None:
+                by_identity[kept.identity or str(id(kept))] = StoredEntry(kept.entry, handles)
+            else:
+                queued.handles.extend(handles)
+                if "metadata" not in queued.entry and "metadata" in kept.entry:
+                    queued.entry = kept.entry  # the S3 copy is never slimmed
+        return list(by_identity.values())
+
+    def send(self, entry: dict) -> str:
+        """Both copies; the S3 copy's handle, which a replay must not remove
+        with the entry's old handles (the same record keeps the same key)."""
+        handle = ARCHIVED + self.archive.send(entry)
+        self.queue.send(entry)
+        return handle
+
+    def remove(self, handles: Iterable[str]) -> int:
+        handles = list(handles)
+        archived = [h[len(ARCHIVED) :] for h in handles if h.startswith(ARCHIVED)]
+        queued = [h for h in handles if not h.startswith(ARCHIVED)]
+        return self.queue.remove(queued) + self.archive.remove(archived)
+
+    def release(self, handles: Iterable[str]) -> None:
+        self.queue.release(h for h in handles if not h.startswith(ARCHIVED))
+
+
 def s3_input_resolver(client=None, endpoint_url: str | None = None):
     """entry -> ArchiveInput reading ``s3://source_bucket/source_key`` with the
     object's current S3 metadata (the entry's metadata when the object has
@@ -161,6 +208,8 @@ def s3_input_resolver(client=None, endpoint_url: str | None = None):
             fresh = storage.metadata(key)
         except FileNotFoundError as error:
             raise SourceUnavailable(f"archive not found: s3://{bucket}/{key}") from error
+        except PermissionError as error:
+            raise SourceUnavailable(f"archive not readable: {error}") from error
         except ClientError as error:
             # S3Storage turns a missing object into FileNotFoundError; a missing bucket is still a ClientError.
             if str(error.response.get("Error", {}).get("Code")) in NOT_FOUND:

@@ -15,13 +15,19 @@ from botocore.exceptions import ClientError
 from bridge_downstream.common.storage import ObjectInfo, join_key
 
 _NOT_FOUND = ("404", "NoSuchKey", "NotFound")
+# Without s3:ListBucket S3 answers a missing object with 403 too; either way
+# the object cannot be read, which is the archive's outcome, not the run's.
+_ACCESS_DENIED = ("403", "AccessDenied", "Forbidden")
 
 
 def _raise_translated(error: ClientError, uri: str) -> NoReturn:
-    """A missing object is FileNotFoundError, as for local files, so the core
-    treats it the same way whatever the storage."""
-    if str(error.response.get("Error", {}).get("Code")) in _NOT_FOUND:
+    """A missing object is FileNotFoundError and a refused one PermissionError,
+    as for local files, so the core treats them the same way whatever the storage."""
+    code = str(error.response.get("Error", {}).get("Code"))
+    if code in _NOT_FOUND:
         raise FileNotFoundError(uri) from error
+    if code in _ACCESS_DENIED:
+        raise PermissionError(f"access denied: {uri}") from error
     raise error
 
 

@@ -1,10 +1,14 @@
-"""The invalid sink in AWS: one SQS message per invalid record."""
+"""The invalid sink in AWS: one SQS message per invalid record, and a durable
+copy of each in S3 (the queue keeps messages 14 days at most; replay must
+work later, docs/operations.md)."""
 
 from __future__ import annotations
 
 import json
 
 import boto3
+
+from bridge_downstream.ingest.invalid_sink import InvalidSink
 
 SQS_MAX_MESSAGE_BYTES = 256 * 1024
 
@@ -35,3 +39,17 @@ class SqsInvalidSink:
 
     def delete(self, receipt_handle: str) -> None:
         self.client.delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt_handle)
+
+
+class DurableInvalidSink:
+    """Writes each entry to ``durable`` (the pipeline root's ``invalid/`` in S3)
+    before announcing it on ``announce`` (the queue): an entry announced is
+    always also kept, so a replay finds it after the queue has dropped it."""
+
+    def __init__(self, durable: InvalidSink, announce: InvalidSink):
+        self.durable = durable
+        self.announce = announce
+
+    def send(self, entry: dict) -> None:
+        self.durable.send(entry)
+        self.announce.send(entry)

@@ -10,6 +10,9 @@ stages; the AWS and Synapse pieces it needs come from the adapters.
   ``run``, ``rollback``, ``query``;
 * :mod:`.invalid_commands` -- ``invalid list|show|replay``;
 * :mod:`.export_commands` -- ``export synapse|deliver``.
+* :mod:`.ledger_commands` -- ``ledger forget``;
+* :mod:`.cli_context` -- the config file, the options every command takes, logging;
+* :mod:`.exit_codes` -- what a command exits with.
 """
 
 from bridge_downstream_cli.main import build_parser, main

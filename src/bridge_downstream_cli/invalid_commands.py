@@ -43,6 +43,12 @@ def add_location_arguments(parser: argparse.ArgumentParser, visibility_default: 
         "messages it does not settle are made visible again at the end",
     )
     parser.add_argument("--wait-seconds", type=int, default=1, help="SQS: long-poll seconds per receive (default 1)")
+    parser.add_argument(
+        "--archive-root",
+        help="with --queue-url: the pipeline root (s3://...) whose invalid/ folder holds every record's durable "
+        "copy, so records the queue has dropped (after 14 days) are listed and replayed too "
+        "(default for replay: --json-root)",
+    )
 
 
 def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
@@ -108,11 +114,16 @@ def add_invalid_commands(subparsers) -> argparse.ArgumentParser:
 def open_store(args):
     """(store, a label for messages)."""
     if args.queue_url:
-        from bridge_downstream_adapters.invalid_queue import SqsInvalidStore
+        from bridge_downstream_adapters.export_runs import open_storage
+        from bridge_downstream_adapters.invalid_queue import QueueAndArchiveInvalidStore, SqsInvalidStore
 
-        return SqsInvalidStore(
+        queue = SqsInvalidStore(
             args.queue_url, visibility_timeout=args.visibility_timeout, wait_seconds=args.wait_seconds
         )
+        archive_root = args.archive_root or getattr(args, "json_root", None)
+        if not archive_root:
+            return queue
+        return QueueAndArchiveInvalidStore(queue, StorageInvalidStore(open_storage(archive_root)))
     if not Path(args.output).is_dir():
         raise UsageError(f"--output {args.output} is not a directory")
     return StorageInvalidStore(LocalStorage(args.output))

@@ -46,6 +46,8 @@ def test_run_ingests_publishes_and_reports_tables(spark, registry_dir, tmp_path,
                 "--output",
                 str(output),
                 "--no-progress",
+                "--max-invalid",
+                "3",
             ]
         )
         == 0

@@ -109,7 +109,7 @@ def test_every_stack_launched_and_completed(deployment):
     statuses = {s["StackName"]: s["StackStatus"] for s in cfn.describe_stacks()["Stacks"]}
     for name in deployment.stacks:
         assert statuses[name] in ("CREATE_COMPLETE", "UPDATE_COMPLETE"), name
-    assert len(deployment.stacks) == 7
+    assert len(deployment.stacks) == 8  # the alarms stack too
     created = "\n".join(deployment.report.created)
     for expected in (
         "AWS::Glue::Job",
@@ -146,10 +146,12 @@ def test_every_stack_launched_and_completed(deployment):
     job = glue.get_job(JobName=f"{NAMESPACE}-{PIPELINE}-s3-to-json")["Job"]
     artifacts = f"s3://{buckets['ArtifactBucketName']}/BridgeDownstream/{NAMESPACE}"
     assert job["Command"]["ScriptLocation"] == f"{artifacts}/glue/jobs/s3_to_json.py"
-    wheel, synapse_client = job["DefaultArguments"]["--additional-python-modules"].split(",")
-    assert synapse_client.startswith("synapseclient")  # reads Bridge's raw folders through STS
-    assert wheel.startswith(f"{artifacts}/glue/python/bridge_downstream-")
-    head = s3.head_object(Bucket=buckets["ArtifactBucketName"], Key=wheel.split("/", 3)[3])  # uploaded before launch
+    # the wheel and its locked dependencies (synapseclient among them), installed offline
+    environment = job["DefaultArguments"]["--additional-python-modules"]
+    assert environment == f"{artifacts}/glue/python/glue-environment.zip"
+    head = s3.head_object(
+        Bucket=buckets["ArtifactBucketName"], Key=environment.split("/", 3)[3]
+    )  # uploaded before launch
     assert head["ContentLength"] > 0
     assert glue.get_database(Name=f"{NAMESPACE}_mtb_example")["Database"]["Name"] == f"{NAMESPACE}_mtb_example"
     function = deployment.client("lambda").get_function(FunctionName=f"{NAMESPACE}-sqs-to-glue")
@@ -267,6 +269,8 @@ class StubJobs:
                         },
                     },
                 )
+        elif script in ("quality", "compare"):
+            pass  # they only read what publish wrote and report it; the "real" kind runs them
         else:
             raise AssertionError(f"unexpected job script {script}")
         self.calls.append((invocation.job.name, invocation.arguments))
@@ -312,12 +316,21 @@ def test_workflow_runner_runs_the_lambda_started_run(deployment, handler, kind, 
     assert len(results) == 1, [r.summary() for r in results]
     result = results[0]
     assert result.succeeded, result.summary()
-    ingest, *publish = [r.job_name for r in result.job_runs]
-    assert ingest == f"{NAMESPACE}-{PIPELINE}-s3-to-json"
+    # publish is debounced: an ingest run starts no publish job
+    assert [r.job_name for r in result.job_runs] == [f"{NAMESPACE}-{PIPELINE}-s3-to-json"]
+    assert pending_runs(glue, workflow_name) == []
+    publish_name = f"{NAMESPACE}-{PIPELINE}-json-to-parquet"
+    for run_id in pending_runs(glue, publish_name):
+        glue.put_workflow_run_properties(
+            Name=publish_name, RunId=run_id, RunProperties={"local_runner_status": "SKIPPED"}
+        )
+    glue.start_workflow_run(Name=publish_name)  # what its schedule does
+    (published,) = run_pending(workflow_from_glue(publish_name, glue), runner, glue)
+    assert published.succeeded, published.summary()
+    publish = [r.job_name for r in published.job_runs if "-json-to-parquet-" in r.job_name]
     assert sorted(publish) == sorted(
         f"{NAMESPACE}-{PIPELINE}-json-to-parquet-{g}" for g in ("arrays", "others", "standard")
     )
-    assert pending_runs(glue, workflow_name) == []
 
     # datasets, Parquet and CSV, catalog tables
     s3 = deployment.client("s3")
@@ -350,7 +363,67 @@ def test_json_to_parquet_workflow_runs_on_demand(deployment):
     result = run_workflow(workflow, lambda invocation: seen.append(invocation.job.script_name), glue_client=glue)
     assert result.succeeded
     # the export after every publish job: the pipeline's two dataset groups and the catch-all "others"
-    assert seen == ["json_to_parquet", "json_to_parquet", "json_to_parquet", "synapse_export"]
+    # and the quality job after them, the compare job too in this branch namespace
+    assert seen[:3] == ["json_to_parquet", "json_to_parquet", "json_to_parquet"]
+    assert sorted(seen[3:]) == ["compare", "quality", "synapse_export"]
+
+
+@pytest.mark.spark
+def test_quality_and_compare_jobs_run_after_publish_in_a_branch(deployment, spark):
+    """The real quality and compare scripts, as the JSON->Parquet workflow runs
+    them after its publish jobs: the branch's current versions checked, and
+    compared with the default namespace's; their reports land under the
+    branch's root."""
+    from bridge_downstream.common import layout
+    from bridge_downstream_adapters.glue_workflow import run_workflow, script_main_runner, workflow_from_glue
+    from bridge_downstream_adapters.s3 import S3Storage
+    from published_fixtures import publish
+
+    s3 = deployment.client("s3")
+    bucket = deployment.buckets["ParquetBucketName"]
+    table = "dataset_survey_v1"
+    for namespace, scores in (("bridge-downstream", [1.0, 2.0]), (NAMESPACE, [1.0, 2.5])):
+        root = S3Storage(bucket, f"{namespace}/recover/pilot", client=s3)
+        rows = [{"recordid": f"r{i}", "score": score} for i, score in enumerate(scores)]
+        manifest = publish(root, "Survey_v1", "v1", {table: {(): rows}})
+        manifest.plan = {
+            "identity_columns": ["recordid"],
+            "tables": [
+                {
+                    "name": table,
+                    "kind": "root",
+                    "columns": [{"name": "recordid", "role": "value", "path": ["recordid"]}],
+                }
+            ],
+        }
+        root.write_bytes(layout.manifest_key("Survey_v1", "v1"), manifest.to_json().encode())
+
+    real = script_main_runner(JOB_SCRIPTS, spark=spark)
+    ran = []
+
+    def runner(invocation):
+        ran.append(invocation.job.script_name)
+        if invocation.job.script_name in ("quality", "compare"):
+            return real(invocation)
+        return None
+
+    glue = deployment.client("glue")
+    result = run_workflow(
+        workflow_from_glue(f"{NAMESPACE}-recover-pilot-json-to-parquet", glue), runner, glue_client=glue
+    )
+    assert result.succeeded, result.summary()
+    assert {"quality", "compare"} <= set(ran)
+
+    branch = S3Storage(bucket, f"{NAMESPACE}/recover/pilot", client=s3)
+    compare_json = [i.key for i in branch.list("reports/compare/") if i.key.endswith("/compare.json")]
+    assert len(compare_json) == 1
+    counts = json.loads(branch.read_bytes(compare_json[0]))
+    assert counts["a"] == f"s3://{bucket}/bridge-downstream/recover/pilot"
+    assert counts["tables"][0]["changed"] == {"score": 1}
+    assert [i.key for i in branch.list("reports/quality/") if i.key.endswith(".html")]
+    assert branch.exists("published/Survey_v1/versions/v1/quality.html")
+    main_root = S3Storage(bucket, "bridge-downstream/recover/pilot", client=s3)
+    assert list(main_root.list("reports/")) == []  # main's data is only read
 
 
 # ------------------------------------------------------------------ poison message
@@ -411,7 +484,7 @@ def test_runner_cli_shows_a_deployed_workflow(deployment):
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert "[ON_DEMAND]" in result.stdout and "[CONDITIONAL]" in result.stdout
+    assert "[ON_DEMAND]" in result.stdout and f"-> {NAMESPACE}-{PIPELINE}-s3-to-json (s3_to_json" in result.stdout
 
 
 def test_moto_would_deny_everything_with_the_tls_only_policy(deployment):
@@ -461,7 +534,7 @@ def test_prod_group_launches_too(deployment, tmp_path, registry_dir):
     cfn = deployment.client("cloudformation")
     statuses = {s["StackName"]: s["StackStatus"] for s in cfn.describe_stacks()["Stacks"]}
     assert all(statuses[name].endswith("_COMPLETE") for name in prod.stacks)
-    assert len(prod.stacks) == 6
+    assert len(prod.stacks) == 7
     glue = deployment.client("glue")
     assert (
         glue.get_trigger(Name="prod-rehearsal-mtb-example-synapse-export-after-publish")["Trigger"]["Type"]

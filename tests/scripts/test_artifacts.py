@@ -82,10 +82,13 @@ def test_layout_of_collected_artifacts(built):
     names = {a.key for a in built}
     version = artifacts.package_version(ROOT)
     assert f"glue/python/bridge_downstream-{version}-py3-none-any.whl" in names
-    assert "lambda/sqs_to_glue.zip" in names
+    assert "glue/python/requirements.txt" in names and "glue/python/glue-environment.zip" in names
     assert "templates/pipeline.j2" in names and "templates/buckets.yaml" in names
     assert any(n.startswith("glue/jobs/") for n in names)
-    bundle = next(a.path for a in built if a.key == "lambda/sqs_to_glue.zip")
+    bundle = next(a.path for a in built if a.key.startswith("lambda/sqs_to_glue-") and a.key.endswith(".zip"))
+    assert f"lambda/sqs_to_glue-{artifacts.sha256_of(bundle)}.zip" in names
+    digest = next(a.path for a in built if a.key == "lambda/sqs_to_glue.sha256")
+    assert digest.read_text() == artifacts.sha256_of(bundle)
     assert zipfile.ZipFile(bundle).namelist() == ["app.py"]
     wheel = next(a.path for a in built if a.key.endswith(".whl"))
     members = zipfile.ZipFile(wheel).namelist()
@@ -112,7 +115,8 @@ def test_upload_is_idempotent_and_prunes(aws, built, registry):
     assert len(first.uploaded) == len(items) + 2 and not first.unchanged
     stored = keys(aws, "art-bucket", "BridgeDownstream/feat-x/")
     assert "BridgeDownstream/feat-x/registry/registry.json" in stored
-    head = s3.head_object(Bucket="art-bucket", Key="BridgeDownstream/feat-x/lambda/sqs_to_glue.zip")
+    lambda_key = next(a.key for a in items if a.key.startswith("lambda/sqs_to_glue-"))
+    head = s3.head_object(Bucket="art-bucket", Key=f"BridgeDownstream/feat-x/{lambda_key}")
     assert head["Metadata"]["sha256"] and head["ServerSideEncryption"] == "AES256"
 
     second = artifacts.upload(s3, "art-bucket", "feat-x", items + reg_items)
@@ -126,20 +130,30 @@ def test_upload_is_idempotent_and_prunes(aws, built, registry):
     assert sorted(fourth.deleted) == ["registry/registry.json", "registry/schemas/0.json"]
 
 
-def test_cli_upload_list_remove_with_bucket_from_stack_outputs(aws, registry, capsys):
+def offline(tmp_path) -> list[str]:
+    """CLI options that keep an upload off the network and out of the working tree."""
+    return ["--no-download", "--wheelhouse", str(tmp_path / "wheels"), "--record-dir", str(tmp_path / "record")]
+
+
+def test_cli_upload_list_remove_with_bucket_from_stack_outputs(aws, registry, capsys, tmp_path):
     s3 = aws.client("s3")
     s3.put_bucket_versioning(Bucket="art-bucket", VersioningConfiguration={"Status": "Enabled"})
-    assert artifacts.main(["--upload", "--ref", "feat-x", "--registry", str(registry)], session=aws) == 0
+    argv = ["--upload", "--ref", "feat-x", "--registry", str(registry), *offline(tmp_path)]
+    assert artifacts.main(argv, session=aws) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["bucket"] == "art-bucket" and report["prefix"] == "BridgeDownstream/feat-x/"
-    artifacts.main(["--upload", "--ref", "other", "--stack-name", "bridge-downstream-develop-buckets"], session=aws)
+    artifacts.main(
+        ["--upload", "--ref", "other", "--stack-name", "bridge-downstream-develop-buckets", *offline(tmp_path)],
+        session=aws,
+    )
     capsys.readouterr()
 
     artifacts.main(["--list"], session=aws)
     assert capsys.readouterr().out.split() == ["feat-x", "other"]
     artifacts.main(["--list", "--ref", "feat-x"], session=aws)
     listed = capsys.readouterr().out.split()
-    assert "registry/registry.json" in listed and "lambda/sqs_to_glue.zip" in listed
+    recorded = (tmp_path / "record" / "feat-x" / "lambda" / "sqs_to_glue.sha256").read_text()
+    assert "registry/registry.json" in listed and f"lambda/sqs_to_glue-{recorded}.zip" in listed
 
     for bucket in ("int-bucket", "pq-bucket"):
         s3.put_object(Bucket=bucket, Key="feat-x/mobile-toolbox/example/json/a.ndjson", Body=b"{}")

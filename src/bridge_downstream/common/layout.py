@@ -14,8 +14,10 @@ This module is the one place that spells them.
     published/<DatasetId>/versions/<version>/csv/<table>/<partitions>/...
     published/<DatasetId>/versions/<version>/manifest.json            written last
     published/<DatasetId>/CURRENT                                     the current version
+    published/<DatasetId>/PUBLISHED_INPUTS                            digest of the NDJSON it was published from (Glue)
     claims/<key>@<run id>, commits/<run id>.json                   which runs' files readers take (run_commits)
     catalog.duckdb                                                   local SQL views (local only)
+    pipeline.json                                                    the root's profile and registry, recorded at first use
 
 Each dataset publishes on its own (Glue runs one JSON-to-Parquet job per
 dataset, in parallel), so versions and the CURRENT pointer are per dataset.
@@ -52,6 +54,7 @@ REPORTS_PREFIX = "reports"
 PUBLISHED_PREFIX = "published"
 MANIFEST_NAME = "manifest.json"
 LOCAL_CATALOG_NAME = "catalog.duckdb"
+ROOT_RECORD_NAME = "pipeline.json"
 
 PARTITION_WIDTHS = {"year": 4, "month": 2, "day": 2}
 
@@ -201,3 +204,9 @@ def table_prefix(dataset_id: str, version: str, fmt: str, table: str) -> str:
 
 def manifest_key(dataset_id: str, version: str) -> str:
     return join_key(version_prefix(dataset_id, version), MANIFEST_NAME)
+
+
+def published_inputs_key(dataset_id: str) -> str:
+    """A digest of the committed NDJSON the dataset's last publish on Glue read
+    (the debounced publish compares it with what is committed now)."""
+    return join_key(published_dataset_prefix(dataset_id), "PUBLISHED_INPUTS")

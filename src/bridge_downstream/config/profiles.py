@@ -14,6 +14,8 @@ from pathlib import Path
 
 import yaml
 
+from bridge_downstream.config.expectations import ExpectationError, Expectations, parse_expectations
+
 KINDS = ("bridge-archive", "ndjson-export")
 
 
@@ -107,6 +109,8 @@ class Profile:
     nested_datasets: tuple[str, ...] = ()
     # Field rewrites per dataset (export data type), in order (docs/ingest.md, "Recover transforms").
     transforms: dict[str, tuple[FieldTransform, ...]] = field(default_factory=dict)
+    # Data-quality expectations per dataset and table (docs/quality.md, "Expectations").
+    expectations: Expectations = field(default_factory=dict)
 
     def cohort_of_key(self, key: str) -> str | None:
         """The cohort an archive's key names through ``cohort_key_pattern``, or None.
@@ -221,6 +225,7 @@ class Profile:
             nested=_flag(raw, "nested"),
             nested_datasets=tuple(raw.get("nested_datasets") or []),
             transforms=_transforms(raw),
+            expectations=_expectations(raw),
         )
 
 
@@ -245,6 +250,13 @@ def _flag(raw: dict, name: str) -> bool:
     if not isinstance(value, bool):
         raise ProfileError(f"profile {raw.get('name')!r}: {name} is true or false, not {value!r}")
     return value
+
+
+def _expectations(raw: dict) -> Expectations:
+    try:
+        return parse_expectations(raw.get("expectations"), f"profile {raw.get('name')!r}")
+    except ExpectationError as error:
+        raise ProfileError(str(error)) from error
 
 
 def builtin_profiles() -> list[str]:

@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 
 from bridge_downstream.common import layout
 from bridge_downstream.common.storage import Storage, join_key
-from bridge_downstream.publish.manifest import PublishManifest
+from bridge_downstream.publish.manifest import PublishedFile, PublishedTable, PublishManifest
 
 DELIVERY_MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
@@ -170,11 +170,10 @@ def folder_time(name: str) -> datetime | None:
     return datetime.strptime(name, FOLDER_TIME_FORMAT).replace(tzinfo=UTC)
 
 
-def _path_in_delivery(manifest: PublishManifest, fmt: str, table: str, key: str) -> str:
-    # published/<D>/versions/<v>/<fmt>/<table>/<rest>  ->  <fmt>/<table>/<rest>
-    prefix = manifest.tables[table].location(manifest.version, fmt) + "/"
-    rest = key[len(prefix) :] if key.startswith(prefix) else key.rsplit("/", 1)[-1]
-    return join_key(fmt, table, rest)
+def _path_in_delivery(table: PublishedTable, file: PublishedFile) -> str:
+    # published/<D>/versions/<any version>/<fmt>/<table>/<rest>  ->  <fmt>/<table>/<rest>: an
+    # incremental version's file may lie in the folder of the version that wrote it
+    return join_key(file.format, table.name, table.relative_key(file))
 
 
 def plan_delivery(
@@ -207,7 +206,7 @@ def plan_delivery(
                 plan.copies.append(
                     PlannedCopy(
                         source_key=published.key,
-                        path=_path_in_delivery(manifest, published.format, table.name, published.key),
+                        path=_path_in_delivery(table, published),
                         dataset_id=manifest.dataset_id,
                         version=manifest.version,
                         table=table.name,

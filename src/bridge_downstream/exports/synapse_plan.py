@@ -299,12 +299,8 @@ def folder_annotations(manifest: PublishManifest, table: PublishedTable) -> Anno
 
 
 def _relative_to_table(manifest: PublishManifest, table: PublishedTable, published: PublishedFile) -> str:
-    prefix = table.location(manifest.version, published.format) + "/"
-    if published.key.startswith(prefix):
-        return published.key[len(prefix) :]
-    # Not under the documented layout: fall back to everything after the version.
-    version_prefix = layout.version_prefix(manifest.dataset_id, manifest.version) + "/"
-    return published.key.removeprefix(version_prefix)
+    # an incremental version's file may lie in an older version's folder: its path below its table
+    return table.relative_key(published)
 
 
 def desired_tree(

@@ -33,6 +33,7 @@ from bridge_downstream.ingest.outcomes import (
     IngestLedger,
     TaskResult,
     finish_run,
+    forget_ingested,
     load_ledger,
     read_run_records,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "default_prefetch",
     "export_dataset_id",
     "finish_run",
+    "forget_ingested",
     "ingest_archive",
     "load_ledger",
     "new_run_id",

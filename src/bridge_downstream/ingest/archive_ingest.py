@@ -252,6 +252,8 @@ def ingest_archive(
         return invalid(error.reason, error.errors or None)
     except FileNotFoundError as error:
         return invalid(f"archive not found: {error}")
+    except PermissionError as error:
+        return invalid(f"archive not readable: {error}")
     except UnreadableMetadata as error:
         return invalid(f"unreadable Bridge metadata: {error}")
     except MemoryError:

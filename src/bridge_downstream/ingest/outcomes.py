@@ -31,7 +31,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -180,6 +180,35 @@ def load_ledger(storage: Storage) -> IngestLedger:
                         yield IngestLedger.digest(jsoncodec.parse(line)["identity"])
 
     return IngestLedger.of_digests(chunks())
+
+
+def forget_ingested(storage: Storage, forget: Callable[[dict], bool]) -> list[dict]:
+    """Remove from the ledger every entry ``forget`` chooses, so that its
+    archive is ingested again by the next run that is given it; the removed
+    entries. A run's lines file is rewritten without them and its digests
+    file, which indexes the old lines, is deleted (:func:`load_ledger` would
+    ignore it anyway; deleted, nobody has to know why)."""
+    forgotten: list[dict] = []
+    for info in committed_objects(storage, layout.LEDGER_PREFIX + "/"):
+        if not info.key.endswith(LEDGER_LINES):
+            continue
+        kept: list[bytes] = []
+        removed = 0
+        for line in storage.read_bytes(info.key).splitlines():
+            if not line.strip():
+                continue
+            entry = jsoncodec.parse(line)
+            if forget(entry):
+                forgotten.append(entry)
+                removed += 1
+            else:
+                kept.append(line)
+        if removed:
+            storage.write_bytes(info.key, b"".join(line + b"\n" for line in kept))
+            digests_key = info.key.removesuffix(LEDGER_LINES) + LEDGER_DIGESTS
+            if storage.exists(digests_key):
+                storage.delete(digests_key)
+    return forgotten
 
 
 @dataclass

@@ -44,27 +44,36 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bridge_downstream.common import layout
-from bridge_downstream.common.run_commits import committed_part_files
-from bridge_downstream.common.storage import Storage
+from bridge_downstream.common.storage import ObjectInfo, Storage
 from bridge_downstream.config.profiles import Profile
 from bridge_downstream.config.registry import SchemaRegistry
 from bridge_downstream.config.run_config import DEFAULT_RETENTION
 from bridge_downstream.publish.catalog import Catalog
 from bridge_downstream.publish.engine_steps import (
     EXPORT_END_DATE_FIELD,
+    PendingVersion,
     PublishResult,
     RecordCounts,
     begin_publish,
     check_interrupt,
     complete_publish,
-    deleted_dataset,
     describe_table,
     table_partition_keys,
 )
+from bridge_downstream.publish.file_layout import (
+    FileLayout,
+    compact_partitions,
+    layout_for,
+    sort_columns,
+    sort_rows,
+    write_parquet,
+)
+from bridge_downstream.publish.increments import NULL_KEY, key_index_rows, part_partition
 from bridge_downstream.publish.nested_tables import describe_nested_table, nested_table_of
 
 if TYPE_CHECKING:
     import numpy as np
+    import pyarrow as pa
 
 
 # NDJSON read at a time. A publish's peak memory is one chunk parsed and
@@ -93,8 +102,8 @@ def _count_rows(data: bytes) -> int:
     return count
 
 
-def _stage_chunks(storage: Storage, dataset_id: str, folder: str, chunk_bytes: int) -> list[_Chunk]:
-    keys = sorted(info.key for info in committed_part_files(storage, dataset_id))
+def _stage_chunks(storage: Storage, part_files: list[ObjectInfo], folder: str, chunk_bytes: int) -> list[_Chunk]:
+    keys = sorted(info.key for info in part_files)
     chunks: list[_Chunk] = []
     handle, size = None, 0
     for rank, key in enumerate(keys):
@@ -329,11 +338,11 @@ class _Survivors:
         return keep if lengths is None else np.repeat(keep, lengths)
 
 
-def _deleted_keys(storage: Storage, dataset_id: str, key: tuple[str, ...]):
+def _deleted_keys(storage: Storage, part_files: list[ObjectInfo], key: tuple[str, ...]):
     import pyarrow as pa
 
     values = set()
-    for info in committed_part_files(storage, dataset_id):
+    for info in part_files:
         for line in storage.read_bytes(info.key).splitlines():
             if not line.strip():
                 continue
@@ -345,9 +354,12 @@ def _deleted_keys(storage: Storage, dataset_id: str, key: tuple[str, ...]):
     return pa.array(sorted(values), pa.string())
 
 
-def _dedup(plan, chunks: list[_Chunk], *, dataset_id: str, profile: Profile, work: Storage) -> _Survivors:
+def _dedup(
+    plan, chunks: list[_Chunk], *, dataset_id: str, profile: Profile, work: Storage, pending: PendingVersion
+) -> tuple[_Survivors, pa.Table]:
     """Pass one: the key and order fields of every row, its part file and its
-    version there decide which rows survive (see the module's docstring)."""
+    version there decide which rows survive (see the module's docstring).
+    Also where each key read lies (:func:`.increments.key_index_rows`)."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -381,31 +393,46 @@ def _dedup(plan, chunks: list[_Chunk], *, dataset_id: str, profile: Profile, wor
     del parts
     deduplicated = _survivor_mask(columns, len(key), order_by) if columns else np.zeros(0, dtype=bool)
     keep = deduplicated.copy()
-    deleted_id = deleted_dataset(profile, dataset_id, work)
-    if deleted_id is not None and len(keep):
-        gone = pc.is_in(_key_strings(columns, len(key)), value_set=_deleted_keys(work, deleted_id, key))
+    inputs = pending.inputs
+    keys = pc.fill_null(_key_strings(columns, len(key)), NULL_KEY) if columns else pa.array([], pa.string())
+    if inputs.increment is not None and inputs.increment.excluded_keys and len(keep):
+        # their surviving version lies in a partition carried, unchanged
+        excluded = pc.is_in(keys, value_set=pa.array(sorted(inputs.increment.excluded_keys), pa.string()))
+        elsewhere = excluded.to_numpy(zero_copy_only=False)
+        deduplicated &= ~elsewhere
+        keep = deduplicated.copy()
+    if inputs.deleted_id is not None and len(keep):
+        gone = pc.is_in(_key_strings(columns, len(key)), value_set=_deleted_keys(work, inputs.deleted, key))
         keep &= ~pc.fill_null(gone, False).to_numpy(zero_copy_only=False)
-    return _Survivors(keep, np.cumsum(run_counts), run_lengths, deduplicated)
+    partitions = [part_partition(dataset_id, info.key) for info in sorted(inputs.part_files, key=lambda i: i.key)]
+    file_partitions = pa.array(partitions, pa.string()).take(columns["file"]) if columns else pa.array([], pa.string())
+    key_rows = key_index_rows(keys, file_partitions, keep)
+    return _Survivors(keep, np.cumsum(run_counts), run_lengths, deduplicated), key_rows
 
 
-def _count_chunk(counts: RecordCounts, root, row_type, survivors: _Survivors | None, number: int) -> None:
-    """A chunk's rows per export end date: read, left after dedup, written."""
+def _count_chunk(
+    counts: RecordCounts, root, row_type, survivors: _Survivors | None, number: int, partitions: pa.Array
+) -> None:
+    """A chunk's rows per partition (``partitions``: each row's) and export
+    end date: read, left after dedup, written."""
     import numpy as np
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    dates = _field_text(root, row_type, EXPORT_END_DATE_FIELD)
-    everyone = np.ones(len(root), dtype=bool)
+    everyone = np.ones(len(root), dtype=np.int64)
     deduplicated = everyone if survivors is None else survivors.rows_of_chunk(number, before_deleted=True)
     written = everyone if survivors is None else survivors.rows_of_chunk(number)
-
-    def per_date(mask) -> dict:
-        tallied = pc.value_counts(dates.filter(pa.array(mask)))
-        return dict(zip(tallied.field("values").to_pylist(), tallied.field("counts").to_pylist()))
-
-    read, kept, left = per_date(everyone), per_date(deduplicated), per_date(written)
-    for date, rows in read.items():
-        counts.add(date, rows, kept.get(date, 0), left.get(date, 0))
+    tallies = pa.table(
+        {
+            "partition": partitions,
+            "date": _field_text(root, row_type, EXPORT_END_DATE_FIELD),
+            "read": everyone,
+            "deduplicated": np.asarray(deduplicated, dtype=np.int64),
+            "written": np.asarray(written, dtype=np.int64),
+        }
+    ).group_by(["partition", "date"], use_threads=False)
+    summed = tallies.aggregate([("read", "sum"), ("deduplicated", "sum"), ("written", "sum")])
+    for row in summed.to_pylist():
+        counts.add(row["date"], row["read_sum"], row["deduplicated_sum"], row["written_sum"], row["partition"])
 
 
 def _partition_texts(table, partition_keys: list[str]):
@@ -424,13 +451,19 @@ def _partition_texts(table, partition_keys: list[str]):
 
 
 def _write_partitioned(
-    published: Storage, prefix: str, table, partition_keys: list[str], task: int, staging: str
+    published: Storage,
+    prefix: str,
+    table,
+    partition_keys: list[str],
+    task: int,
+    staging: str,
+    sort_by: tuple[str, ...] | list[str] = (),
+    rules: FileLayout | None = None,
 ) -> int:
     """Parquet files of one table chunk, one per partition; returns files written."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     data = table.drop_columns(partition_keys) if partition_keys else table
     written = 0
@@ -438,7 +471,7 @@ def _write_partitioned(
     def put(relative: str, rows) -> None:
         nonlocal written
         local = os.path.join(staging, f"{uuid.uuid4().hex}.parquet")
-        pq.write_table(rows, local, compression="snappy")
+        write_parquet(sort_rows(rows, sort_by), local, rules or layout_for("arrow"))
         published.upload_file(local, posixpath.join(prefix, relative))
         os.remove(local)
         written += 1
@@ -507,21 +540,27 @@ def publish_dataset_arrow(
     mapper: Callable = map,
     fail_after_tables: int | None = None,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    full: bool = False,
 ) -> PublishResult:
     """:func:`.spark_engine.publish_dataset` on Arrow; same arguments (no Spark, no location)."""
+    import numpy as np
     import pyarrow as pa
 
     from bridge_downstream.relationalize.arrow_executor import execute
 
-    pending = begin_publish(registry, profile, dataset_id, work, published, run_id)
+    pending = begin_publish(registry, profile, dataset_id, work, published, run_id, full=full)
     version, plan = pending.version, pending.plan
     nested = nested_table_of(plan, profile, dataset_id)
+    key_rows = None
     staging = tempfile.mkdtemp(prefix="bridge-downstream-publish-")
+    rules = layout_for("arrow")
     try:
-        chunks = _stage_chunks(work, dataset_id, staging, chunk_bytes)
+        chunks = _stage_chunks(work, pending.inputs.part_files, staging, chunk_bytes)
         survivors = None
         if profile.dedup.key_for(dataset_id):
-            survivors = _dedup(plan, chunks, dataset_id=dataset_id, profile=profile, work=work)
+            survivors, key_rows = _dedup(
+                plan, chunks, dataset_id=dataset_id, profile=profile, work=work, pending=pending
+            )
             _release_memory()
 
         # pass two: relationalize each chunk's survivors, write its Parquet files
@@ -530,9 +569,14 @@ def publish_dataset_arrow(
             table_prefixes[nested.name] = layout.table_prefix(dataset_id, version, "parquet", nested.name)
         files_written = dict.fromkeys(table_prefixes, 0)
         counts = RecordCounts(dataset_id)
+        partition_of_file = pa.array(
+            [part_partition(dataset_id, info.key) for info in sorted(pending.inputs.part_files, key=lambda i: i.key)],
+            pa.string(),
+        )
         for number, chunk in enumerate(chunks):
             root = _read_chunk(plan, chunk)
-            _count_chunk(counts, root, plan.row_type, survivors, number)
+            row_files = pa.array(np.repeat(np.array(chunk.files, dtype=np.int64), chunk.rows))
+            _count_chunk(counts, root, plan.row_type, survivors, number, partition_of_file.take(row_files))
             if survivors is not None:
                 root = root.filter(pa.array(survivors.rows_of_chunk(number)))
             frames = execute(plan, root)
@@ -545,16 +589,23 @@ def publish_dataset_arrow(
                     table_partition_keys(plan, table),
                     number,
                     staging,
+                    sort_columns(plan, table, profile.dedup.order_by),
+                    rules,
                 )
             if nested is not None:
                 rows = _nested_rows(plan, nested, root, frames)
                 partition_keys = table_partition_keys(plan, nested)
                 prefix = table_prefixes[nested.name]
                 files_written[nested.name] += _write_partitioned(
-                    published, prefix, rows, partition_keys, number, staging
+                    published, prefix, rows, partition_keys, number, staging, rules=rules
                 )
             del root, frames
             _release_memory()  # keep the peak at one chunk
+        for table in plan.tables:  # a partition spanning chunks: its small files merged
+            sort_by = sort_columns(plan, table, profile.dedup.order_by)
+            compact_partitions(published, table_prefixes[table.name], sort_by, rules, staging)
+        if nested is not None:
+            compact_partitions(published, table_prefixes[nested.name], (), rules, staging)
         for table in plan.tables:  # an empty table: one file without rows, as Spark writes it
             if files_written[table.name] == 0:
                 empty = pa.Table.from_batches([], schema=_empty_schema(plan, table))
@@ -572,7 +623,9 @@ def publish_dataset_arrow(
         _release_memory()
     if nested is not None:
         tables[nested.name] = describe_nested_table(published, plan, dataset_id, version, nested, mapper)
-    return complete_publish(pending, published, tables, catalog=catalog, retention=retention, record_counts=counts)
+    return complete_publish(
+        pending, published, tables, catalog=catalog, retention=retention, record_counts=counts, key_rows=key_rows
+    )
 
 
 def _empty_schema(plan, table):

@@ -29,16 +29,26 @@ import json
 import logging
 import posixpath
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from bridge_downstream.common import layout
 from bridge_downstream.common.run_commits import committed_objects, committed_part_files
-from bridge_downstream.common.storage import Storage
+from bridge_downstream.common.storage import ObjectInfo, Storage
 from bridge_downstream.config.profiles import Profile
 from bridge_downstream.config.registry import SchemaRegistry
 from bridge_downstream.publish.catalog import Catalog
+from bridge_downstream.publish.increments import (
+    PublishInputs,
+    carry_unchanged,
+    file_partition,
+    partitioned_like_dataset,
+    plan_increment,
+    write_index,
+)
 from bridge_downstream.publish.manifest import (
     RECORD_COUNT_FIELDS,
     PublishedFile,
@@ -52,9 +62,27 @@ from bridge_downstream.publish.manifest import (
 from bridge_downstream.publish.versions import new_version, prune_versions, set_current
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from bridge_downstream.relationalize import RelationalizePlan, Type
 
 log = logging.getLogger(__name__)
+
+
+# The check a publish runs on each new version before making it current (the
+# quality package's, set by the edges; publish does not import it): it returns
+# the manifest's ``quality``. A context variable, so the two engines pass no new argument.
+QUALITY_CHECK: ContextVar[Callable[[Storage, PublishManifest], dict] | None] = ContextVar("quality_check", default=None)
+
+
+@contextmanager
+def publishing_with_quality_check(check: Callable[[Storage, PublishManifest], dict] | None) -> Iterator[None]:
+    """Publishes inside run ``check`` on each new version before making it current."""
+    token = QUALITY_CHECK.set(check)
+    try:
+        yield
+    finally:
+        QUALITY_CHECK.reset(token)
 
 
 @dataclass
@@ -72,18 +100,26 @@ def dataset_schema(registry: SchemaRegistry, dataset_id: str) -> tuple[str, dict
     return None
 
 
-def iter_dataset_rows(storage: Storage, dataset_id: str) -> Iterator[dict]:
-    for info in committed_part_files(storage, dataset_id):
+def iter_dataset_rows(storage: Storage, dataset_id: str, part_files: list[ObjectInfo] | None = None) -> Iterator[dict]:
+    for info in committed_part_files(storage, dataset_id) if part_files is None else part_files:
         for line in storage.read_bytes(info.key).splitlines():
             if line.strip():
                 yield json.loads(line)
 
 
 def plan_dataset(
-    registry: SchemaRegistry, profile: Profile, dataset_id: str, work: Storage, previous_row_type: Type | None = None
+    registry: SchemaRegistry,
+    profile: Profile,
+    dataset_id: str,
+    work: Storage,
+    previous_row_type: Type | None = None,
+    part_files: list[ObjectInfo] | None = None,
 ):
     """The dataset's plan and the schema it comes from. ``previous_row_type``:
-    the row type of the version the publish replaces, whose column types stay."""
+    the row type of the version the publish replaces, whose column types stay;
+    ``part_files``: the rows to plan from (default: all the dataset's)."""
+    if part_files is None:
+        part_files = committed_part_files(work, dataset_id)
     from bridge_downstream.relationalize import ColumnTypes, column_descriptions, plan_from_rows, plan_from_schema
 
     arguments: dict[str, Any] = {
@@ -100,7 +136,7 @@ def plan_dataset(
         schema_id, schema = found
         try:
             # The rows too: an "integer" column that holds a value beyond int64 widens to decimal(38,0).
-            rows = (work.read_bytes(info.key) for info in committed_part_files(work, dataset_id))
+            rows = (work.read_bytes(info.key) for info in part_files)
             plan = plan_from_schema(
                 dataset_id, schema, registry.resolver(), base_uri=schema_id, ndjson=rows, types=types, **arguments
             )
@@ -112,7 +148,7 @@ def plan_dataset(
             log.warning(
                 "%s: schema %s gives no table layout (%s); inferring from the rows", dataset_id, schema_id, error
             )
-    return plan_from_rows(dataset_id, iter_dataset_rows(work, dataset_id), types, **arguments), None
+    return plan_from_rows(dataset_id, iter_dataset_rows(work, dataset_id, part_files), types, **arguments), None
 
 
 def describe_file(storage: Storage, key: str, fmt: str, rows: int, version_prefix: str) -> PublishedFile:
@@ -215,15 +251,60 @@ class PendingVersion:
     schema_id: str | None
     registry_version: str
     run_id: str
+    inputs: PublishInputs
 
 
 def begin_publish(
-    registry: SchemaRegistry, profile: Profile, dataset_id: str, work: Storage, published: Storage, run_id: str
+    registry: SchemaRegistry,
+    profile: Profile,
+    dataset_id: str,
+    work: Storage,
+    published: Storage,
+    run_id: str,
+    full: bool = False,
 ) -> PendingVersion:
+    """Plan the new version: incremental when the previous version allows it
+    (:mod:`.increments`), unless ``full``."""
     previous = current_version(published, dataset_id)
-    plan, schema_id = plan_dataset(
-        registry, profile, dataset_id, work, published_row_type(published, dataset_id, previous)
-    )
+    previous_manifest = read_manifest(published, dataset_id, previous) if previous is not None else None
+    previous_row_type = published_row_type(previous_manifest)
+    committed = committed_part_files(work, dataset_id)
+    deleted_id = deleted_dataset(profile, dataset_id, work)
+    deleted = committed_part_files(work, deleted_id) if deleted_id is not None else []
+    inputs = PublishInputs(committed, deleted_id, deleted, None, "requested (--full)" if full else "the first version")
+    if previous_manifest is not None and not full:
+        increment = plan_increment(
+            published=published,
+            work=work,
+            dataset_id=dataset_id,
+            previous=previous_manifest,
+            key=profile.dedup.key_for(dataset_id),
+            committed=committed,
+            deleted_id=deleted_id,
+            deleted=deleted,
+        )
+        if isinstance(increment, str):
+            inputs = PublishInputs(committed, deleted_id, deleted, None, increment)
+        else:
+            plan, schema_id = plan_dataset(registry, profile, dataset_id, work, previous_row_type, increment.new_files)
+            reason = _why_not_incremental(plan, increment.previous, profile.publishes_nested(dataset_id))
+            if reason is None:
+                # counted over every row read: the previous version's rows, then the new ones
+                for path, rows in (increment.previous.plan or {}).get("undeclared_keys", {}).items():
+                    plan.undeclared_keys[path] = plan.undeclared_keys.get(path, 0) + rows
+                plan.undeclared_keys = dict(sorted(plan.undeclared_keys.items()))
+                return PendingVersion(
+                    dataset_id=dataset_id,
+                    version=new_version(),
+                    previous=previous,
+                    plan=plan,
+                    schema_id=schema_id,
+                    registry_version=registry.version,
+                    run_id=run_id,
+                    inputs=PublishInputs(committed, deleted_id, deleted, increment, None),
+                )
+            inputs = PublishInputs(committed, deleted_id, deleted, None, reason)
+    plan, schema_id = plan_dataset(registry, profile, dataset_id, work, previous_row_type, committed)
     return PendingVersion(
         dataset_id=dataset_id,
         version=new_version(),
@@ -232,24 +313,47 @@ def begin_publish(
         schema_id=schema_id,
         registry_version=registry.version,
         run_id=run_id,
+        inputs=inputs,
     )
 
 
-def published_row_type(published: Storage, dataset_id: str, version: str | None) -> Type | None:
-    """The row type ``version`` of the dataset was planned with (its manifest's
-    plan): its column types stay. None without a version, or with a plan
-    this code cannot read (an older plan format)."""
+def _why_not_incremental(plan: RelationalizePlan, previous: PublishManifest, nested: bool) -> str | None:
+    """Why the tables of ``plan`` cannot be built on those of the previous
+    version's plan; None when they can. Undeclared keys are left out: the
+    new rows hold only some of them, and the columns they make are compared."""
+
+    def layout_of(document: dict | None) -> dict | None:
+        return None if document is None else {**document, "undeclared_keys": None}
+
+    from bridge_downstream.relationalize.nested import plan_nested_table
+
+    if layout_of(plan.to_json()) != layout_of(previous.plan):
+        return "the plan changed (new columns or types)"
+    names = set(plan.table_names) | ({plan_nested_table(plan).name} if nested else set())
+    if names != set(previous.tables):
+        return "the tables published changed (the nested table added or dropped)"
+    if not partitioned_like_dataset(plan, plan.tables):
+        return "a table is not partitioned by all of the dataset's partition columns"
+    return None
+
+
+def published_row_type(manifest: PublishManifest | None) -> Type | None:
+    """The row type a published version (its manifest) was planned with: its
+    column types stay. None without a version, or with a plan this code
+    cannot read (an older plan format)."""
     from bridge_downstream.relationalize import RelationalizePlan
 
-    if version is None:
-        return None
-    plan = read_manifest(published, dataset_id, version).plan
-    if not plan:
+    if manifest is None or not manifest.plan:
         return None
     try:
-        return RelationalizePlan.from_json(plan).row_type
+        return RelationalizePlan.from_json(manifest.plan).row_type
     except (ValueError, KeyError) as error:
-        log.warning("%s %s: its plan cannot be read (%s); column types start afresh", dataset_id, version, error)
+        log.warning(
+            "%s %s: its plan cannot be read (%s); column types start afresh",
+            manifest.dataset_id,
+            manifest.version,
+            error,
+        )
         return None
 
 
@@ -272,19 +376,30 @@ class RecordCounts:
     """A dataset's root rows per export end date as dedup saw them: read, left
     after duplicates were dropped, left after deleted records were dropped (written).
     Labelled with the dataset: a recover data type (a ``_Deleted`` companion
-    its own, as recover counted it)."""
+    its own, as recover counted it). Kept per partition too: an incremental
+    version counts the partitions it rewrote and takes the others' counts
+    from the previous version (:mod:`.increments`)."""
 
     def __init__(self, dataset_id: str):
         self.data_type = dataset_id
-        self._by_date: dict[str, list[int]] = {}
+        self._by_partition: dict[tuple[str, str], list[int]] = {}
 
-    def add(self, export_end_date: str | None, read: int, deduplicated: int, written: int) -> None:
-        counts = self._by_date.setdefault(export_end_date or "", [0, 0, 0])
+    def add(self, export_end_date: str | None, read: int, deduplicated: int, written: int, partition: str = "") -> None:
+        counts = self._by_partition.setdefault((partition, export_end_date or ""), [0, 0, 0])
         counts[0] += read
         counts[1] += deduplicated
         counts[2] += written
 
+    def by_partition(self) -> list[tuple[str, str, int, int, int]]:
+        """(partition, export end date, read, deduplicated, written) rows."""
+        return [(p, d, read, kept, written) for (p, d), (read, kept, written) in sorted(self._by_partition.items())]
+
     def rows(self) -> list[dict]:
+        by_date: dict[str, list[int]] = {}
+        for (_, date), counts in self._by_partition.items():
+            total = by_date.setdefault(date, [0, 0, 0])
+            for i, value in enumerate(counts):
+                total[i] += value
         return [
             dict(
                 zip(
@@ -292,7 +407,7 @@ class RecordCounts:
                     (self.data_type, date, read, read - deduplicated, deduplicated - written, written),
                 )
             )
-            for date, (read, deduplicated, written) in sorted(self._by_date.items())
+            for date, (read, deduplicated, written) in sorted(by_date.items())
         ]
 
 
@@ -336,8 +451,16 @@ def complete_publish(
     catalog: Catalog | None,
     retention: int,
     record_counts: RecordCounts | None = None,
+    key_rows: pa.Table | None = None,
 ) -> PublishResult:
-    """Record counts, manifest, then CURRENT (the commit point), then catalog and pruning."""
+    """Carried partitions and the index (:mod:`.increments`), record counts,
+    manifest, then CURRENT (the commit point), then catalog and pruning.
+    ``key_rows``: where the record keys read lie (:func:`.increments.key_index_rows`)."""
+    increment = pending.inputs.increment
+    if increment is not None:
+        carry_unchanged(published, increment, tables)
+    record_counts = record_counts or RecordCounts(pending.dataset_id)
+    write_index(published, pending.dataset_id, pending.version, pending.inputs, key_rows, record_counts)
     counts = record_counts.rows() if record_counts is not None else []
     published.write_bytes(
         posixpath.join(layout.version_prefix(pending.dataset_id, pending.version), RECORD_COUNTS_NAME),
@@ -353,10 +476,19 @@ def complete_publish(
         previous_version=pending.previous,
         schema_id=pending.schema_id,
         plan=pending.plan.to_json(),
-        rescued_values=rescued_values(published, pending.plan, tables),
+        rescued_values=version_rescued_values(published, pending, tables),
         record_counts=counts,
+        increment=increment_summary(pending.inputs),
     )
+    # --- data-quality gate (issue 25, docs/quality.md): the tables are written, CURRENT is not yet.
+    quality_check = QUALITY_CHECK.get()
+    if quality_check is not None:
+        manifest.quality = quality_check(published, manifest)
     manifest.store(published, layout.manifest_key(pending.dataset_id, pending.version))
+    if manifest.blocked_by_quality:
+        log.warning("%s: version %s failed a blocking expectation", pending.dataset_id, pending.version)
+        return PublishResult(manifest, [])
+    # --- end of the data-quality gate
     set_current(published, pending.dataset_id, pending.version)
     if catalog is not None:
         catalog.register(manifest)
@@ -364,11 +496,51 @@ def complete_publish(
     return PublishResult(manifest, pruned)
 
 
-def rescued_values(published: Storage, plan, tables: dict[str, PublishedTable]) -> dict[str, int]:
+def increment_summary(inputs: PublishInputs) -> dict:
+    """How the version was made, for the manifest and the run report."""
+    increment = inputs.increment
+    if increment is None:
+        return {"mode": "full", "reason": inputs.rebuild_reason}
+    return {
+        "mode": "incremental",
+        "previous_version": increment.previous.version,
+        "new_part_files": len(increment.new_files) + increment.new_deleted_files,
+        "partitions_rewritten": sorted(increment.affected),
+    }
+
+
+def version_rescued_values(published: Storage, pending: PendingVersion, tables: dict[str, PublishedTable]) -> dict:
+    """:func:`rescued_values` of the new version; an incremental one reads only
+    the files it wrote and those of the previous version it replaced."""
+    increment = pending.inputs.increment
+    if increment is None:
+        return rescued_values(published, pending.plan, tables)
+    own = layout.version_prefix(pending.dataset_id, pending.version) + "/"
+    counts = dict(increment.previous.rescued_values)
+    added = rescued_values(published, pending.plan, tables, lambda _, file: file.key.startswith(own))
+    replaced = rescued_values(
+        published,
+        pending.plan,
+        increment.previous.tables,
+        lambda table, file: file_partition(file, table.partition_keys) in increment.affected,
+    )
+    for path, rows in added.items():
+        counts[path] = counts.get(path, 0) + rows
+    for path, rows in replaced.items():
+        counts[path] -= rows
+    return dict(sorted((path, rows) for path, rows in counts.items() if rows))
+
+
+def rescued_values(
+    published: Storage,
+    plan,
+    tables: dict[str, PublishedTable],
+    only: Callable[[PublishedTable, PublishedFile], bool] | None = None,
+) -> dict[str, int]:
     """Per path, the rows whose ``_rescued_data`` holds a value there (both
     engines wrote the same column), read back from the tables that read a
     column as text: a root column by its path, a child table's by its path
-    from the root row (``steps[].duration``)."""
+    from the root row (``steps[].duration``). ``only``: the files to read (default all)."""
     import pyarrow.parquet as pq
 
     from bridge_downstream.relationalize.plan import RESCUED_COLUMN, ROLE_VALUE, element_paths
@@ -383,6 +555,8 @@ def rescued_values(published: Storage, plan, tables: dict[str, PublishedTable]) 
         prefix = "".join(step if step in (ARRAY_STEP, MAP_STEP) else f".{step}" for step in paths[table.name])[1:]
         scalar_elements = isinstance(table.element_type, Scalar)  # the element is the value: its path is the table's
         for file in written.files_of("parquet"):
+            if only is not None and not only(written, file):
+                continue
             column = pq.read_table(io.BytesIO(published.read_bytes(file.key)), columns=[RESCUED_COLUMN]).column(0)
             for text in column.drop_null().to_pylist():
                 for path in json.loads(text):

@@ -70,6 +70,22 @@ class PublishedTable:
     def location(self, version: str, fmt: str) -> str:
         return layout.table_prefix(self.dataset_id, version, fmt, self.name)
 
+    def partition_folders(self, fmt: str) -> dict[tuple[str, ...], str]:
+        """Each partition's folder (its values in ``partition_keys`` order ->
+        the key prefix of its files). An incremental version carries
+        partitions by reference: they lie in the folders of the versions
+        that wrote them, not under :meth:`location`."""
+        return {
+            tuple(f.partition.get(k, "") for k in self.partition_keys): f.key.rsplit("/", 1)[0]
+            for f in self.files_of(fmt)
+        }
+
+    def relative_key(self, file: PublishedFile) -> str:
+        """``file``'s key below its table's folder (partition folders and
+        name), whichever version's folder holds it."""
+        marker = f"/{file.format}/{layout.key_segment(self.name)}/"
+        return file.key.split(marker, 1)[1] if marker in file.key else file.key.rsplit("/", 1)[-1]
+
 
 @dataclass
 class PublishManifest:
@@ -86,6 +102,17 @@ class PublishManifest:
     rescued_values: dict[str, int] = field(default_factory=dict)
     # the records of each export: read, dropped as duplicates or deleted, written (RECORD_COUNT_FIELDS)
     record_counts: list[dict] = field(default_factory=list)
+    # how the version was made: {"mode": "full", "reason": ...} or {"mode": "incremental",
+    # "previous_version", "new_part_files", "partitions_rewritten"} (publish.increments)
+    increment: dict = field(default_factory=dict)
+    # the data-quality results of the version (bridge_downstream.quality; docs/quality.md, "Reports"):
+    # passed, blocked, report (its HTML) and one result per expectation; None: not checked
+    quality: dict | None = None
+
+    @property
+    def blocked_by_quality(self) -> bool:
+        """A ``block`` expectation failed: the version was not made current."""
+        return bool(self.quality and self.quality.get("blocked"))
 
     def _shallow(self) -> dict:
         """The manifest as JSON-ready dicts, its files left as objects: a
@@ -105,7 +132,7 @@ class PublishManifest:
         handle, path = tempfile.mkstemp(prefix="bridge-downstream-manifest-", suffix=".json")
         try:
             with os.fdopen(handle, "w", encoding="utf-8") as stream:
-                json.dump(self._shallow(), stream, indent=2, sort_keys=True, default=_file_json)
+                _write_document(stream, self._shallow())
             storage.upload_file(path, key)
         finally:
             os.unlink(path)
@@ -132,6 +159,40 @@ def record_counts_csv(counts: list[dict]) -> bytes:
     writer.writeheader()
     writer.writerows(counts)
     return buffer.getvalue().encode()
+
+
+def _write_document(stream, document: dict) -> None:
+    """``document`` as :meth:`PublishManifest.to_json` spells it, but each file
+    on one line, encoded by json's C encoder: an incremental version lists
+    every file of its history, and the indenting encoder spent more time on
+    them than the rest of the publish."""
+
+    def members(value: dict, indent: str, write_value) -> None:
+        stream.write("{")
+        for i, (name, item) in enumerate(sorted(value.items())):
+            stream.write(("," if i else "") + f"\n{indent}  {json.dumps(name)}: ")
+            write_value(name, item, indent + "  ")
+        stream.write(f"\n{indent}}}" if value else "}")
+
+    def plain(_, value, indent: str) -> None:
+        stream.write(json.dumps(value, indent=2, sort_keys=True).replace("\n", "\n" + indent))
+
+    def table(name, value, indent: str) -> None:
+        if name != "files":
+            return plain(name, value, indent)
+        stream.write("[")
+        count = 0
+        for count, file in enumerate(value, start=1):
+            stream.write(("," if count > 1 else "") + f"\n{indent}  " + json.dumps(_file_json(file), sort_keys=True))
+        stream.write(f"\n{indent}]" if count else "]")
+
+    def top(name, value, indent: str) -> None:
+        if name != "tables":
+            return plain(name, value, indent)
+        members(value, indent, lambda _, entry, inner: members(entry, inner, table))
+
+    members(document, "", top)
+    stream.write("\n")
 
 
 def _file_json(value):

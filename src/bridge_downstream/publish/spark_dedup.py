@@ -26,6 +26,7 @@ from functools import reduce
 from bridge_downstream.common.instants import instant_micros_column
 from bridge_downstream.config.profiles import Profile
 from bridge_downstream.publish.engine_steps import EXPORT_END_DATE_FIELD
+from bridge_downstream.publish.increments import KEY_SEPARATOR, NULL_KEY
 
 
 def _with_fields(lines, names: list[str]):
@@ -61,16 +62,28 @@ def dedup_lines(lines, dataset_id: str, profile: Profile, deleted_lines=None, pa
 
 
 # The columns :func:`flag_lines` adds: the row's export end date, whether it
-# survives dedup, and whether it also survives the deleted records' removal.
+# survives dedup, and whether it also survives the deleted records' removal;
+# its record key as :mod:`.increments` writes it, and its part file.
 EXPORT_END_DATE = "_export_end_date"
 DEDUPLICATED = "_deduplicated"
 WRITTEN = "_written"
+KEY = "_key"
+PART_FILE = "_part_file"
 
 
-def flag_lines(lines, dataset_id: str, profile: Profile, deleted_lines=None, partitions: int | None = None):
+def flag_lines(
+    lines,
+    dataset_id: str,
+    profile: Profile,
+    deleted_lines=None,
+    partitions: int | None = None,
+    excluded_keys: frozenset[str] = frozenset(),
+):
     """Every non-blank line of ``lines`` with :data:`EXPORT_END_DATE`,
-    :data:`DEDUPLICATED` and :data:`WRITTEN`: what :func:`dedup_lines` keeps,
-    and what the record counts count."""
+    :data:`DEDUPLICATED`, :data:`WRITTEN`, :data:`KEY` and :data:`PART_FILE`:
+    what :func:`dedup_lines` keeps, and what the record counts count.
+    ``excluded_keys``: keys none of whose rows survive (an incremental
+    publish's keys whose surviving version lies in a partition it carries)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -83,12 +96,14 @@ def flag_lines(lines, dataset_id: str, profile: Profile, deleted_lines=None, par
             F.col(column[EXPORT_END_DATE_FIELD]).alias(EXPORT_END_DATE),
             F.lit(True).alias(DEDUPLICATED),
             F.lit(True).alias(WRITTEN),
+            F.lit(None).cast("string").alias(KEY),
+            F.input_file_name().alias(PART_FILE),
         )
     # A row's place in its part file: the split of the file it was read in (a
     # large file is read in several), then its order in that split's task.
     positioned = lines.select(
         "value",
-        F.input_file_name().alias("_part_file"),
+        F.input_file_name().alias(PART_FILE),
         F.col("_metadata.file_block_start").alias("_split_start"),
         F.monotonically_increasing_id().alias("_row_in_split"),
     ).where(F.trim(F.col("value")) != "")
@@ -107,7 +122,7 @@ def flag_lines(lines, dataset_id: str, profile: Profile, deleted_lines=None, par
         instant.desc_nulls_last() if descending else instant.asc_nulls_last()
         for instant, (_, descending) in zip(instants, rule.order_by)
     ]
-    ordering += [F.col("_part_file").desc(), F.col("_split_start").desc(), F.col("_row_in_split").desc()]
+    ordering += [F.col(PART_FILE).desc(), F.col("_split_start").desc(), F.col("_row_in_split").desc()]
     window = Window.partitionBy(*key_names).orderBy(*ordering)
     if not rule.version_sequence:  # every row is a version
         ranked = keyed.withColumn(DEDUPLICATED, F.row_number().over(window) == 1)
@@ -118,7 +133,7 @@ def flag_lines(lines, dataset_id: str, profile: Profile, deleted_lines=None, par
         def previous(value):
             return F.lag(value).over(window)
 
-        same_place = F.col("_part_file") == previous(F.col("_part_file"))
+        same_place = F.col(PART_FILE) == previous(F.col(PART_FILE))
         for instant in instants:
             same_place &= instant.eqNullSafe(previous(instant))
         # last written first: along one version the sequence decreases
@@ -126,6 +141,12 @@ def flag_lines(lines, dataset_id: str, profile: Profile, deleted_lines=None, par
         starts = F.when(F.coalesce(continues, F.lit(False)), 0).otherwise(1)
         ordinal = F.sum(F.col("_starts")).over(window.rowsBetween(Window.unboundedPreceding, Window.currentRow))
         ranked = keyed.withColumn("_starts", starts).withColumn(DEDUPLICATED, ordinal == 1)
+    any_null = reduce(lambda a, b: a | b, [F.col(name).isNull() for name in key_names])
+    ranked = ranked.withColumn(
+        KEY, F.when(any_null, F.lit(NULL_KEY)).otherwise(F.concat_ws(KEY_SEPARATOR, *[F.col(n) for n in key_names]))
+    )
+    if excluded_keys:
+        ranked = ranked.withColumn(DEDUPLICATED, F.col(DEDUPLICATED) & ~F.col(KEY).isin(sorted(excluded_keys)))
     written = F.col(DEDUPLICATED)
     if deleted_lines is not None:
         deleted, deleted_column = _with_fields(deleted_lines, list(key))
@@ -137,5 +158,10 @@ def flag_lines(lines, dataset_id: str, profile: Profile, deleted_lines=None, par
         ranked = ranked.join(deleted_keys, on=key_names, how="left")
         written = written & F.col("_deleted").isNull()
     return ranked.select(
-        "value", F.col(column[EXPORT_END_DATE_FIELD]).alias(EXPORT_END_DATE), DEDUPLICATED, written.alias(WRITTEN)
+        "value",
+        F.col(column[EXPORT_END_DATE_FIELD]).alias(EXPORT_END_DATE),
+        DEDUPLICATED,
+        written.alias(WRITTEN),
+        KEY,
+        PART_FILE,
     )

@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Protocol
+from urllib.parse import unquote
 
 from bridge_downstream.common import layout
 from bridge_downstream.common.run_commits import committed_part_files
@@ -23,15 +24,16 @@ from bridge_downstream.publish.engine_steps import (
     begin_publish,
     check_interrupt,
     complete_publish,
-    deleted_dataset,
     describe_table,
     table_partition_keys,
 )
+from bridge_downstream.publish.file_layout import layout_for, sort_columns, spark_writer
+from bridge_downstream.publish.increments import key_index_rows, part_partition
 from bridge_downstream.publish.manifest import (
     PublishedTable,
 )
 from bridge_downstream.publish.nested_tables import describe_nested_table, nested_table_of
-from bridge_downstream.publish.spark_dedup import DEDUPLICATED, EXPORT_END_DATE, WRITTEN, flag_lines
+from bridge_downstream.publish.spark_dedup import DEDUPLICATED, EXPORT_END_DATE, KEY, PART_FILE, WRITTEN, flag_lines
 
 SHUFFLE_PARTITION_BYTES = 64 << 20  # of NDJSON per Spark task in a publish
 
@@ -141,8 +143,10 @@ def publish_dataset(
     retention: int = DEFAULT_RETENTION,
     mapper: Callable = map,
     fail_after_tables: int | None = None,
+    full: bool = False,
 ) -> PublishResult:
     """Publish the current JSON dataset as a new version; returns its manifest.
+    Incremental unless ``full`` (:mod:`.increments`).
 
     ``fail_after_tables`` interrupts the publish on purpose after that many
     tables (tests use it to show that an interrupted publish changes nothing).
@@ -153,21 +157,27 @@ def publish_dataset(
     from bridge_downstream.relationalize import relationalize_spark
 
     location = location or DirectLocation()
-    pending = begin_publish(registry, profile, dataset_id, work, published, run_id)
+    pending = begin_publish(registry, profile, dataset_id, work, published, run_id, full=full)
     version, plan = pending.version, pending.plan
+    inputs = pending.inputs
 
-    files = committed_part_files(work, dataset_id)
+    files = inputs.part_files
     lines = read_part_files(spark, location, work, dataset_id, files)
     deleted = None
-    deleted_id = deleted_dataset(profile, dataset_id, work)
-    if deleted_id is not None:
-        deleted = read_part_files(spark, location, work, deleted_id, committed_part_files(work, deleted_id))
+    if inputs.deleted_id is not None:
+        deleted = read_part_files(spark, location, work, inputs.deleted_id, inputs.deleted)
+    excluded = inputs.increment.excluded_keys if inputs.increment is not None else frozenset()
     partitions = shuffle_partitions(spark, work, dataset_id, files)
+    key_rows = None
     tables: dict[str, PublishedTable] = {}
     try:
         # Kept on disk: the counts and the tables read the same dedup (a shuffle).
-        flagged = flag_lines(lines, dataset_id, profile, deleted, partitions=partitions).persist(StorageLevel.DISK_ONLY)
+        flagged = flag_lines(
+            lines, dataset_id, profile, deleted, partitions=partitions, excluded_keys=excluded
+        ).persist(StorageLevel.DISK_ONLY)
         counts = _record_counts(flagged, dataset_id)
+        if profile.dedup.key_for(dataset_id):
+            key_rows = _key_rows(flagged, dataset_id)
         survivors = flagged.where(WRITTEN).select("value")
         # Parsed once and kept: every table reads the same rows, so JSON
         # parsing runs once per publish, not once per table. Partition values
@@ -186,7 +196,8 @@ def publish_dataset(
             frame = frames[table.name]
             prefix = layout.table_prefix(dataset_id, version, "parquet", table.name)
             with publish_settings(spark):
-                frame.write.mode("overwrite").partitionBy(*partition_keys).parquet(
+                sort_by = sort_columns(plan, table, profile.dedup.order_by)
+                spark_writer(frame, partition_keys, sort_by, layout_for("spark")).parquet(
                     location.write_uri(published, prefix)
                 )
             location.written(published, prefix)
@@ -197,7 +208,29 @@ def publish_dataset(
             tables[nested.name] = describe_nested_table(published, plan, dataset_id, version, nested, mapper)
     finally:
         spark.catalog.clearCache()  # the persisted rows of this publish
-    return complete_publish(pending, published, tables, catalog=catalog, retention=retention, record_counts=counts)
+    return complete_publish(
+        pending, published, tables, catalog=catalog, retention=retention, record_counts=counts, key_rows=key_rows
+    )
+
+
+def _key_rows(flagged, dataset_id: str):
+    """Where each key read lies (:func:`.increments.key_index_rows`), the
+    partition from the part file's folder."""
+    keys, partitions, winners = [], [], []
+    for row in flagged.select(KEY, PART_FILE, WRITTEN).distinct().collect():
+        keys.append(row[KEY])
+        partitions.append(_partition_of_uri(dataset_id, row[PART_FILE]))
+        winners.append(row[WRITTEN])
+    return key_index_rows(keys, partitions, winners)
+
+
+def _partition_of_uri(dataset_id: str, uri: str) -> str:
+    """The partition of a part file Spark names by its URI (percent-encoded)."""
+    folder = "/" + layout.dataset_prefix(dataset_id).rsplit("/", 1)[-1] + "/"
+    path = unquote(uri)
+    return part_partition(
+        dataset_id, layout.dataset_prefix(dataset_id) + "/" + path[path.rindex(folder) + len(folder) :]
+    )
 
 
 def _record_counts(flagged, dataset_id: str) -> RecordCounts:
@@ -205,7 +238,7 @@ def _record_counts(flagged, dataset_id: str) -> RecordCounts:
 
     counts = RecordCounts(dataset_id)
     for row in (
-        flagged.groupBy(EXPORT_END_DATE)
+        flagged.groupBy(EXPORT_END_DATE, PART_FILE)
         .agg(
             F.count(F.lit(1)).alias("read"),
             F.count(F.when(F.col(DEDUPLICATED), 1)).alias("deduplicated"),
@@ -213,7 +246,8 @@ def _record_counts(flagged, dataset_id: str) -> RecordCounts:
         )
         .collect()
     ):
-        counts.add(row[EXPORT_END_DATE], row["read"], row["deduplicated"], row["written"])
+        partition = _partition_of_uri(dataset_id, row[PART_FILE])
+        counts.add(row[EXPORT_END_DATE], row["read"], row["deduplicated"], row["written"], partition)
     return counts
 
 
@@ -224,7 +258,7 @@ def _write_nested(spark, plan, nested, parsed, published: Storage, location: Spa
     frame = nested_table_spark(plan, nested, parsed, partition_widths=layout.PARTITION_WIDTHS)
     prefix = layout.table_prefix(dataset_id, version, "parquet", nested.name)
     with publish_settings(spark):
-        frame.write.mode("overwrite").partitionBy(*table_partition_keys(plan, nested)).parquet(
+        spark_writer(frame, table_partition_keys(plan, nested), (), layout_for("spark")).parquet(
             location.write_uri(published, prefix)
         )
     location.written(published, prefix)

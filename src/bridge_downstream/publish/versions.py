@@ -40,15 +40,32 @@ def list_versions(storage: Storage, dataset_id: str) -> dict[str, bool]:
 
 def prune_versions(storage: Storage, dataset_id: str, retention: int) -> list[str]:
     """Keep the ``retention`` newest complete versions (always the current one);
-    remove older ones and any incomplete version older than the current."""
+    remove older ones and any incomplete version older than the current.
+    A file a kept version references (an incremental version carries
+    partitions by reference) stays where it is: its version's folder loses
+    its manifest and index, so that version is no longer complete."""
     current = current_version(storage, dataset_id)
     versions = list_versions(storage, dataset_id)
     complete = [v for v, done in versions.items() if done]
     keep = set(complete[-max(1, retention) :]) | ({current} if current else set())
     doomed = [v for v, done in versions.items() if v not in keep and (done or (current is not None and v < current))]
+    if not doomed:
+        return doomed
+    referenced = {
+        file.key
+        for version in keep
+        if versions.get(version)
+        for table in read_manifest(storage, dataset_id, version).tables.values()
+        for file in table.files
+    }
+    manifests = [layout.manifest_key(dataset_id, version) for version in doomed]
+    for key in manifests:  # first: a version half removed is never taken for a complete one
+        if storage.exists(key):
+            storage.delete(key)
     for version in doomed:
         for info in list(storage.list(layout.version_prefix(dataset_id, version) + "/")):
-            storage.delete(info.key)
+            if info.key not in referenced:
+                storage.delete(info.key)
     return doomed
 
 

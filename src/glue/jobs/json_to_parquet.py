@@ -6,8 +6,16 @@ workflow run's ingest wrote, else every dataset under the JSON root; ``*``:
 those defaults but the ones --excluded-datasets lists, the other groups'),
 --catalog-table-prefix, --retention. Glue adds --WORKFLOW_NAME and
 --WORKFLOW_RUN_ID when a workflow starts the job.
+
+Publish is debounced (docs/operations.md, "Debounced publish"): a rate
+trigger starts the job, and of the datasets chosen it publishes only those
+whose committed NDJSON (its ``_Deleted`` companion's too) differs from what
+their last publish read -- recorded as a digest of part file keys and sizes
+(a part file's name holds a digest of its archives: new data, new name).
+``--force-publish true`` publishes them all.
 """
 
+import hashlib
 import logging
 import os
 import sys
@@ -15,9 +23,13 @@ from typing import cast
 
 import boto3
 
+from bridge_downstream.common import layout
+from bridge_downstream.common.run_commits import committed_part_files
+from bridge_downstream.common.storage import Storage
 from bridge_downstream.config import DEFAULT_RETENTION, RunConfig, SchemaRegistry, load_profile
 from bridge_downstream.ingest import new_run_id
 from bridge_downstream.publish import DirectLocation, json_datasets, publish_dataset
+from bridge_downstream.publish.file_layout import ENVIRONMENT_VARIABLE
 from bridge_downstream_adapters.glue_args import resolve_options
 from bridge_downstream_adapters.glue_catalog import GlueCatalog
 from bridge_downstream_adapters.s3 import S3Storage
@@ -52,6 +64,22 @@ def _offered_datasets(args, glue, work) -> list[str]:
     return json_datasets(work)
 
 
+def inputs_digest(work: Storage, dataset_id: str, deleted_suffix: str | None) -> str:
+    """What a publish of the dataset would read: its committed part files and its ``_Deleted`` companion's."""
+    digest = hashlib.sha256()
+    companions = [dataset_id] + ([dataset_id + deleted_suffix] if deleted_suffix else [])
+    for companion in companions:
+        for info in sorted(committed_part_files(work, companion), key=lambda info: info.key):
+            digest.update(f"{info.key}\0{info.size}\n".encode())
+    return digest.hexdigest()
+
+
+def has_new_data(published: Storage, dataset_id: str, digest: str) -> bool:
+    """Whether the committed NDJSON (``digest``) changed since the dataset's last publish."""
+    key = layout.published_inputs_key(dataset_id)
+    return not published.exists(key) or published.read_bytes(key).decode() != digest
+
+
 def main(argv=None, spark=None, glue_client=None) -> dict:
     args = resolve_options(
         argv if argv is not None else sys.argv,
@@ -61,6 +89,7 @@ def main(argv=None, spark=None, glue_client=None) -> dict:
             "excluded-datasets": "",
             "catalog-table-prefix": "",
             "retention": str(DEFAULT_RETENTION),
+            "force-publish": "false",
             "WORKFLOW_NAME": None,
             "WORKFLOW_RUN_ID": None,
         },
@@ -95,6 +124,10 @@ def main(argv=None, spark=None, glue_client=None) -> dict:
                 # A dataset group names every dataset it may see; most runs hold a few.
                 log.info("%s: no NDJSON under the JSON root, nothing to publish", dataset_id)
                 continue
+            digest = inputs_digest(config.output, dataset_id, config.profile.dedup.deleted_suffix)
+            if args["force_publish"] != "true" and not has_new_data(config.publish_root, dataset_id, digest):
+                log.info("%s: no new data since its last publish, left as it is", dataset_id)
+                continue
             result = publish_dataset(
                 spark,
                 dataset_id=dataset_id,
@@ -108,6 +141,8 @@ def main(argv=None, spark=None, glue_client=None) -> dict:
                 retention=config.retention,
             )
             results[dataset_id] = result.manifest
+            # What this version read; NDJSON committed meanwhile differs, and is published next time.
+            config.publish_root.write_bytes(layout.published_inputs_key(dataset_id), digest.encode())
             log.info(
                 "published %s version %s: %s",
                 dataset_id,
@@ -121,4 +156,5 @@ def main(argv=None, spark=None, glue_client=None) -> dict:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
+    os.environ.setdefault(ENVIRONMENT_VARIABLE, "glue")  # Glue's file sizes (publish/file_layout.py)
     main()

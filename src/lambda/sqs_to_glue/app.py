@@ -25,6 +25,15 @@ is returned in ``batchItemFailures`` and retried alone; after the queue's
 fails the batch. Messages that need no work (test events, ``owner.txt``,
 folder keys, apps/studies this namespace does not run) succeed without a run.
 
+Bursts: when Glue refuses a start because the workflow is at its concurrency
+limit or the API is throttled (``ConcurrentRunsExceededException``,
+``ThrottlingException``), the message is not a failure. A copy is sent back to
+the queue with ``DelaySeconds`` growing per attempt (attribute
+``throttle-requeues``) and the original succeeds, so its receive count -- the
+dead-letter counter -- never grows for back-pressure. Only after
+``MAX_THROTTLE_REQUEUES`` requeues, or when the copy cannot be sent, is it
+reported as a batch item failure (docs/decisions/0020-versioned-artifacts-and-backpressure.md).
+
 A record that names no object -- its bucket or key missing, null, empty or
 not a string -- is skipped with an error in the log, never sent to a run: no
 retry can give it an object, and failing its message would hold back (and
@@ -35,6 +44,7 @@ Environment:
     MAX_MESSAGES_PER_RUN      default 100
     MAX_RUN_PROPERTIES_BYTES  default 60000 (Glue rejects larger run properties)
     S3_KEY_PATTERN            regex with named groups app_id and study_id
+    MAX_THROTTLE_REQUEUES     default 12 (with the delays below: about 2.5 hours of back-pressure)
 """
 
 from __future__ import annotations
@@ -52,6 +62,11 @@ logger.setLevel(os.environ.get("LOG_LEVEL", "INFO"))
 
 DEFAULT_KEY_PATTERN = r"^(?P<app_id>[^/]+)/(?P<study_id>[^/]+)/"
 SKIPPED_NAMES = frozenset({"owner.txt"})
+# Glue's answers that mean "not now", never "this message is wrong".
+BACKPRESSURE_ERRORS = frozenset({"ConcurrentRunsExceededException", "ThrottlingException"})
+REQUEUE_ATTRIBUTE = "throttle-requeues"
+FIRST_REQUEUE_DELAY_SECONDS = 30
+MAX_SQS_DELAY_SECONDS = 900  # SQS's limit on DelaySeconds
 
 
 class MessageError(ValueError):
@@ -215,6 +230,7 @@ class Settings:
     max_messages: int = 100
     max_bytes: int = 60000
     key_pattern: re.Pattern = re.compile(DEFAULT_KEY_PATTERN)
+    max_throttle_requeues: int = 12
 
     @classmethod
     def from_env(cls, env=os.environ) -> Settings:
@@ -223,6 +239,7 @@ class Settings:
             max_messages=int(env.get("MAX_MESSAGES_PER_RUN", "100")),
             max_bytes=int(env.get("MAX_RUN_PROPERTIES_BYTES", "60000")),
             key_pattern=re.compile(env.get("S3_KEY_PATTERN", DEFAULT_KEY_PATTERN)),
+            max_throttle_requeues=int(env.get("MAX_THROTTLE_REQUEUES", "12")),
         )
 
 
@@ -232,9 +249,57 @@ def _glue_client():
     return boto3.client("glue")
 
 
-def lambda_handler(event, context, glue_client=None, settings: Settings | None = None):
+def _sqs_client():
+    import boto3
+
+    return boto3.client("sqs")
+
+
+def is_backpressure(error: Exception) -> bool:
+    code = getattr(error, "response", {}).get("Error", {}).get("Code")
+    return code in BACKPRESSURE_ERRORS or type(error).__name__ in BACKPRESSURE_ERRORS
+
+
+def requeue_count(record: dict) -> int:
+    attribute = (record.get("messageAttributes") or {}).get(REQUEUE_ATTRIBUTE) or {}
+    try:
+        return int(attribute.get("stringValue", 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+def requeue_delay_seconds(requeues: int) -> int:
+    """Exponential backoff for the ``requeues``-th copy, within SQS's limit."""
+    return min(MAX_SQS_DELAY_SECONDS, FIRST_REQUEUE_DELAY_SECONDS * 2**requeues)
+
+
+def queue_url_of(record: dict, sqs) -> str:
+    """The URL of the queue an SQS event record came from (``eventSourceARN``)."""
+    _, _, _, _, account, name = record["eventSourceARN"].split(":", 5)
+    return sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
+
+
+def requeue_with_delay(record: dict, sqs) -> bool:
+    """Send a delayed copy of ``record`` to its queue; False when that is not possible."""
+    requeues = requeue_count(record)
+    try:
+        sqs.send_message(
+            QueueUrl=queue_url_of(record, sqs),
+            MessageBody=record["body"],
+            DelaySeconds=requeue_delay_seconds(requeues),
+            MessageAttributes={REQUEUE_ATTRIBUTE: {"DataType": "Number", "StringValue": str(requeues + 1)}},
+        )
+    except Exception:
+        logger.exception("could not requeue message %s", record.get("messageId"))
+        return False
+    return True
+
+
+def lambda_handler(event, context, glue_client=None, settings: Settings | None = None, sqs_client=None):
     settings = settings or Settings.from_env()
     failures: set[str] = set()
+    backpressured: set[str] = set()
+    records_by_id = {record.get("messageId", ""): record for record in event.get("Records") or []}
     # (app, study) -> ordered {message json: set of SQS message ids}
     groups: dict[tuple[str, str], OrderedDict[str, set[str]]] = {}
     for record in event.get("Records") or []:
@@ -282,9 +347,23 @@ def lambda_handler(event, context, glue_client=None, settings: Settings | None =
                 glue = glue or glue_client or _glue_client()
                 run_id = glue.start_workflow_run(Name=workflow, RunProperties={"messages": json.dumps(batch)})["RunId"]
             except Exception as error:  # noqa: BLE001 -- any failure retries the batch's messages
-                logger.error("could not start %s for %d messages: %s", workflow, len(batch), error)
-                failures.update(batch_ids)
+                if is_backpressure(error):
+                    logger.warning("%s is at capacity, %d messages wait: %s", workflow, len(batch), error)
+                    backpressured.update(batch_ids)
+                else:
+                    logger.error("could not start %s for %d messages: %s", workflow, len(batch), error)
+                    failures.update(batch_ids)
                 continue
             runs_started.append(run_id)
             logger.info("started %s run %s with %d messages", workflow, run_id, len(batch))
+
+    sqs = None
+    for message_id in sorted(backpressured - failures):
+        record = records_by_id[message_id]
+        if requeue_count(record) >= settings.max_throttle_requeues or "eventSourceARN" not in record:
+            failures.add(message_id)
+            continue
+        sqs = sqs or sqs_client or _sqs_client()
+        if not requeue_with_delay(record, sqs):
+            failures.add(message_id)
     return {"batchItemFailures": [{"itemIdentifier": i} for i in sorted(failures)]}

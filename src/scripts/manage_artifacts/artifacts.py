@@ -10,8 +10,12 @@
 Layout under ``s3://<artifact bucket>/BridgeDownstream/<ref>/``::
 
     glue/jobs/<script>.py                          Glue job scripts (src/glue/jobs)
-    glue/python/bridge_downstream-<v>-py3-none-any.whl   core wheel (--additional-python-modules)
-    lambda/<name>.zip                              one bundle per src/lambda/<name>
+    glue/python/bridge_downstream-<v>-py3-none-any.whl   core wheel
+    glue/python/requirements.txt                   the jobs' runtime packages, pinned and hashed from Pipfile.lock
+    glue/python/glue-environment.zip               zip of wheels the jobs install offline (--additional-python-modules):
+                                                   the core wheel and the locked wheels for Glue 5.0 (manylinux x86_64, cp311)
+    lambda/<name>-<sha256>.zip                     one bundle per src/lambda/<name>, named by its content hash
+    lambda/<name>.sha256                           that hash (also written to build/artifacts/<ref>/lambda/ for sceptre)
     templates/...                                  CloudFormation templates as launched
     registry/...                                   the schema registry (--registry DIR)
 
@@ -23,6 +27,16 @@ output of ``--stack-name``, else of the stack group's buckets stack
 is written only when it changed; objects under the ref that are no longer
 produced are deleted. Wheels and zips are built reproducibly (fixed
 timestamps), so an unchanged tree uploads nothing.
+
+Released refs (``v<major>.<minor>...``, e.g. ``--ref v0.2``) are immutable: a
+second upload that would add, change or delete anything under the ref is
+refused, and ``--remove`` refuses them without ``--force``. Pipelines pin a
+released ref with ``job_version`` in config/ (templates/pipeline.j2).
+
+Downloading the locked wheels needs the network, so it happens here, at upload
+time, into ``build/glue-wheelhouse`` (a cache); ``--no-download`` skips it. A
+ref whose environment lacks a locked wheel is refused for main, prod and
+released refs unless ``--force``.
 
 ``--remove`` deletes every version of every object under the ref; with
 ``--namespace`` it also deletes the namespace's data prefixes
@@ -56,6 +70,31 @@ PROJECT_ROOT = Path(__file__).resolve().parents[3]
 ARTIFACT_ROOT = "BridgeDownstream"
 EXPECTED_JOBS = ("s3_to_json.py", "json_to_parquet.py", "synapse_export.py")
 PROTECTED_REFS = frozenset({"main"})
+RELEASE_REF = re.compile(r"^v\d+(\.\d+)*$")
+# Glue 5.0 ships these (and pins them to its Spark); installing our lock's
+# versions over them would change the runtime under Spark.
+GLUE_PROVIDED = frozenset(
+    {
+        "boto3",
+        "botocore",
+        "s3transfer",
+        "jmespath",
+        "py4j",
+        "pyspark",
+        "setuptools",
+        "python-dateutil",
+        "six",
+        "urllib3",
+    }
+)
+# The jobs' import roots beyond the wheel's own dependencies: synapseclient
+# reads Bridge's raw bucket (STS) and exports to Synapse.
+GLUE_EXTRA_REQUIREMENTS = ("synapseclient",)
+# Glue 5.0: Amazon Linux 2023 (glibc 2.34), x86_64, CPython 3.11.
+GLUE_PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_28_x86_64", "any")
+GLUE_PYTHON = "3.11"
+GLUE_ABIS = ("cp311", "abi3", "none")
+GLUE_ENVIRONMENT = "glue/python/glue-environment.zip"
 PROTECTED_NAMESPACES = frozenset({"bridge-downstream"})
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
@@ -145,14 +184,118 @@ def build_lambda_bundle(function_dir: Path, out_dir: Path) -> Path:
     return target
 
 
+def is_release(ref: str) -> bool:
+    return bool(RELEASE_REF.match(ref))
+
+
+def _normalised_name(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def runtime_closure(roots: Iterable[str]) -> set[str]:
+    """The packages ``roots`` need on Glue's Linux/cp311, by the installed
+    distributions' metadata (the venv installed from Pipfile.lock)."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    environment = {"sys_platform": "linux", "platform_system": "Linux", "python_version": "3.11", "extra": ""}
+    seen: set[str] = set()
+    pending = [_normalised_name(Requirement(root).name) for root in roots]
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requires = metadata.requires(name) or []
+        except metadata.PackageNotFoundError:
+            continue
+        for line in requires:
+            requirement = Requirement(line)
+            if requirement.marker is None or requirement.marker.evaluate(environment):
+                pending.append(_normalised_name(requirement.name))
+    return seen
+
+
+def glue_requirements(project_root: Path = PROJECT_ROOT) -> str:
+    """requirements.txt of the jobs' runtime packages: exactly Pipfile.lock's
+    versions and hashes, without what Glue already provides."""
+    import tomllib
+
+    lock = {
+        _normalised_name(k): v for k, v in json.loads((project_root / "Pipfile.lock").read_text())["default"].items()
+    }
+    roots = list(tomllib.loads((project_root / "pyproject.toml").read_text())["project"]["dependencies"])
+    wanted = runtime_closure([*roots, *GLUE_EXTRA_REQUIREMENTS]) - GLUE_PROVIDED
+    lines = ["# generated by artifacts.py from Pipfile.lock: the Glue jobs' runtime packages"]
+    for name in sorted(wanted):
+        entry = lock.get(name)
+        if entry is None or not entry.get("version"):
+            continue  # not in the lock: a dependency of a package Glue provides, or an unused extra
+        hashes = " ".join(f"--hash={h}" for h in entry.get("hashes", []))
+        lines.append(f"{name}{entry['version']} {hashes}".rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def download_glue_wheels(requirements: Path, wheelhouse: Path) -> bool:
+    """Fetch the locked wheels for Glue's platform (network); False when pip could not."""
+    wheelhouse.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "pip", "download", "--quiet", "--retries", "0", "--timeout", "15"]
+    command += ["--no-deps", "--only-binary=:all:", "--require-hashes", "--implementation", "cp"]
+    command += ["--python-version", GLUE_PYTHON]
+    for abi in GLUE_ABIS:
+        command += ["--abi", abi]
+    for platform in GLUE_PLATFORMS:
+        command += ["--platform", platform]
+    command += ["-r", str(requirements), "-d", str(wheelhouse)]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        log.warning("could not download the Glue wheels: %s", result.stderr.strip()[-500:])
+    return result.returncode == 0
+
+
+def missing_wheels(requirements_text: str, wheelhouse: Path) -> list[str]:
+    have = {_normalised_name(p.name.split("-")[0]) + "==" + p.name.split("-")[1] for p in wheelhouse.glob("*.whl")}
+    pins = [line.split()[0] for line in requirements_text.splitlines() if line and not line.startswith("#")]
+    return [pin for pin in pins if _normalised_name(pin.split("==")[0]) + "==" + pin.split("==")[1] not in have]
+
+
+def build_glue_environment(core_wheel: Path, requirements_text: str, wheelhouse: Path, out_dir: Path) -> Path:
+    """The zip of wheels the jobs install: the core wheel, the locked wheels present in the wheelhouse."""
+    pins = {line.split()[0] for line in requirements_text.splitlines() if line and not line.startswith("#")}
+    target = out_dir / Path(GLUE_ENVIRONMENT).name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as bundle:
+        wheels = [core_wheel] + [
+            p
+            for p in sorted(wheelhouse.glob("*.whl"))
+            if f"{_normalised_name(p.name.split('-')[0])}=={p.name.split('-')[1]}" in pins
+        ]
+        for wheel in wheels:
+            info = zipfile.ZipInfo(wheel.name, date_time=ZIP_DATE)
+            info.external_attr = 0o644 << 16
+            bundle.writestr(info, wheel.read_bytes())
+        info = zipfile.ZipInfo("requirements.txt", date_time=ZIP_DATE)
+        info.external_attr = 0o644 << 16
+        bundle.writestr(info, requirements_text)
+    return target
+
+
 @dataclass
 class Artifact:
     key: str  # relative to the ref prefix
     path: Path
 
 
-def collect_artifacts(project_root: Path, build_dir: Path, registry: Path | None = None) -> list[Artifact]:
-    """Everything one ref consists of, built into ``build_dir``."""
+def collect_artifacts(
+    project_root: Path,
+    build_dir: Path,
+    registry: Path | None = None,
+    wheelhouse: Path | None = None,
+) -> list[Artifact]:
+    """Everything one ref consists of, built into ``build_dir``; the Glue
+    environment takes the locked wheels found in ``wheelhouse``."""
     artifacts: list[Artifact] = []
     jobs_dir = project_root / "src" / "glue" / "jobs"
     for script in sorted(jobs_dir.glob("*.py")):
@@ -162,10 +305,22 @@ def collect_artifacts(project_root: Path, build_dir: Path, registry: Path | None
         log.warning("job scripts not in the tree yet, not uploaded: %s", ", ".join(missing))
     wheel = build_wheel(project_root, build_dir / "wheel")
     artifacts.append(Artifact(f"glue/python/{wheel.name}", wheel))
+    requirements = build_dir / "glue" / "requirements.txt"
+    requirements.parent.mkdir(parents=True, exist_ok=True)
+    requirements.write_text(glue_requirements(project_root))
+    artifacts.append(Artifact("glue/python/requirements.txt", requirements))
+    environment = build_glue_environment(
+        wheel, requirements.read_text(), wheelhouse or build_dir / "no-wheelhouse", build_dir / "glue"
+    )
+    artifacts.append(Artifact(GLUE_ENVIRONMENT, environment))
     for function_dir in sorted((project_root / "src" / "lambda").iterdir()):
         if (function_dir / "app.py").exists():
             bundle = build_lambda_bundle(function_dir, build_dir / "lambda")
-            artifacts.append(Artifact(f"lambda/{bundle.name}", bundle))
+            digest = sha256_of(bundle)
+            digest_file = build_dir / "lambda" / f"{function_dir.name}.sha256"
+            digest_file.write_text(digest)
+            artifacts.append(Artifact(f"lambda/{function_dir.name}-{digest}.zip", bundle))
+            artifacts.append(Artifact(f"lambda/{digest_file.name}", digest_file))
     templates = project_root / "templates"
     for path in sorted(p for p in templates.rglob("*") if p.is_file()):
         artifacts.append(Artifact(f"templates/{path.relative_to(templates).as_posix()}", path))
@@ -241,10 +396,36 @@ class UploadReport:
         }
 
 
+class ReleaseImmutable(SystemExit):
+    """An upload that would change a released ref."""
+
+
+def check_release_unchanged(s3, bucket: str, prefix: str, artifacts: list[Artifact], existing: set[str]) -> None:
+    """A released ref is written once: an upload may only find it absent or identical."""
+    if not existing:
+        return
+    wanted = {prefix + artifact.key: sha256_of(artifact.path) for artifact in artifacts}
+    changed = sorted(key for key in wanted if key not in existing)
+    changed += sorted(key for key in existing if key not in wanted)
+    changed += sorted(
+        key
+        for key, digest in wanted.items()
+        if key in existing and s3.head_object(Bucket=bucket, Key=key).get("Metadata", {}).get("sha256") != digest
+    )
+    if changed:
+        raise ReleaseImmutable(
+            f"{prefix} is a released version and already uploaded; refusing to change {len(changed)} objects "
+            f"(e.g. {changed[0]}): release a new version instead"
+        )
+
+
 def upload(s3, bucket: str, ref: str, artifacts: Iterable[Artifact], prune: bool = True) -> UploadReport:
     prefix = ref_prefix(ref)
     report = UploadReport(bucket, prefix)
     existing = {item["Key"] for item in list_keys(s3, bucket, prefix)}
+    artifacts = list(artifacts)
+    if is_release(ref):
+        check_release_unchanged(s3, bucket, prefix, artifacts, existing)
     wanted = set()
     for artifact in artifacts:
         key = prefix + artifact.key
@@ -327,6 +508,64 @@ def check_deployed_registry(args) -> None:
         )
 
 
+def unreleased_pipelines(group_config: dict) -> list[str]:
+    """Pipelines and dataset groups of a stack group config that do not pin a released job version."""
+    found = []
+    for pipeline in group_config.get("pipelines") or []:
+        pinned = pipeline.get("job_version")
+        for group in pipeline.get("dataset_groups") or []:
+            version = group.get("job_version") or pinned
+            if not (isinstance(version, str) and is_release(version)):
+                found.append(f"{pipeline.get('id')}/{group.get('name')}")
+        if not (isinstance(pinned, str) and is_release(pinned)):
+            found.append(str(pipeline.get("id")))
+    return found
+
+
+def check_prod_pins(args) -> None:
+    """prod runs released versions only: every prod pipeline pins ``job_version: v...``."""
+    if args.stack_group != "prod" or args.force:
+        return
+    import yaml
+
+    config = yaml.safe_load((args.project_root / "config" / "prod" / "config.yaml").read_text())
+    unpinned = unreleased_pipelines(config)
+    if unpinned:
+        raise SystemExit(f"prod pipelines must pin a released job_version (v...): {', '.join(unpinned)}")
+
+
+def prepare_wheelhouse(args) -> None:
+    """Fill the wheelhouse with the locked wheels (network); main, prod and
+    released refs run only a complete environment."""
+    requirements_text = glue_requirements(args.project_root)
+    missing = missing_wheels(requirements_text, args.wheelhouse)
+    if missing and not args.no_download:
+        with tempfile.TemporaryDirectory(prefix="bd-requirements-") as tmp:
+            requirements = Path(tmp) / "requirements.txt"
+            requirements.write_text(requirements_text)
+            download_glue_wheels(requirements, args.wheelhouse)
+        missing = missing_wheels(requirements_text, args.wheelhouse)
+    if not missing:
+        return
+    deployed = args.ref in PROTECTED_REFS or is_release(args.ref) or args.stack_group == "prod"
+    if deployed and not args.force:
+        raise SystemExit(
+            f"the Glue environment lacks {len(missing)} locked wheels (e.g. {missing[0]}); refusing {args.ref}"
+        )
+    log.warning(
+        "the Glue environment lacks %d locked wheels (e.g. %s): its jobs will not start", len(missing), missing[0]
+    )
+
+
+def record_lambda_hashes(artifacts: Iterable[Artifact], out_dir: Path) -> None:
+    """``<out_dir>/lambda/<name>.sha256``: the stack configs read the uploaded bundle's hash from here."""
+    for artifact in artifacts:
+        if artifact.key.startswith("lambda/") and artifact.key.endswith(".sha256"):
+            target = out_dir / artifact.key
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(artifact.path.read_text())
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     action = parser.add_mutually_exclusive_group(required=True)
@@ -344,6 +583,21 @@ def parse_args(argv=None):
     )
     parser.add_argument("--namespace", help="with --remove: also delete this namespace's data prefixes")
     parser.add_argument("--no-prune", action="store_true", help="with --upload: keep objects no longer produced")
+    parser.add_argument(
+        "--wheelhouse",
+        type=Path,
+        default=PROJECT_ROOT / "build" / "glue-wheelhouse",
+        help="cache of the locked wheels for Glue's platform (default build/glue-wheelhouse)",
+    )
+    parser.add_argument(
+        "--no-download", action="store_true", help="with --upload: bundle only the wheels already in --wheelhouse"
+    )
+    parser.add_argument(
+        "--record-dir",
+        type=Path,
+        default=PROJECT_ROOT / "build" / "artifacts",
+        help="where --upload records each Lambda bundle's hash for sceptre (<dir>/<ref>/lambda/<name>.sha256)",
+    )
     parser.add_argument(
         "--force",
         action="store_true",
@@ -374,14 +628,18 @@ def main(argv=None, session=None) -> int:
 
     if args.upload:
         check_deployed_registry(args)
+        check_prod_pins(args)
+        prepare_wheelhouse(args)
         with tempfile.TemporaryDirectory(prefix="bd-artifacts-") as build_dir:
-            artifacts = collect_artifacts(args.project_root, Path(build_dir), args.registry)
+            artifacts = collect_artifacts(args.project_root, Path(build_dir), args.registry, args.wheelhouse)
             report = upload(s3, bucket, args.ref, artifacts, prune=not args.no_prune)
+            record_lambda_hashes(artifacts, args.record_dir / args.ref)
         print(json.dumps(report.as_dict(), indent=2))
         return 0
 
     # --remove
-    if (args.ref in PROTECTED_REFS or (args.namespace or "") in PROTECTED_NAMESPACES) and not args.force:
+    protected = args.ref in PROTECTED_REFS or is_release(args.ref) or (args.namespace or "") in PROTECTED_NAMESPACES
+    if protected and not args.force:
         raise SystemExit(f"refusing to remove protected ref/namespace ({args.ref}, {args.namespace}) without --force")
     removed = {"artifacts": delete_all_versions(s3, bucket, ref_prefix(args.ref))}
     if args.namespace:

@@ -1,0 +1,303 @@
+"""Incremental versions (docs/publish.md, "Incremental versions"): after a
+history and several deltas, the tables an incremental publish leaves equal a
+full rebuild's row for row, on both engines; unchanged partitions are carried
+by reference, and pruning keeps every file a kept version references.
+
+Part files are written by hand, as ingest lays them out (one folder per
+partition), so each delta holds exactly the rows it is about."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from bridge_downstream.common import layout
+from bridge_downstream.common.storage import LocalStorage
+from bridge_downstream.config.profiles import load_profile
+from bridge_downstream.publish.engines import publish_dataset_with
+from bridge_downstream.publish.increments import KEY_INDEX_NAME, PART_INDEX_NAME, file_partition, index_key
+from bridge_downstream.publish.manifest import PublishManifest, current_version, read_manifest
+from bridge_downstream.publish.versions import list_versions, rollback
+
+ENGINES = ["arrow", pytest.param("spark", marks=pytest.mark.spark)]
+
+RECORD_DATASET = "IncrementProbe_v1"  # not in the sample registry: columns inferred from the rows
+EXPORT_DATASET = "FitbitDevices"  # key [ParticipantIdentifier, Date, Device], partitioned by cohort
+
+
+def record(record_id: str, day: int, uploaded: str, label: str, steps: int = 2) -> list[dict]:
+    """One archive's rows for an MTB record uploaded on 2024-01-``day``: a document with a child array."""
+    shared = {
+        "recordid": record_id,
+        "assessmentid": "probe",
+        "year": 2024,
+        "month": 1,
+        "day": day,
+        "uploadedon": uploaded,
+        "sourcefile": "probe.json",
+    }
+    return [
+        {"label": label, "steps": [{"n": n, "label": label} for n in range(steps)], **shared, "sourceindex": 0},
+    ]
+
+
+def device(participant: str, date: str, cohort: str, inserted: str, label: str) -> dict:
+    return {
+        "ParticipantIdentifier": participant,
+        "Device": "Versa",
+        "Date": date,
+        "label": label,
+        "InsertedDate": inserted,
+        "cohort": cohort,
+        "export_end_date": "2024-01-04T00:00:00Z",
+        "sourcefile": "FitbitDevices_20240104.json",
+        "sourceindex": 0,
+    }
+
+
+def write_part(root, dataset_id: str, partition: dict, tag: str, rows: list[dict]) -> None:
+    path = root / layout.json_part_key(dataset_id, partition, tag, 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+def day_partition(day: int) -> dict:
+    return {"assessmentid": "probe", "year": 2024, "month": 1, "day": day}
+
+
+def publish(engine: str, request, registry, work, published, profile: str, dataset_id: str, **options):
+    return publish_dataset_with(
+        engine,
+        lambda: request.getfixturevalue("spark"),
+        dataset_id=dataset_id,
+        registry=registry,
+        profile=load_profile(profile),
+        work=LocalStorage(work),
+        published=LocalStorage(published),
+        run_id="increment",
+        catalog=None,
+        **options,
+    ).manifest
+
+
+def table_rows(published, manifest: PublishManifest) -> dict[str, list[str]]:
+    """Every table's rows, partition values included, as sorted JSON text."""
+    storage = LocalStorage(published)
+    tables = {}
+    for name, table in manifest.tables.items():
+        rows = []
+        for file in table.files_of("parquet"):
+            for row in pq.read_table(io.BytesIO(storage.read_bytes(file.key))).to_pylist():
+                rows.append(json.dumps({**row, **file.partition}, sort_keys=True, default=str))
+        assert len(rows) == table.rows
+        tables[name] = sorted(rows)
+    return tables
+
+
+def csv_rows(published, manifest: PublishManifest) -> dict[str, int]:
+    storage = LocalStorage(published)
+    return {
+        name: sum(len(storage.read_bytes(f.key).splitlines()) - 1 for f in table.files_of("csv"))
+        for name, table in manifest.tables.items()
+    }
+
+
+def check_parity(engine, request, registry, tmp_path, profile: str, dataset_id: str) -> PublishManifest:
+    """Publish incrementally into ``published``, and rebuild in full into
+    ``rebuilt`` (``full=True``, with the same history of versions): the same tables."""
+    incremental = publish(engine, request, registry, tmp_path / "work", tmp_path / "published", profile, dataset_id)
+    rebuilt = publish(
+        engine, request, registry, tmp_path / "work", tmp_path / "rebuilt", profile, dataset_id, full=True
+    )
+    assert rebuilt.increment["mode"] == "full"
+    assert table_rows(tmp_path / "published", incremental) == table_rows(tmp_path / "rebuilt", rebuilt)
+    assert csv_rows(tmp_path / "published", incremental) == csv_rows(tmp_path / "rebuilt", rebuilt)
+    assert incremental.record_counts == rebuilt.record_counts
+    assert incremental.rescued_values == rebuilt.rescued_values
+    return incremental
+
+
+def files_by_partition(manifest: PublishManifest, table: str) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for file in manifest.tables[table].files:
+        found.setdefault(file_partition(file, manifest.tables[table].partition_keys), []).append(file.key)
+    return {partition: sorted(keys) for partition, keys in found.items()}
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_mtb_deltas_publish_the_tables_a_full_rebuild_publishes(engine, request, registry, tmp_path):
+    work = tmp_path / "work"
+    history = [record(f"r{i}", 1 + i % 3, f"2024-01-0{1 + i % 3}T08:00:00.000Z", "first") for i in range(9)]
+    for day in (1, 2, 3):
+        rows = [row for version in history for row in version if row["day"] == day]
+        write_part(work, RECORD_DATASET, day_partition(day), f"history{day}", rows)
+    first = check_parity(engine, request, registry, tmp_path, "mtb", RECORD_DATASET)
+    assert first.increment == {"mode": "full", "reason": "the first version"}
+    root = f"dataset_{RECORD_DATASET.lower()}"
+    assert first.tables[root].rows == 9
+
+    # new records: one in a new day, one in a day that has rows already
+    write_part(work, RECORD_DATASET, day_partition(4), "new4", record("r10", 4, "2024-01-04T08:00:00.000Z", "new"))
+    write_part(work, RECORD_DATASET, day_partition(3), "new3", record("r11", 3, "2024-01-03T09:00:00.000Z", "new"))
+    second = check_parity(engine, request, registry, tmp_path, "mtb", RECORD_DATASET)
+    assert second.increment["mode"] == "incremental"
+    assert second.increment["partitions_rewritten"] == [
+        layout.partition_path(day_partition(3)),
+        layout.partition_path(day_partition(4)),
+    ]
+    for table in (root, f"{root}_steps"):
+        before, after = files_by_partition(first, table), files_by_partition(second, table)
+        for day in (1, 2):  # untouched: the same files, where the first version wrote them
+            partition = layout.partition_path(day_partition(day))
+            assert after[partition] == before[partition]
+            assert all(f"/versions/{first.version}/" in key for key in after[partition])
+        assert all(f"/versions/{second.version}/" in key for key in after[layout.partition_path(day_partition(3))])
+        folders = second.tables[table].partition_folders("parquet")
+        assert folders[("probe", "2024", "01", "01")] == (
+            layout.table_prefix(RECORD_DATASET, first.version, "parquet", table)
+            + "/"
+            + layout.partition_path(day_partition(1))
+        )
+        assert folders[("probe", "2024", "01", "04")].startswith(layout.version_prefix(RECORD_DATASET, second.version))
+        assert sorted(
+            second.tables[table].relative_key(f) for f in second.tables[table].files if f.partition["day"] == "01"
+        ) == sorted(
+            first.tables[table].relative_key(f) for f in first.tables[table].files if f.partition["day"] == "01"
+        )
+
+    # re-exports: r0 (day 1) uploaded again on day 5 moves there; r4 (day 2)
+    # re-exported with an older upload than its own stays where it is
+    write_part(work, RECORD_DATASET, day_partition(5), "move", record("r0", 5, "2024-01-05T08:00:00.000Z", "moved"))
+    write_part(work, RECORD_DATASET, day_partition(1), "stale", record("r4", 1, "2023-12-31T08:00:00.000Z", "stale"))
+    third = check_parity(engine, request, registry, tmp_path, "mtb", RECORD_DATASET)
+    assert third.increment["mode"] == "incremental"
+    assert third.increment["partitions_rewritten"] == [layout.partition_path(day_partition(day)) for day in (1, 2, 5)]
+    rows = [json.loads(row) for row in table_rows(tmp_path / "published", third)[root]]
+    assert {(row["recordid"], row["day"], row["label"]) for row in rows if row["recordid"] in {"r0", "r4"}} == {
+        ("r0", "05", "moved"),
+        ("r4", "02", "first"),
+    }
+    assert len(rows) == 11
+
+    # nothing new: every partition carried
+    fourth = check_parity(engine, request, registry, tmp_path, "mtb", RECORD_DATASET)
+    assert fourth.increment["partitions_rewritten"] == []
+    assert files_by_partition(fourth, root) == files_by_partition(third, root)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_recover_deletions_in_a_later_export_rewrite_the_partitions_holding_them(engine, request, registry, tmp_path):
+    work = tmp_path / "work"
+    for cohort in ("adults_v1", "pediatric_v1"):
+        rows = [device(f"P-{cohort}-{i}", "2024-01-01", cohort, "2024-01-02T00:00:00Z", "first") for i in range(3)]
+        write_part(work, EXPORT_DATASET, {"cohort": cohort}, "history", rows)
+    check_parity(engine, request, registry, tmp_path, "recover", EXPORT_DATASET)
+
+    # a newer insert of an adult's row, and a new participant
+    newer = [
+        device("P-adults_v1-0", "2024-01-01", "adults_v1", "2024-01-05T00:00:00Z", "newer"),
+        device("P-adults_v1-9", "2024-01-01", "adults_v1", "2024-01-05T00:00:00Z", "new"),
+    ]
+    write_part(work, EXPORT_DATASET, {"cohort": "adults_v1"}, "delta", newer)
+    second = check_parity(engine, request, registry, tmp_path, "recover", EXPORT_DATASET)
+    assert second.increment["partitions_rewritten"] == ["cohort=adults_v1"]
+
+    # a later export deletes a pediatric row
+    deleted = [device("P-pediatric_v1-1", "2024-01-01", "pediatric_v1", "2024-01-06T00:00:00Z", "gone")]
+    write_part(work, f"{EXPORT_DATASET}_Deleted", {"cohort": "pediatric_v1"}, "deleted", deleted)
+    third = check_parity(engine, request, registry, tmp_path, "recover", EXPORT_DATASET)
+    assert third.increment["partitions_rewritten"] == ["cohort=pediatric_v1"]
+    root = f"dataset_{EXPORT_DATASET.lower()}"
+    rows = [json.loads(row) for row in table_rows(tmp_path / "published", third)[root]]
+    assert sorted((row["ParticipantIdentifier"], row["label"]) for row in rows) == [
+        ("P-adults_v1-0", "newer"),
+        ("P-adults_v1-1", "first"),
+        ("P-adults_v1-2", "first"),
+        ("P-adults_v1-9", "new"),
+        ("P-pediatric_v1-0", "first"),
+        ("P-pediatric_v1-2", "first"),
+    ]
+    assert files_by_partition(third, root)["cohort=adults_v1"] == files_by_partition(second, root)["cohort=adults_v1"]
+
+
+def test_a_changed_plan_or_a_vanished_part_file_rebuilds_in_full(request, registry, tmp_path):
+    work = tmp_path / "work"
+    write_part(work, RECORD_DATASET, day_partition(1), "a", record("r1", 1, "2024-01-01T08:00:00.000Z", "first"))
+    publish("arrow", request, registry, work, tmp_path / "published", "mtb", RECORD_DATASET)
+
+    widened = record("r2", 2, "2024-01-02T08:00:00.000Z", "second")
+    widened[0]["extra"] = "a new column"
+    write_part(work, RECORD_DATASET, day_partition(2), "b", widened)
+    manifest = publish("arrow", request, registry, work, tmp_path / "published", "mtb", RECORD_DATASET)
+    assert manifest.increment == {"mode": "full", "reason": "the plan changed (new columns or types)"}
+    assert manifest.tables[f"dataset_{RECORD_DATASET.lower()}"].rows == 2
+
+    (work / layout.json_part_key(RECORD_DATASET, day_partition(1), "a", 0)).unlink()
+    manifest = publish("arrow", request, registry, work, tmp_path / "published", "mtb", RECORD_DATASET)
+    assert manifest.increment["mode"] == "full"
+    assert "vanished" in manifest.increment["reason"]
+    assert manifest.tables[f"dataset_{RECORD_DATASET.lower()}"].rows == 1
+
+
+def test_pruning_keeps_the_files_kept_versions_reference_and_rollback_reads_them(request, registry, tmp_path):
+    work, published = tmp_path / "work", tmp_path / "published"
+    storage = LocalStorage(published)
+    for day in (1, 2):
+        write_part(
+            work,
+            RECORD_DATASET,
+            day_partition(day),
+            f"h{day}",
+            record(f"r{day}", day, "2024-01-0{day}T08:00:00.000Z", "h"),
+        )
+    first = publish("arrow", request, registry, work, published, "mtb", RECORD_DATASET, retention=2)
+    versions = [first]
+    for day in (3, 4, 5):
+        write_part(
+            work,
+            RECORD_DATASET,
+            day_partition(day),
+            f"d{day}",
+            record(f"r{day}", day, f"2024-01-0{day}T08:00:00.000Z", "d"),
+        )
+        if day > 3:  # day 3 rewritten again: the second version's files of it are left to no one
+            write_part(
+                work, RECORD_DATASET, day_partition(3), f"x{day}", record(f"x{day}", 3, "2024-01-03T09:00:00.000Z", "x")
+            )
+        versions.append(publish("arrow", request, registry, work, published, "mtb", RECORD_DATASET, retention=2))
+    assert all(v.increment["mode"] == "incremental" for v in versions[1:])
+    complete = [v for v, done in list_versions(storage, RECORD_DATASET).items() if done]
+    assert complete == [versions[2].version, versions[3].version]
+    # the first version is gone as a version, but the files of days 1 and 2 the kept ones carry stay
+    assert not storage.exists(layout.manifest_key(RECORD_DATASET, first.version))
+    assert not storage.exists(index_key(RECORD_DATASET, first.version, KEY_INDEX_NAME))
+    assert not storage.exists(index_key(RECORD_DATASET, first.version, PART_INDEX_NAME))
+    for manifest in versions[2:]:
+        for table in manifest.tables.values():
+            for file in table.files:
+                assert storage.exists(file.key), file.key
+    carried = files_by_partition(versions[3], f"dataset_{RECORD_DATASET.lower()}")[
+        layout.partition_path(day_partition(1))
+    ]
+    assert all(f"/versions/{first.version}/" in key for key in carried)
+    # the second version's own files no kept version references are gone
+    second_only = {
+        f.key for t in versions[1].tables.values() for f in t.files if f"/versions/{versions[1].version}/" in f.key
+    }
+    referenced = {f.key for v in versions[2:] for t in v.tables.values() for f in t.files}
+    assert second_only - referenced
+    assert not any(storage.exists(key) for key in second_only - referenced)
+
+    back = rollback(storage, RECORD_DATASET)
+    assert back.version == versions[2].version
+    assert current_version(storage, RECORD_DATASET) == versions[2].version
+    assert (
+        table_rows(published, back)[f"dataset_{RECORD_DATASET.lower()}"]
+        == table_rows(published, read_manifest(storage, RECORD_DATASET, versions[2].version))[
+            f"dataset_{RECORD_DATASET.lower()}"
+        ]
+    )
+    assert back.tables[f"dataset_{RECORD_DATASET.lower()}"].rows == 5

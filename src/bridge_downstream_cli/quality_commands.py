@@ -27,8 +27,6 @@ from bridge_downstream_cli.errors import UsageError
 from bridge_downstream_cli.exit_codes import ExitCode
 from bridge_downstream_cli.output_root import RootRecord
 
-QUALITY_REPORTS_PREFIX = f"{layout.REPORTS_PREFIX}/quality"
-
 
 def with_study_expectations(profile: Profile, expectations_file: str | None) -> Profile:
     """``--expectations FILE``: the study's expectations after the profile's."""
@@ -102,10 +100,10 @@ def command_quality(args: argparse.Namespace) -> int:
         if found:
             findings[dataset_id] = found
     stamp = checked[0][1]["checked_at"].replace(":", "") if checked else "none"
-    report_key = f"{QUALITY_REPORTS_PREFIX}/{stamp}.html"
+    report_key = f"{layout.QUALITY_REPORTS_PREFIX}/{stamp}.html"
     storage.write_bytes(report_key, render_quality_html(checked).encode())
     storage.write_bytes(
-        f"{QUALITY_REPORTS_PREFIX}/{stamp}.json",
+        f"{layout.QUALITY_REPORTS_PREFIX}/{stamp}.json",
         json.dumps({m.dataset_id: {"version": m.version, **q} for m, q in checked}, indent=2).encode(),
     )
     for found in findings.values():

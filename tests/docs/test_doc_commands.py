@@ -148,3 +148,16 @@ def test_a_shown_command_works(command, workspace):
 
 def test_every_doc_shows_commands_the_test_finds():
     assert len(CASES) >= 15  # a broken extractor must not pass by finding nothing
+
+
+def test_the_readme_lists_every_command_there_is():
+    """The README's command list and ``bridge-downstream --help`` name the same commands."""
+    import argparse
+
+    from bridge_downstream_cli.main import build_parser
+
+    (commands,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    section = readme.split("## The local command", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"pipenv run bridge-downstream ([a-z]+)", section))
+    assert listed == set(commands.choices)

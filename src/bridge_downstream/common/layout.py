@@ -51,6 +51,7 @@ JSON_PREFIX = "json"
 INVALID_PREFIX = "invalid"
 LEDGER_PREFIX = "ledger/ingested"
 REPORTS_PREFIX = "reports"
+QUALITY_REPORTS_PREFIX = f"{REPORTS_PREFIX}/quality"  # on-demand and after-publish quality runs
 PUBLISHED_PREFIX = "published"
 MANIFEST_NAME = "manifest.json"
 LOCAL_CATALOG_NAME = "catalog.duckdb"

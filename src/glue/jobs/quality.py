@@ -24,8 +24,6 @@ from bridge_downstream_adapters.s3 import S3Storage
 
 log = logging.getLogger("quality")
 
-QUALITY_REPORTS_PREFIX = f"{layout.REPORTS_PREFIX}/quality"
-
 
 def main(argv=None, spark=None, glue_client=None) -> dict:
     args = resolve_options(
@@ -55,7 +53,7 @@ def main(argv=None, spark=None, glue_client=None) -> dict:
             published.uri(quality["report"]),
         )
     run_id = args["WORKFLOW_RUN_ID"] or args["JOB_RUN_ID"] or new_run_id()
-    run_key = f"{QUALITY_REPORTS_PREFIX}/{layout.key_segment(run_id)}"
+    run_key = f"{layout.QUALITY_REPORTS_PREFIX}/{layout.key_segment(run_id)}"
     summary = {m.dataset_id: {"version": m.version, **q} for m, q in checked}
     published.write_bytes(f"{run_key}.html", render_quality_html(checked).encode())
     published.write_bytes(f"{run_key}.json", json.dumps(summary, indent=2, default=str).encode())

@@ -171,10 +171,18 @@ class Deployment:
         return responses
 
 
-def launch(endpoint: str, group: str, namespace: str, work_dir: Path, registry: Path | None = None) -> Deployment:
+def launch(
+    endpoint: str,
+    group: str,
+    namespace: str,
+    work_dir: Path,
+    registry: Path | None = None,
+    extra_vars: dict[str, str] | None = None,
+) -> Deployment:
     """First deploy, as docs/deployment.md describes it: shared buckets stack,
     artifacts.py --upload, then the whole group; then the harness completes what
-    moto's CloudFormation skipped and disables the event source mappings."""
+    moto's CloudFormation skipped and disables the event source mappings.
+    ``extra_vars``: sceptre vars of this launch (e.g. a rehearsal's own Synapse folders)."""
     import time
 
     import boto3
@@ -189,7 +197,7 @@ def launch(endpoint: str, group: str, namespace: str, work_dir: Path, registry: 
     session = boto3.session.Session(region_name="us-east-1")
     # a branch namespace never launches the shared stacks: force them here (as on
     # a new account's first deploy, docs/deployment.md)
-    shared = {"launch_shared": "true"}
+    shared = {"launch_shared": "true", **(extra_vars or {})}
     sceptre(
         ["launch", "-y", f"{group}/buckets.yaml"],
         cwd=work_dir,
@@ -226,7 +234,13 @@ def dump_json(obj) -> str:
 
 
 @contextmanager
-def emulated_deployment(work_dir: Path, group: str = "develop", namespace: str = "e2e", registry: Path | None = None):
+def emulated_deployment(
+    work_dir: Path,
+    group: str = "develop",
+    namespace: str = "e2e",
+    registry: Path | None = None,
+    extra_vars: dict[str, str] | None = None,
+):
     """Start a moto server, :func:`launch` the group on it, and restore the
     environment (AWS_ENDPOINT_URL) afterwards."""
     require_sceptre()
@@ -235,7 +249,7 @@ def emulated_deployment(work_dir: Path, group: str = "develop", namespace: str =
     saved = os.environ.get("AWS_ENDPOINT_URL")
     with moto_server() as endpoint:
         try:
-            yield launch(endpoint, group, namespace, work_dir, registry=registry)
+            yield launch(endpoint, group, namespace, work_dir, registry=registry, extra_vars=extra_vars)
         finally:
             if saved is None:
                 os.environ.pop("AWS_ENDPOINT_URL", None)

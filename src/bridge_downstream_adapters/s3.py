@@ -5,14 +5,14 @@ from __future__ import annotations
 import io
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import BinaryIO, NoReturn
 from urllib.parse import urlparse
 
 import boto3
 from botocore.exceptions import ClientError
 
-from bridge_downstream.common.storage import ObjectInfo, join_key
+from bridge_downstream.common.storage import NO_METADATA, ObjectInfo, join_key
 
 _NOT_FOUND = ("404", "NoSuchKey", "NotFound")
 # Without s3:ListBucket S3 answers a missing object with 403 too; either way
@@ -134,18 +134,25 @@ class S3Storage:
             CopySource={"Bucket": self.bucket, "Key": self.full_key(source_key)},
         )
 
-    def open_read_with_metadata(self, key: str) -> tuple[BinaryIO, dict[str, str]]:
+    def open_read_with_metadata(self, key: str) -> tuple[BinaryIO, Mapping[str, object]]:
         # One GET instead of a HEAD and a GET: a round trip less per archive.
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=self.full_key(key))
             body = response["Body"].read()
         except ClientError as error:
             _raise_translated(error, self.uri(key))
-        return io.BytesIO(body), {k.lower(): v for k, v in response.get("Metadata", {}).items()}
+        return io.BytesIO(body), _user_metadata(response)
 
-    def metadata(self, key: str) -> dict[str, str]:
+    def metadata(self, key: str) -> Mapping[str, object]:
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=self.full_key(key))
         except ClientError as error:
             _raise_translated(error, self.uri(key))
-        return {k.lower(): v for k, v in head.get("Metadata", {}).items()}
+        return _user_metadata(head)
+
+
+def _user_metadata(response: dict) -> Mapping[str, object]:
+    """An object's user metadata, names lower-cased; :data:`NO_METADATA` when
+    it has none (S3 keeps no empty metadata apart from none)."""
+    metadata = response.get("Metadata") or {}
+    return {k.lower(): v for k, v in metadata.items()} if metadata else NO_METADATA

@@ -99,6 +99,34 @@ def _day_chart(days: Mapping[str, int]) -> str:
     )
 
 
+def _quality_rows(failures: Mapping[str, Mapping]) -> list[str]:
+    """One row per failed expectation (``quality_failures`` of the run
+    report): what was expected, whether the version was blocked, how many
+    values were unexpected and the sampled ones with their keys."""
+    rows = []
+    for dataset_id, found in sorted(failures.items()):
+        verdict = "blocked: the previous version stays current" if found.get("blocked") else "published"
+        report_link = found.get("report")
+        for result in found.get("failed") or []:
+            figure = f"quality.{dataset_id}.{result['table']}.{result['expectation']}"
+            unexpected = (
+                result["unexpected_count"] if result.get("unexpected_count") is not None else result.get("error")
+            )
+            samples = "<br>".join(
+                f"{html.escape(json.dumps(sample.get('key') or {}, sort_keys=True))} "
+                f"&rarr; {html.escape(json.dumps(sample.get('value')))}"
+                for sample in result.get("samples") or []
+            )
+            link = f' (<a href="{html.escape(str(report_link))}">report</a>)' if report_link else ""
+            rows.append(
+                f"<tr><td>{html.escape(dataset_id)}</td><td>{html.escape(result['table'])}</td>"
+                f"<td>{html.escape(result['expectation'])}</td><td>{html.escape(result['policy'])}</td>"
+                f"<td>{html.escape(verdict)}{link}</td>{_figure(figure, unexpected)}"
+                f'<td data-samples="{html.escape(figure)}">{samples}</td></tr>'
+            )
+    return rows
+
+
 STYLE = (
     "body{font:14px system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin-bottom:1em}"
     "td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}td.n{text-align:right}"
@@ -163,6 +191,12 @@ def render_run_report(report: Mapping, parts: Iterable[Mapping] = ()) -> str:
                 "no dataset",
             ),
             _table("Files skipped in archives", ["file", "reason", "archives"], skipped_files, "no file skipped"),
+            _table(
+                "Data-quality expectations that failed",
+                ["dataset", "table", "expectation", "policy", "version", "unexpected", "samples (key → value)"],
+                _quality_rows(report.get("quality_failures") or {}),
+                "every expectation passed",
+            ),
             _day_chart(rows_per_upload_day(parts)),
             "</body></html>",
         ]

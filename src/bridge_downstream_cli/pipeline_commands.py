@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -240,6 +241,7 @@ def publish_stage(
     findings: dict[str, dict[str, dict]] = {name: {} for name in TABLE_FINDINGS}
     increments: dict[str, dict] = {}  # how each version was made: incremental, or full and why
     for dataset_id in _with_progress_bar(datasets, progress, "dataset"):
+        started = time.monotonic()
         result = with_quality_check(config.profile, publish_dataset_with)(
             config.engine,
             spark_factory,
@@ -253,6 +255,7 @@ def publish_stage(
             retention=config.retention,
             full=full,
         )
+        log_dataset_published(config.engine, result.manifest, run_id, time.monotonic() - started)
         published[dataset_id] = result.manifest.version
         increments[dataset_id] = result.manifest.increment
         record_counts.extend(result.manifest.record_counts)
@@ -332,6 +335,31 @@ def ingest_command_stage(args, config: RunConfig) -> dict:
     print_ingest_summary(report, Path(args.output))
     print_reingest_hint(report, args)
     return report
+
+
+def log_dataset_published(engine: str, manifest, run_id: str, seconds: float) -> None:
+    """One event per published dataset (``-v``): engine, full or incremental and why, rows per table, seconds."""
+    log = event_logger("publish")
+    if not log.isEnabledFor(logging.INFO):
+        return
+    increment = manifest.increment or {}
+    if increment.get("mode") == "incremental":
+        how = f"incremental on {increment.get('previous_version')}"
+    else:
+        how = f"full ({increment.get('reason') or 'no reason recorded'})"
+    outcome = "blocked" if manifest.blocked_by_quality else "published"
+    rows = ", ".join(f"{name} {table.rows}" for name, table in sorted(manifest.tables.items()))
+    log.info(
+        "%s %s version %s on %s, %s, %.2f s: %s",
+        outcome,
+        manifest.dataset_id,
+        manifest.version,
+        engine,
+        how,
+        seconds,
+        rows,
+        extra={"action": "publish", "run_id": run_id, "dataset": manifest.dataset_id, "outcome": outcome},
+    )
 
 
 def log_archive_outcomes(storage, report: dict) -> None:
@@ -449,31 +477,54 @@ def command_query(args) -> int:
         raise UsageError(f"{path} does not exist: run `bridge-downstream run` or `publish` first")
     if DuckDBCatalog(LocalStorage(args.output)).rebuild_if_moved():
         print(f"{path}: the output was copied or moved, its views are rebuilt", file=sys.stderr)
+    started = time.monotonic()
+    sql = args.sql or "SHOW TABLES"
     with duckdb.connect(str(path), read_only=True) as connection:
         try:
-            relation = connection.sql(args.sql or "SHOW TABLES")
+            relation = connection.sql(sql)
         except duckdb.CatalogException as error:
             raise UsageError(_unknown_table_message(connection, str(error))) from None
         except duckdb.Error as error:
             raise UsageError(f"the query failed: {str(error).splitlines()[0]}") from None
         if relation is None:  # a statement without rows (SET, PRAGMA ...)
+            log_query(sql, None, started)
             return int(ExitCode.OK)
         query_format = args.format or QUERY_FORMAT_BY_SUFFIX.get(Path(args.out or "").suffix, "table")
         if query_format == "table" and not args.out:
             relation.show(max_width=200, max_rows=args.max_rows or DEFAULT_TABLE_ROWS)
+            log_query(sql, relation, started)
             return int(ExitCode.OK)
         if query_format == "table":
             text = str(relation.limit(args.max_rows or DEFAULT_TABLE_ROWS))
+            log_query(sql, relation, started)
         else:
             columns = relation.columns
             rows = relation.fetchmany(args.max_rows) if args.max_rows else relation.fetchall()
             text = _formatted_rows(query_format, columns, rows)
+            log_query(sql, len(rows), started)
     if args.out:
         Path(args.out).write_text(text)
         print(f"{args.out}: {query_format}", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return int(ExitCode.OK)
+
+
+def log_query(sql: str, returned, started: float) -> None:
+    """The query, the rows it returned and its seconds (``-v``). ``returned``: a
+    count, a relation (counted only when logging: that runs the query again), or
+    None for a statement without rows."""
+    log = event_logger("query")
+    if not log.isEnabledFor(logging.INFO):
+        return
+    rows = returned.shape[0] if hasattr(returned, "shape") else returned
+    log.info(
+        "query returned %s rows in %.2f s: %s",
+        "no" if rows is None else rows,
+        time.monotonic() - started,
+        sql,
+        extra={"action": "query", "outcome": "success"},
+    )
 
 
 QUERY_FORMATS = ("table", "csv", "json")

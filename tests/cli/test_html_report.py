@@ -3,6 +3,7 @@ shows after its scripts ran are the JSON report's."""
 
 from __future__ import annotations
 
+import html
 import json
 import shutil
 import subprocess
@@ -134,3 +135,43 @@ def test_reasons_group_by_their_kind():
 def test_a_page_escapes_what_the_report_holds():
     page = render_run_report({"run_id": "<script>alert(1)</script>", "invalid": [{"reason": "<b>bad</b>: x"}]})
     assert "<script>alert" not in page and "&lt;script&gt;" in page and "&lt;b&gt;bad&lt;/b&gt;" in page
+
+
+def test_the_page_shows_the_failed_expectations_with_their_keys_in_chromium(sample_run, tmp_path):
+    expectations = tmp_path / "expectations.yaml"
+    expectations.write_text(
+        "expectations:\n"
+        "  MotionRecord_v1:\n"
+        "    root:\n"
+        "      - {kind: in_set, column: sensorType, values: [accelerometer, gyro], policy: block}\n"
+    )
+    output = tmp_path / "out"
+    argv = [
+        "run",
+        str(SAMPLES / "archives"),
+        "--registry",
+        str(sample_run.parent / "registry"),
+        "--output",
+        str(output),
+    ]
+    assert main([*argv, "--no-progress", "--max-invalid", "100%", "--expectations", str(expectations)]) == (
+        ExitCode.INVALID  # a block expectation failed
+    )
+    report = json.loads((output / "run-report.json").read_text())
+    found = report["quality_failures"]["MotionRecord_v1"]
+    (failed,) = found["failed"]
+    assert found["blocked"] and failed["unexpected_count"] > 0 and failed["samples"]
+
+    dom = chromium_dom(output / REPORT_PAGE_NAME, tmp_path / "chromium-profile")
+    shown = Figures()
+    shown.feed(dom)
+    figure = f"quality.MotionRecord_v1.{failed['table']}.{failed['expectation']}"
+    assert int(shown.figures[figure]) == failed["unexpected_count"]
+    assert "blocked: the previous version stays current" in dom
+    shown_text = html.unescape(dom)
+    for sample in failed["samples"]:
+        assert f'{json.dumps(sample["key"], sort_keys=True)} → "magnetometer"' in shown_text
+
+
+def test_a_page_with_no_failed_expectation_says_so():
+    assert "every expectation passed" in render_run_report({"run_id": "r"})

@@ -25,7 +25,7 @@ def namespace_of(branch: str) -> str:
     return result.stdout.strip()
 
 
-@pytest.mark.parametrize("name", ["ci.yaml", "cleanup.yaml"])
+@pytest.mark.parametrize("name", ["ci.yaml", "cleanup.yaml", "sweep.yaml"])
 def test_actions_pinned_permissions_per_job_secrets_through_env(name):
     text = (WORKFLOWS / name).read_text()
     uses = re.findall(r"uses:\s*(\S+)", text)
@@ -45,6 +45,26 @@ def test_deploy_and_cleanup_share_the_concurrency_key():
     deploy = workflow("ci.yaml")["jobs"]["deploy-develop"]["concurrency"]["group"]
     cleanup = workflow("cleanup.yaml")["jobs"]["delete-namespace"]["concurrency"]["group"]
     assert deploy == "namespace-${{ needs.namespace.outputs.namespace }}" == cleanup
+
+
+def test_the_sweeper_runs_daily_and_deletes_under_the_same_key_after_checking_again():
+    document = workflow("sweep.yaml")
+    triggers = document[True]  # YAML 1.1 reads the key `on` as true
+    assert set(triggers) == {"schedule", "workflow_dispatch"} and triggers["schedule"][0]["cron"]
+    delete = document["jobs"]["delete-namespace"]
+    assert delete["concurrency"]["group"] == "namespace-${{ matrix.namespace }}"
+    assert delete["environment"] == document["jobs"]["orphaned"]["environment"] == "develop-branches"
+    steps = {step.get("name"): step for step in delete["steps"]}
+    assert "sweep_namespaces.py" in steps["Still orphaned"]["run"]
+    removing = [steps["Delete the namespaced stacks"], steps["Remove the namespace's artifacts and data prefixes"]]
+    assert all(step["if"] == "steps.still.outputs.orphaned == 'true'" for step in removing)
+    cleanup = {
+        step.get("name"): step.get("run") for step in workflow("cleanup.yaml")["jobs"]["delete-namespace"]["steps"]
+    }
+    assert [step["run"] for step in removing] == [
+        cleanup["Delete the namespaced stacks"],
+        cleanup["Remove the namespace's artifacts and data prefixes"],
+    ]
 
 
 def test_namespaces_cannot_collide_and_never_reach_the_default():

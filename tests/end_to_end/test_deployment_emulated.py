@@ -46,6 +46,11 @@ ARCHIVE_METADATA = {  # Bridge's S3 object metadata of the real MTB Spelling upl
     "osVersion=15.1, sdkName=BridgeClientKMM, sdkVersion=0]",
 }
 JOB_SCRIPTS = ROOT / "src" / "glue" / "jobs"
+# The rehearsal's own Synapse folder (config/ commits none for these pipelines), and the
+# opt-in that lets this branch namespace see every upload (branches see none by default).
+SYNAPSE_FOLDER = "syn4242"
+DEVELOP_VARS = {"synapse_folder_ids.recover-pilot": SYNAPSE_FOLDER, "branch_uploads_prefix": "*"}
+PROD_VARS = {"synapse_folder_ids.mtb-example": SYNAPSE_FOLDER}
 
 
 def load_lambda():
@@ -88,7 +93,9 @@ def registry_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory, registry_dir):
     """develop, namespace e2e, on one moto server for the whole module."""
-    with emulated_deployment(tmp_path_factory.mktemp("sceptre"), "develop", NAMESPACE, registry_dir) as deployment:
+    with emulated_deployment(
+        tmp_path_factory.mktemp("sceptre"), "develop", NAMESPACE, registry_dir, extra_vars=DEVELOP_VARS
+    ) as deployment:
         yield deployment
 
 
@@ -366,6 +373,8 @@ def test_json_to_parquet_workflow_runs_on_demand(deployment):
     # and the quality job after them, the compare job too in this branch namespace
     assert seen[:3] == ["json_to_parquet", "json_to_parquet", "json_to_parquet"]
     assert sorted(seen[3:]) == ["compare", "quality", "synapse_export"]
+    export = glue.get_job(JobName=f"{NAMESPACE}-recover-pilot-synapse-export")["Job"]
+    assert export["DefaultArguments"]["--synapse-folder-id"] == SYNAPSE_FOLDER
 
 
 @pytest.mark.spark
@@ -521,7 +530,13 @@ def test_a_branch_launch_leaves_the_shared_stacks_alone(deployment, tmp_path):
     GitHub role (ignore: true), but resolves their outputs."""
     from deploy_fixtures import sceptre
 
-    result = sceptre(["launch", "-y", "develop"], cwd=tmp_path, namespace=NAMESPACE, endpoint=deployment.endpoint)
+    result = sceptre(
+        ["launch", "-y", "develop"],
+        cwd=tmp_path,
+        namespace=NAMESPACE,
+        endpoint=deployment.endpoint,
+        extra_vars=DEVELOP_VARS,
+    )
     skipped = result.stdout.split("will be skipped", 1)[1].split("*", 1)[0]
     assert "develop/buckets" in skipped and "develop/github-oidc" in skipped
 
@@ -530,7 +545,7 @@ def test_prod_group_launches_too(deployment, tmp_path, registry_dir):
     """The prod stack group launches on the same emulated account (its own
     shared stacks; a rehearsal namespace so names do not collide)."""
     started = time.monotonic()
-    prod = launch(deployment.endpoint, "prod", "prod-rehearsal", tmp_path, registry=registry_dir)
+    prod = launch(deployment.endpoint, "prod", "prod-rehearsal", tmp_path, registry=registry_dir, extra_vars=PROD_VARS)
     cfn = deployment.client("cloudformation")
     statuses = {s["StackName"]: s["StackStatus"] for s in cfn.describe_stacks()["Stacks"]}
     assert all(statuses[name].endswith("_COMPLETE") for name in prod.stacks)

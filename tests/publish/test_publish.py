@@ -190,7 +190,8 @@ def test_a_publish_that_fails_midway_leaves_the_previous_version_current(spark, 
     good = publish(spark, registry, tmp_path, "TaskData_v1").manifest
     before = sql(tmp_path, "SELECT count(*) FROM dataset_taskdata_v1_steps")
     with pytest.raises(RuntimeError, match="interrupted after 1 tables"):
-        publish(spark, registry, tmp_path, "TaskData_v1", fail_after_tables=1)
+        # in full: with no new data an incremental publish writes no table (it carries them all)
+        publish(spark, registry, tmp_path, "TaskData_v1", fail_after_tables=1, full=True)
     assert current_version(storage, "TaskData_v1") == good.version
     assert sql(tmp_path, "SELECT count(*) FROM dataset_taskdata_v1_steps") == before
     versions = list_versions(storage, "TaskData_v1")
@@ -202,7 +203,11 @@ def test_a_publish_that_fails_midway_leaves_the_previous_version_current(spark, 
 
 def test_retention_prunes_old_versions_but_never_the_current(spark, registry, tmp_path):
     ingest_folder(SAMPLES / "archives", tmp_path, registry)
-    versions = [publish(spark, registry, tmp_path, "MotionRecord_v1", retention=2).manifest.version for _ in range(3)]
+    # in full, so no version's files are referenced by a later one (pruning by reference:
+    # tests/publish/test_incremental_parity.py)
+    versions = [
+        publish(spark, registry, tmp_path, "MotionRecord_v1", retention=2, full=True).manifest.version for _ in range(3)
+    ]
     assert list(list_versions(LocalStorage(tmp_path), "MotionRecord_v1")) == versions[1:]
     with pytest.raises(ValueError, match="no complete version"):
         rollback(LocalStorage(tmp_path), "MotionRecord_v1", to_version=versions[0])

@@ -57,14 +57,17 @@ MANIFEST_NAME = "manifest.json"
 LOCAL_CATALOG_NAME = "catalog.duckdb"
 ROOT_RECORD_NAME = "pipeline.json"
 
-PARTITION_WIDTHS = {"year": 4, "month": 2, "day": 2}
+# The month a row's own date or time falls in, as yyyymm (recover's time-partitioned data
+# types; 0 where the value spells no instant): docs/publish.md, "The table contract".
+TIME_PARTITION_COLUMN = "date_month"
+PARTITION_WIDTHS = {"year": 4, "month": 2, "day": 2, TIME_PARTITION_COLUMN: 6}
 
 PartitionType = Literal["int", "string"]
 
 
 def partition_type(name: str) -> PartitionType:
-    """The type every reader gives partition column ``name``: the date parts are
-    integers (their folder names are zero-padded, ``month=03``, and read as 3 by
+    """The type every reader gives partition column ``name``: the date parts
+    (and recover's ``date_month``) are integers (their folder names are zero-padded, ``month=03``, and read as 3 by
     Spark, pyarrow, pandas, the DuckDB views and Athena through Glue); every
     other partition (``assessmentid``, ``cohort``) is text, even when a value
     looks like a number. The catalogs take their partition types from here."""

@@ -19,6 +19,7 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import BinaryIO, Protocol, runtime_checkable
 
 from bridge_downstream.common import jsoncodec
@@ -30,6 +31,13 @@ SMALL_FILE_BYTES = 1 << 20
 
 class UnreadableMetadata(ValueError):
     """An object's metadata that cannot be read (locally: a damaged sidecar file)."""
+
+
+# What ``Storage.metadata`` gives for an object the store holds no metadata
+# for (locally: no sidecar file), told apart by identity (``is``) from an
+# empty one (an empty sidecar): ingest refuses the first as "no Bridge
+# metadata" and checks the second for the fields it lacks.
+NO_METADATA: Mapping[str, object] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -83,7 +91,8 @@ class Storage(Protocol):
     def metadata(self, key: str) -> Mapping[str, object]:
         """The object's user metadata (S3 ``x-amz-meta-*``) as the store holds it:
         S3 gives lower-case names and text; a local sidecar gives its JSON as
-        written (ingest reads both the same way, nulls and case included)."""
+        written (ingest reads both the same way, nulls and case included);
+        :data:`NO_METADATA` when it holds none for the object."""
         ...
 
     def open_read_with_metadata(self, key: str) -> tuple[BinaryIO, Mapping[str, object]]:
@@ -270,6 +279,8 @@ class LocalStorage:
         try:
             text = _read_file(sidecar)
         except (FileNotFoundError, IsADirectoryError):
+            return NO_METADATA
+        if not text.strip():  # an empty sidecar: metadata with no fields, not a damaged file
             return {}
         name = os.path.basename(sidecar)
         try:

@@ -111,6 +111,9 @@ class Profile:
     transforms: dict[str, tuple[FieldTransform, ...]] = field(default_factory=dict)
     # Data-quality expectations per dataset and table (docs/quality.md, "Expectations").
     expectations: Expectations = field(default_factory=dict)
+    # Data types partitioned, after ``partition_fields``, by the month of a key
+    # field's date or time: data type -> that field (docs/publish.md, "The table contract").
+    time_partitions: dict[str, str] = field(default_factory=dict)
 
     def cohort_of_key(self, key: str) -> str | None:
         """The cohort an archive's key names through ``cohort_key_pattern``, or None.
@@ -159,6 +162,14 @@ class Profile:
         holds: ``carry_fields``, the record key, then the partition fields."""
         key = self.dedup.key_for(dataset_id)
         return tuple(dict.fromkeys((*self.carry_fields, *key, *self.partition_fields)))
+
+    def time_partition_source(self, dataset_id: str) -> str | None:
+        """The field whose month partitions the dataset (per data type, as its key is found), or None."""
+        base = data_type_of(dataset_id, self.dedup.deleted_suffix)
+        for data_type in (base, base.split("_", 1)[0]):
+            if data_type in self.time_partitions:
+                return self.time_partitions[data_type]
+        return None
 
     def declared_column_types(self, dataset_id: str) -> dict[str, str]:
         """The column types the profile declares for the dataset (JSON key -> type)."""
@@ -226,6 +237,7 @@ class Profile:
             nested_datasets=tuple(raw.get("nested_datasets") or []),
             transforms=_transforms(raw),
             expectations=_expectations(raw),
+            time_partitions=_time_partitions(raw, dedup),
         )
 
 
@@ -243,6 +255,19 @@ def _cohort_key_pattern(raw: dict) -> str | None:
             "once, as a whole segment"
         )
     return pattern.strip("/")
+
+
+def _time_partitions(raw: dict, dedup: DedupRule) -> dict[str, str]:
+    """``time_partitions: {data type: field}``: the field is one of the data
+    type's dedup key, so a record's versions share its partition."""
+    value = raw.get("time_partitions") or {}
+    where = f"profile {raw.get('name')!r}: time_partitions"
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise ProfileError(f"{where} must map data types to the key field holding their date or time")
+    for data_type, source in value.items():
+        if source not in dedup.keys_by_data_type.get(data_type, ()):
+            raise ProfileError(f"{where}.{data_type}: {source!r} is not in the data type's dedup key")
+    return dict(value)
 
 
 def _flag(raw: dict, name: str) -> bool:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, BinaryIO
 
-from bridge_downstream.common.storage import UnreadableMetadata
+from bridge_downstream.common.storage import NO_METADATA, UnreadableMetadata
 from bridge_downstream.common.text import printable
 from bridge_downstream.config.profiles import Profile
 from bridge_downstream.ingest.bridge_upload import read_bridge_upload
@@ -128,15 +128,18 @@ def bridge_metadata(given: Mapping[str, object]) -> dict[str, str]:
     return metadata
 
 
-def open_archive(inp: ArchiveInput) -> tuple[Any, dict[str, str]]:
+def open_archive(inp: ArchiveInput) -> tuple[Any, dict[str, str] | None]:
     """The archive's stream and its Bridge metadata (from the input, or the
-    object's), as :func:`bridge_metadata` reads it."""
+    object's), as :func:`bridge_metadata` reads it; None when there is none:
+    the store holds none for it (no sidecar), or the input's own is empty (a
+    replay of a record that had none) -- where an empty sidecar is metadata
+    with no fields."""
     if inp.metadata is not None:
-        metadata = bridge_metadata(inp.metadata)
+        metadata = bridge_metadata(inp.metadata) if inp.metadata else None
         return inp.storage.open_read(inp.key), metadata
     stream, given = inp.storage.open_read_with_metadata(inp.key)
     try:
-        return stream, bridge_metadata(given)
+        return stream, None if given is NO_METADATA else bridge_metadata(given)
     except InvalidArchive:
         stream.close()
         raise
@@ -217,7 +220,8 @@ def ingest_archive(
         return outcome
 
     try:
-        opened, metadata = opening.result() if opening is not None else open_archive(inp)
+        opened, held = opening.result() if opening is not None else open_archive(inp)
+        metadata = held if held is not None else {}
         outcome.record_id = metadata.get("recordid")
         with opened:
             metadata = with_key_cohort(metadata, inp.key, ctx.profile)
@@ -236,7 +240,7 @@ def ingest_archive(
                     f"duplicate of {printable(earlier)} in this run: the same archive and metadata",
                 )
                 return outcome
-            if not metadata and ctx.profile.required_metadata:
+            if held is None and ctx.profile.required_metadata:
                 return invalid(
                     "no Bridge metadata: expected the S3 object's metadata, or locally a sidecar file "
                     f"{printable(posixpath.basename(inp.key))}.metadata.json"

@@ -121,12 +121,16 @@ def plan_dataset(
     if part_files is None:
         part_files = committed_part_files(work, dataset_id)
     from bridge_downstream.relationalize import ColumnTypes, column_descriptions, plan_from_rows, plan_from_schema
+    from bridge_downstream.relationalize.plan import with_time_partitions
 
+    time_source = profile.time_partition_source(dataset_id)
+    # planned as a column ingest adds; the executors compute it from its field
+    time_partitions = {layout.TIME_PARTITION_COLUMN: time_source} if time_source is not None else {}
     arguments: dict[str, Any] = {
-        "extra_columns": profile.extra_columns(dataset_id),
+        "extra_columns": profile.extra_columns(dataset_id) | dict.fromkeys(time_partitions, "bigint"),
         "identity_columns": list(profile.identity_columns(dataset_id)),
         "carry_columns": list(profile.carry_columns(dataset_id)),
-        "partition_columns": list(profile.partition_fields),
+        "partition_columns": [*profile.partition_fields, *time_partitions],
     }
     if dataset_id in profile.record_metadata_datasets:
         arguments["metadata_columns"] = [name.lower() for name in profile.record_metadata_columns]
@@ -141,14 +145,15 @@ def plan_dataset(
                 dataset_id, schema, registry.resolver(), base_uri=schema_id, ndjson=rows, types=types, **arguments
             )
             plan.column_descriptions = column_descriptions(schema, registry.resolver(), schema_id, plan)
-            return plan, schema_id
+            return with_time_partitions(plan, time_partitions), schema_id
         except TypeError as error:
             # A schema whose top level is not an object with properties
             # (a definitions-only document) says nothing about columns.
             log.warning(
                 "%s: schema %s gives no table layout (%s); inferring from the rows", dataset_id, schema_id, error
             )
-    return plan_from_rows(dataset_id, iter_dataset_rows(work, dataset_id, part_files), types, **arguments), None
+    plan = plan_from_rows(dataset_id, iter_dataset_rows(work, dataset_id, part_files), types, **arguments)
+    return with_time_partitions(plan, time_partitions), None
 
 
 def describe_file(storage: Storage, key: str, fmt: str, rows: int, version_prefix: str) -> PublishedFile:
@@ -334,6 +339,9 @@ def _why_not_incremental(plan: RelationalizePlan, previous: PublishManifest, nes
         return "the tables published changed (the nested table added or dropped)"
     if not partitioned_like_dataset(plan, plan.tables):
         return "a table is not partitioned by all of the dataset's partition columns"
+    if plan.time_partitions:
+        # a part file's rows spread over the months of its data, not one partition (decision 0025)
+        return "the dataset is partitioned by its rows' time"
     return None
 
 

@@ -60,6 +60,7 @@ from bridge_downstream.relationalize.plan import (
     RelationalizePlan,
     TablePlan,
     rescued_path,
+    time_month,
 )
 from bridge_downstream.relationalize.text_values import convert_text
 from bridge_downstream.relationalize.types import (
@@ -411,7 +412,7 @@ def read_ndjson(
     if vectorized:
         fast = read_ndjson_vectorized(plan, paths, use_threads=use_threads)
         if fast is not None:
-            return fast
+            return with_time_partitions(plan, fast)
 
     def rows():
         for path in paths:
@@ -420,7 +421,24 @@ def read_ndjson(
                     if line.strip():
                         yield parse_line(line)
 
-    return coerce_rows(plan, rows())
+    return with_time_partitions(plan, coerce_rows(plan, rows()))
+
+
+def with_time_partitions(plan: RelationalizePlan, root: pa.StructArray) -> pa.StructArray:
+    """``root`` with the plan's time partition columns computed from their
+    fields (:func:`~.plan.time_month`), whatever the rows held there."""
+    if not plan.time_partitions:
+        return root
+    if isinstance(root, pa.ChunkedArray):
+        root = root.combine_chunks()
+    row_type = plan.row_type
+    names = [name for name, _ in row_type.fields]
+    columns = root.flatten()
+    for column, source in plan.time_partitions.items():
+        values = columns[names.index(source)].to_pylist() if source in names else [None] * len(root)
+        columns[names.index(column)] = pa.array([time_month(v) for v in values], pa.int64())
+    mask = root.is_null() if root.null_count else None
+    return pa.StructArray.from_arrays(columns, fields=list(root.type), mask=mask)
 
 
 # ---------------------------------------------------------------------------
@@ -478,7 +496,7 @@ def relationalize_arrow(
     ``source``: local NDJSON path(s); or ``rows=`` already-parsed root rows (dicts).
     ``vectorized=False`` forces the line-by-line reader."""
     if rows is not None:
-        root = coerce_rows(plan, rows)
+        root = with_time_partitions(plan, coerce_rows(plan, rows))
     else:
         if source is None:
             raise TypeError("relationalize_arrow needs a source or rows=")

@@ -33,6 +33,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from bridge_downstream.common.instants import instant_micros, instant_timestamp_sql
 from bridge_downstream.common.jsoncodec import document_key
 from bridge_downstream.relationalize.naming import (
     NameAllocator,
@@ -176,6 +177,9 @@ class RelationalizePlan:
     renamed_columns: dict[str, dict[str, str]] = field(default_factory=dict)
     # the JSON Schema's descriptions: table -> {column: description} (descriptions.column_descriptions)
     column_descriptions: dict[str, dict[str, str]] = field(default_factory=dict)
+    # root columns the executors compute from another root field, not read from the
+    # rows: column JSON key -> the field whose month (:func:`time_month`) it holds
+    time_partitions: dict[str, str] = field(default_factory=dict)
 
     @property
     def root(self) -> TablePlan:
@@ -210,6 +214,8 @@ class RelationalizePlan:
             "undeclared_keys": dict(self.undeclared_keys),
             "renamed_columns": {table: dict(columns) for table, columns in self.renamed_columns.items()},
             "column_descriptions": {table: dict(columns) for table, columns in self.column_descriptions.items()},
+            # only where there are any: a plan without them compares equal to one written before them
+            **({"time_partitions": dict(self.time_partitions)} if self.time_partitions else {}),
         }
 
     def dumps(self) -> str:
@@ -232,11 +238,50 @@ class RelationalizePlan:
             undeclared_keys=dict(d.get("undeclared_keys") or {}),
             renamed_columns={t: dict(c) for t, c in (d.get("renamed_columns") or {}).items()},
             column_descriptions={t: dict(c) for t, c in (d.get("column_descriptions") or {}).items()},
+            time_partitions=dict(d.get("time_partitions") or {}),
         )
 
     @classmethod
     def loads(cls, text: str) -> RelationalizePlan:
         return cls.from_json(json.loads(text))
+
+
+# ---------------------------------------------------------------------------
+# time partitions
+
+# The partition of a row whose time field spells no instant: an integer like
+# every month, so no reader meets a null partition value.
+NO_TIME_MONTH = 0
+
+
+def time_month(value: object) -> int:
+    """``yyyymm`` of the date ``value`` spells, as written (a local time stays
+    in its own month), where it spells an instant (:mod:`~bridge_downstream.common.instants`);
+    :data:`NO_TIME_MONTH` otherwise."""
+    if instant_micros(value) is None:
+        return NO_TIME_MONTH
+    assert isinstance(value, str)  # instant_micros reads text only
+    return int(value[0:4]) * 100 + int(value[5:7])
+
+
+def time_month_sql(text: str) -> str:
+    """Spark SQL of :func:`time_month` of the string expression ``text``."""
+    return (
+        f"CASE WHEN {instant_timestamp_sql(text)} IS NOT NULL "
+        f"THEN CAST(substr({text}, 1, 4) AS bigint) * 100 + CAST(substr({text}, 6, 2) AS bigint) "
+        f"ELSE {NO_TIME_MONTH} END"
+    )
+
+
+def with_time_partitions(plan: RelationalizePlan, sources: Mapping[str, str]) -> RelationalizePlan:
+    """``plan`` whose root columns named in ``sources`` (planned as bigint
+    extra and partition columns) hold the month of the field each names."""
+    fields = dict(plan.row_type.fields)
+    for column in sources:
+        if column not in plan.partition_columns or fields.get(column) != Scalar("bigint"):
+            raise ValueError(f"time partition {column!r} must be planned as a bigint partition column")
+    plan.time_partitions = dict(sources)
+    return plan
 
 
 # ---------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from bridge_downstream.relationalize import plan as rules  # roles, kinds and the id rules
 from bridge_downstream.relationalize.nested import NestedTablePlan, converted_kind
-from bridge_downstream.relationalize.plan import RelationalizePlan, TablePlan
+from bridge_downstream.relationalize.plan import RelationalizePlan, TablePlan, time_month, time_month_sql
 from bridge_downstream.relationalize.text_values import converted_sql
 from bridge_downstream.relationalize.types import (
     BIGINT,
@@ -118,7 +118,23 @@ def parse_lines(plan: RelationalizePlan, lines):
     value = lines[lines.columns[0]]
     # one projection: each costs Spark an analysis in proportion to the row's fields
     parsed = F.from_json(value, read_schema(plan)).cast(spark_type(plan.row_type, positional=True))
-    return lines.where(F.trim(value) != "").select(parsed.alias("e"))
+    rows = lines.where(F.trim(value) != "").select(parsed.alias("e"))
+    if not plan.time_partitions:
+        return rows
+    # a second projection, only for time-partitioned datasets (narrow ones): it reads the fields parsed
+    e = F.col("e")
+    for column, source in plan.time_partitions.items():
+        e = e.withField(_index_path(plan.row_type, [column])[0], _time_month(plan.row_type, source))
+    return rows.select(e.alias("e"))
+
+
+def _time_month(row_type: Type, source: str):
+    """The Arrow executor's ``with_time_partitions`` of one column of the parsed rows ``e``."""
+    from pyspark.sql import functions as F
+
+    if not isinstance(row_type, Struct) or source not in dict(row_type.fields):
+        return F.lit(time_month(None)).cast("bigint")
+    return F.expr(time_month_sql(f"CAST(e.{_index_path(row_type, [source])[0]} AS string)"))
 
 
 class SparkTables(dict):

@@ -13,6 +13,11 @@ whose committed NDJSON (its ``_Deleted`` companion's too) differs from what
 their last publish read -- recorded as a digest of part file keys and sizes
 (a part file's name holds a digest of its archives: new data, new name).
 ``--force-publish true`` publishes them all.
+
+Each new version is checked against the profile's data-quality expectations
+before it is made current (docs/quality.md), as the command line's publish
+does: a failed ``block`` expectation leaves the previous version current, and
+the job, once it has published the other datasets, fails naming it.
 """
 
 import hashlib
@@ -29,7 +34,10 @@ from bridge_downstream.common.storage import Storage
 from bridge_downstream.config import DEFAULT_RETENTION, RunConfig, SchemaRegistry, load_profile
 from bridge_downstream.ingest import new_run_id
 from bridge_downstream.publish import DirectLocation, json_datasets, publish_dataset
+from bridge_downstream.publish.engine_steps import publishing_with_quality_check
 from bridge_downstream.publish.file_layout import ENVIRONMENT_VARIABLE
+from bridge_downstream.publish.manifest import PublishManifest
+from bridge_downstream.quality import failed_results, publish_quality_check
 from bridge_downstream_adapters.glue_args import resolve_options
 from bridge_downstream_adapters.glue_catalog import GlueCatalog
 from bridge_downstream_adapters.s3 import S3Storage
@@ -80,6 +88,27 @@ def has_new_data(published: Storage, dataset_id: str, digest: str) -> bool:
     return not published.exists(key) or published.read_bytes(key).decode() != digest
 
 
+class QualityBlocked(RuntimeError):
+    """A version failed a ``block`` expectation and was not made current: the job fails with it."""
+
+
+def blocked_message(blocked: list[PublishManifest]) -> str:
+    """Each blocked version, the ``block`` expectations it failed and where its report is."""
+    lines = []
+    for manifest in blocked:
+        quality = manifest.quality or {}
+        lines.append(
+            f"{manifest.dataset_id} version {manifest.version} not made current, the previous one stays "
+            f"(report {quality.get('report')}):"
+        )
+        lines.extend(
+            f"  [block] {r['table']}: {r['expectation']}: {r['unexpected_count']} unexpected"
+            for r in failed_results(manifest)
+            if r["policy"] == "block"
+        )
+    return "blocked by a data-quality expectation:\n" + "\n".join(lines)
+
+
 def main(argv=None, spark=None, glue_client=None) -> dict:
     args = resolve_options(
         argv if argv is not None else sys.argv,
@@ -118,6 +147,7 @@ def main(argv=None, spark=None, glue_client=None) -> dict:
     run_id = args["WORKFLOW_RUN_ID"] or new_run_id()
     present = set(json_datasets(work))
     results = {}
+    quality_check = publish_quality_check(config.profile)
     try:
         for dataset_id in chosen_datasets(args, glue, work):
             if dataset_id not in present:
@@ -128,29 +158,36 @@ def main(argv=None, spark=None, glue_client=None) -> dict:
             if args["force_publish"] != "true" and not has_new_data(config.publish_root, dataset_id, digest):
                 log.info("%s: no new data since its last publish, left as it is", dataset_id)
                 continue
-            result = publish_dataset(
-                spark,
-                dataset_id=dataset_id,
-                registry=config.registry,
-                profile=config.profile,
-                work=config.output,
-                published=config.publish_root,
-                run_id=run_id,
-                location=location,
-                catalog=catalog,
-                retention=config.retention,
-            )
+            with publishing_with_quality_check(quality_check):
+                result = publish_dataset(
+                    spark,
+                    dataset_id=dataset_id,
+                    registry=config.registry,
+                    profile=config.profile,
+                    work=config.output,
+                    published=config.publish_root,
+                    run_id=run_id,
+                    location=location,
+                    catalog=catalog,
+                    retention=config.retention,
+                )
             results[dataset_id] = result.manifest
-            # What this version read; NDJSON committed meanwhile differs, and is published next time.
+            # What this version read (a blocked one too: the same data would fail again, and
+            # publishes again only with new data or --force-publish); NDJSON committed meanwhile
+            # differs, and is published next time.
             config.publish_root.write_bytes(layout.published_inputs_key(dataset_id), digest.encode())
             log.info(
-                "published %s version %s: %s",
+                "%s %s version %s: %s",
+                "blocked by a data-quality expectation:" if result.manifest.blocked_by_quality else "published",
                 dataset_id,
                 result.manifest.version,
                 {n: t.rows for n, t in result.manifest.tables.items()},
             )
     finally:
         location.close()
+    blocked = [manifest for manifest in results.values() if manifest.blocked_by_quality]
+    if blocked:
+        raise QualityBlocked(blocked_message(blocked))
     return results
 
 

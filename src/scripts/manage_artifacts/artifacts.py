@@ -96,6 +96,12 @@ GLUE_PYTHON = "3.11"
 GLUE_ABIS = ("cp311", "abi3", "none")
 GLUE_ENVIRONMENT = "glue/python/glue-environment.zip"
 PROTECTED_NAMESPACES = frozenset({"bridge-downstream"})
+# A Synapse folder id: syn and its number (no leading zero). Ids people write
+# in place of a real one are refused too, so a template value never deploys.
+SYNAPSE_FOLDER_ID = re.compile(r"^syn[1-9][0-9]*$")
+PLACEHOLDER_SYNAPSE_FOLDERS = frozenset(
+    {"syn1", "syn123", "syn1234", "syn12345", "syn123456", "syn1234567", "syn12345678", "syn123456789", "syn99999999"}
+)
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 
@@ -534,6 +540,34 @@ def check_prod_pins(args) -> None:
         raise SystemExit(f"prod pipelines must pin a released job_version (v...): {', '.join(unpinned)}")
 
 
+def synapse_folder_problems(group_config: dict) -> list[str]:
+    """Pipelines of a stack group config whose ``synapse_folder_id`` is not a
+    real Synapse folder id; a pipeline without one has no export (omit the key)."""
+    problems = []
+    for pipeline in group_config.get("pipelines") or []:
+        if "synapse_folder_id" not in pipeline:
+            continue
+        folder = pipeline["synapse_folder_id"]
+        if not (isinstance(folder, str) and SYNAPSE_FOLDER_ID.match(folder)) or folder in PLACEHOLDER_SYNAPSE_FOLDERS:
+            problems.append(f"{pipeline.get('id')}: synapse_folder_id {folder!r}")
+    return problems
+
+
+def check_synapse_folders(args) -> None:
+    """Every upload precedes a launch: a placeholder Synapse folder never deploys (no --force)."""
+    import yaml
+
+    path = args.project_root / "config" / args.stack_group / "config.yaml"
+    if not path.exists():
+        return
+    problems = synapse_folder_problems(yaml.safe_load(path.read_text()))
+    if problems:
+        raise SystemExit(
+            f"{path}: not a Synapse folder id (syn<digits>, no placeholder; omit the key for no export): "
+            + "; ".join(problems)
+        )
+
+
 def prepare_wheelhouse(args) -> None:
     """Fill the wheelhouse with the locked wheels (network); main, prod and
     released refs run only a complete environment."""
@@ -629,6 +663,7 @@ def main(argv=None, session=None) -> int:
     if args.upload:
         check_deployed_registry(args)
         check_prod_pins(args)
+        check_synapse_folders(args)
         prepare_wheelhouse(args)
         with tempfile.TemporaryDirectory(prefix="bd-artifacts-") as build_dir:
             artifacts = collect_artifacts(args.project_root, Path(build_dir), args.registry, args.wheelhouse)

@@ -277,6 +277,7 @@ def begin_publish(
     deleted_id = deleted_dataset(profile, dataset_id, work)
     deleted = committed_part_files(work, deleted_id) if deleted_id is not None else []
     inputs = PublishInputs(committed, deleted_id, deleted, None, "requested (--full)" if full else "the first version")
+    planned = None
     if previous_manifest is not None and not full:
         increment = plan_increment(
             published=published,
@@ -298,18 +299,11 @@ def begin_publish(
                 for path, rows in (increment.previous.plan or {}).get("undeclared_keys", {}).items():
                     plan.undeclared_keys[path] = plan.undeclared_keys.get(path, 0) + rows
                 plan.undeclared_keys = dict(sorted(plan.undeclared_keys.items()))
-                return PendingVersion(
-                    dataset_id=dataset_id,
-                    version=new_version(),
-                    previous=previous,
-                    plan=plan,
-                    schema_id=schema_id,
-                    registry_version=registry.version,
-                    run_id=run_id,
-                    inputs=PublishInputs(committed, deleted_id, deleted, increment, None),
-                )
-            inputs = PublishInputs(committed, deleted_id, deleted, None, reason)
-    plan, schema_id = plan_dataset(registry, profile, dataset_id, work, previous_row_type, committed)
+                planned = plan, schema_id
+                inputs = PublishInputs(committed, deleted_id, deleted, increment, None)
+            else:
+                inputs = PublishInputs(committed, deleted_id, deleted, None, reason)
+    plan, schema_id = planned or plan_dataset(registry, profile, dataset_id, work, previous_row_type, committed)
     return PendingVersion(
         dataset_id=dataset_id,
         version=new_version(),

@@ -12,7 +12,7 @@ from moto import mock_aws
 from bridge_downstream.common.storage import LocalStorage
 from bridge_downstream.exports.delivery import _path_in_delivery
 from bridge_downstream_adapters.glue_catalog import GlueCatalog
-from publish.test_incremental_parity import RECORD_DATASET, day_partition, publish, record, write_part
+from increment_fixtures import RECORD_DATASET, day_partition, publish, record, write_part
 
 TABLE = "dataset_incrementprobe_v1"
 

@@ -10,7 +10,6 @@ import io
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
-from test_incremental_parity import check_parity, write_part
 
 from bridge_downstream.common import layout
 from bridge_downstream.common.storage import LocalStorage
@@ -18,6 +17,7 @@ from bridge_downstream.config.profiles import Profile, ProfileError, load_profil
 from bridge_downstream.publish.catalog import DuckDBCatalog
 from bridge_downstream.publish.engines import publish_dataset_with
 from bridge_downstream.relationalize.plan import NO_TIME_MONTH, time_month
+from increment_fixtures import check_parity, write_part
 
 ENGINES = ["arrow", pytest.param("spark", marks=pytest.mark.spark)]
 DATASET = "FitbitDailyData"  # key [ParticipantIdentifier, Date]

@@ -30,7 +30,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import datacompy
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -392,6 +391,8 @@ class PandasReader:
         return arrow.to_pandas()
 
     def compare(self, a: pd.DataFrame, b: pd.DataFrame, join_columns: list[str], options: CompareOptions) -> Any:
+        import datacompy  # here: every command of the CLI imports this module, few compare
+
         return datacompy.PandasCompare(
             a,
             b,
@@ -457,6 +458,8 @@ class SparkReader:
         return frame.where(where) if where else frame
 
     def compare(self, a: Any, b: Any, join_columns: list[str], options: CompareOptions) -> Any:
+        import datacompy
+
         return datacompy.SparkSQLCompare(
             self.spark,
             a,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -147,6 +148,7 @@ def run(records: int, engine: str, work: Path, registry, seed: int) -> list[dict
             engine, spark_factory, output, registry, full
         )
         result["ratio_to_full"] = round(result["seconds"] / rows[0]["seconds"], 3) if rows else 1.0
+        result["load_average"] = round(os.getloadavg()[0], 2)  # a shared host: how busy it was, per step
         rows.append(result)
         print(json.dumps(result), flush=True)
     return rows

@@ -120,7 +120,13 @@ class S3Storage:
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         strip = len(self.prefix) + 1 if self.prefix else 0
         paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.full_key(prefix) if prefix else self.prefix):
+        full = self.full_key(prefix)
+        # Keys that start with ``prefix``, as Storage.list promises: join_key drops
+        # a trailing "/", without which "versions/" would list "versions.json" too
+        # (and a storage's root "root" the keys of "root2/").
+        if full and (prefix.endswith("/") or not prefix.strip("/")):
+            full += "/"
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
             for item in page.get("Contents", []):
                 yield ObjectInfo(item["Key"][strip:], item["Size"])
 

@@ -37,6 +37,25 @@ def test_round_trip_listing_metadata_and_missing_objects():
 
 
 @mock_aws
+def test_a_folder_lists_its_own_keys_not_its_siblings_beginning_alike():
+    boto3.client("s3").create_bucket(Bucket="bucket-f")
+    storage = S3Storage("bucket-f", "ns")
+    for key in ("published/D/versions/v1/manifest.json", "published/D/versions.json", "published/D2/CURRENT"):
+        storage.write_bytes(key, b"x")
+    S3Storage("bucket-f", "ns2").write_bytes("other.json", b"x")
+    assert [i.key for i in storage.list("published/D/versions/")] == ["published/D/versions/v1/manifest.json"]
+    assert [i.key for i in storage.list("published/D/")] == [
+        "published/D/versions.json",
+        "published/D/versions/v1/manifest.json",
+    ]
+    assert [i.key for i in storage.list("published/D/versions")] == [  # no "/": every key starting so
+        "published/D/versions.json",
+        "published/D/versions/v1/manifest.json",
+    ]
+    assert len(list(storage.list(""))) == 3  # the storage's own root, not "ns2/"
+
+
+@mock_aws
 def test_a_missing_upload_is_an_invalid_record_not_a_crash(tmp_path):
     boto3.client("s3").create_bucket(Bucket="uploads")
     registry = build_sample_registry(tmp_path / "registry")

@@ -14,8 +14,10 @@ This module is the one place that spells them.
     published/<DatasetId>/versions/<version>/csv/<table>/<partitions>/...
     published/<DatasetId>/versions/<version>/manifest.json            written last
     published/<DatasetId>/CURRENT                                     the current version
+    published/<DatasetId>/versions.json                               the complete versions, for pruning (publish.versions)
     published/<DatasetId>/PUBLISHED_INPUTS                            digest of the NDJSON it was published from (Glue)
     claims/<key>@<run id>, commits/<run id>.json                   which runs' files readers take (run_commits)
+    claimants/<run id>, claimed/<run id>/<key>@                    each run that claims, and its claims (run_commits)
     catalog.duckdb                                                   local SQL views (local only)
     pipeline.json                                                    the root's profile and registry, recorded at first use
 

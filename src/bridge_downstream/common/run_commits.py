@@ -17,6 +17,15 @@ run has committed:
   (:func:`committed_objects`). An object that only runs without a commit
   record claim is never read.
 
+So that readers need not list every claim (one per part file of the whole
+history) to find the few of runs without commit, each claimant is recorded
+before its first claim, ``claimants/<run id>``, and each claim also under its
+claimant, ``claimed/<run id>/<key>@``: a reader lists the claimants and the
+commit records (one each per run) and reads the claims of the claimants
+without commit only. An output whose runs claimed before claimants were
+recorded has the claimants of its claims recorded by the first run that
+records one (:func:`record_claimant`); until then readers list its claims.
+
 A task that may be attempted again within its run (a Spark task on Glue,
 retried when its executor is lost) claims its objects as one attempt,
 ``<run id>+<attempt>`` (:func:`attempt_claimant`): the run's commit first
@@ -49,6 +58,8 @@ from bridge_downstream.common.storage import ObjectInfo, Storage
 
 CLAIMS_PREFIX = "claims"
 COMMITS_PREFIX = "commits"
+CLAIMANTS_PREFIX = "claimants"
+CLAIMED_PREFIX = "claimed"
 _CLAIM_SEPARATOR = "@"  # in no claimant: the last one in a claim's key ends the claimed key
 _ATTEMPT_SEPARATOR = "+"  # in no run id
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -68,6 +79,39 @@ def attempt_claimant(run_id: str) -> str:
 
 def claim_key(key: str, claimant: str) -> str:
     return f"{CLAIMS_PREFIX}/{key}{_CLAIM_SEPARATOR}{_checked(claimant)}"
+
+
+def claimant_key(claimant: str) -> str:
+    return f"{CLAIMANTS_PREFIX}/{_checked(claimant)}"
+
+
+def claimed_key(key: str, claimant: str) -> str:
+    # ends as a claim does, never as the object (no reader of ``*.ndjson`` takes it)
+    return f"{CLAIMED_PREFIX}/{_checked(claimant)}/{key}{_CLAIM_SEPARATOR}"
+
+
+def record_claimant(storage: Storage, claimant: str) -> None:
+    """Record ``claimant`` before its first claim. The first claimant an
+    output records first records those of the claims already there (runs
+    from before claimants were recorded), so no claimant goes unrecorded."""
+    if next(iter(storage.list(CLAIMANTS_PREFIX + "/")), None) is None:
+        committed = committed_claimants(storage)
+        earlier: set[str] = set()
+        for key, name in _listed_claims(storage, ""):
+            if name not in committed:  # a committed run's claims are never looked up by claimant
+                storage.write_bytes(claimed_key(key, name), b"")
+            earlier.add(name)
+        for name in sorted(earlier):
+            storage.write_bytes(claimant_key(name), b"")
+    storage.write_bytes(claimant_key(claimant), b"")
+
+
+def _listed_claims(storage: Storage, prefix: str) -> Iterator[tuple[str, str]]:
+    """(claimed key, claimant) of every claim on a key under ``prefix``."""
+    start = len(CLAIMS_PREFIX) + 1
+    for info in storage.list(f"{CLAIMS_PREFIX}/{prefix}"):
+        key, _, claimant = info.key[start:].rpartition(_CLAIM_SEPARATOR)
+        yield key, claimant
 
 
 def commit_key(claimant: str) -> str:
@@ -98,21 +142,31 @@ def committed_claimants(storage: Storage) -> set[str]:
 def committed_objects(storage: Storage, prefix: str) -> list[ObjectInfo]:
     """The objects under ``prefix`` (in key order) that no run claims or that a
     committed run claims: every object readers may take."""
-    # Objects first, claims after: a run claims an object before it stores it,
-    # so the claim of every object listed here is in the listing of claims.
-    # Commits are listed last; one a run makes meanwhile is missed, which
-    # only leaves its objects unread until the next reader.
+    # Objects first, then claimants, commits and claims: a run records itself
+    # and claims an object before it stores it, so every object listed here
+    # has its claimant recorded and its claim stored. A commit made after the
+    # commits are listed is missed, which only leaves its objects unread
+    # until the next reader.
     listed = list(storage.list(prefix))
     if not listed:
         return []
-    claims_start = len(CLAIMS_PREFIX) + 1
-    claimants: dict[str, list[str]] = {}
-    for info in storage.list(f"{CLAIMS_PREFIX}/{prefix}"):
-        key, _, claimant = info.key[claims_start:].rpartition(_CLAIM_SEPARATOR)
-        claimants.setdefault(key, []).append(claimant)
-    if not claimants:
-        return listed
+    recorded = {info.key[len(CLAIMANTS_PREFIX) + 1 :] for info in storage.list(CLAIMANTS_PREFIX + "/")}
     committed = committed_claimants(storage)
+    if recorded:
+        suspect = {
+            info.key[len(claimed_key("", name)) - 1 : -1]
+            for name in sorted(recorded - committed)
+            for info in storage.list(claimed_key(prefix, name)[:-1])
+        }
+        claims: Iterable[tuple[str, str]] = (
+            claim for key in suspect for claim in _listed_claims(storage, key + _CLAIM_SEPARATOR) if claim[0] == key
+        )
+    else:  # no claimant recorded yet: an output from before they were, its claims all listed
+        claims = _listed_claims(storage, prefix)
+    claimants: dict[str, list[str]] = {}
+    for key, claimant in claims:
+        claimants.setdefault(key, []).append(claimant)
+    # a key a committed run claims too (a rerun's part file of the same name) is read
     unread = {key for key, names in claimants.items() if committed.isdisjoint(names)}
     return [info for info in listed if info.key not in unread]
 
@@ -135,8 +189,13 @@ class ClaimingStorage:
     def __init__(self, storage: Storage, claimant: str):
         self.storage = storage
         self.claimant = _checked(claimant)
+        self._recorded = False
 
     def _claim(self, key: str) -> None:
+        if not self._recorded:
+            record_claimant(self.storage, self.claimant)
+            self._recorded = True
+        self.storage.write_bytes(claimed_key(key, self.claimant), b"")
         self.storage.write_bytes(claim_key(key, self.claimant), b"")
 
     def write_bytes(self, key: str, data: bytes, metadata: dict[str, str] | None = None) -> None:

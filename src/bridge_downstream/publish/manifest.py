@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
@@ -103,7 +104,7 @@ class PublishManifest:
     # the records of each export: read, dropped as duplicates or deleted, written (RECORD_COUNT_FIELDS)
     record_counts: list[dict] = field(default_factory=list)
     # how the version was made: {"mode": "full", "reason": ...} or {"mode": "incremental",
-    # "previous_version", "new_part_files", "partitions_rewritten"} (publish.increments)
+    # "previous_version", "new_part_files", "part_files_read", "partitions_rewritten"} (publish.increments)
     increment: dict = field(default_factory=dict)
     # the data-quality results of the version (bridge_downstream.quality; docs/quality.md, "Reports"):
     # passed, blocked, report (its HTML) and one result per expectation; None: not checked
@@ -231,6 +232,22 @@ def current_version(storage: Storage, dataset_id: str) -> str | None:
 
 def read_manifest(storage: Storage, dataset_id: str, version: str) -> PublishManifest:
     return PublishManifest.from_json(storage.read_bytes(layout.manifest_key(dataset_id, version)))
+
+
+# A file as :func:`_write_document` writes it: one line, its fields in name order.
+_FILE_LINE_KEY = re.compile(rb'\{"format": "[^"\\]*", "key": ("[^"\\]*(?:\\.[^"\\]*)*")')
+
+
+def listed_file_keys(storage: Storage, dataset_id: str, version: str) -> set[str]:
+    """The key of every file ``version``'s manifest lists (its own and those
+    it carries), read from its lines: pruning reads several manifests of
+    the whole history per publish, and building their files cost more than
+    the rest of it. A manifest written otherwise is read in full."""
+    data = storage.read_bytes(layout.manifest_key(dataset_id, version))
+    keys = {json.loads(text) if b"\\" in text else text[1:-1].decode() for text in _FILE_LINE_KEY.findall(data)}
+    if keys:
+        return keys
+    return {file.key for table in PublishManifest.from_json(data).tables.values() for file in table.files}
 
 
 def published_datasets(storage: Storage) -> list[str]:

@@ -4,6 +4,7 @@ the complete versions behind it, pruning and rollback."""
 from __future__ import annotations
 
 import json
+import posixpath
 from datetime import UTC, datetime
 
 from bridge_downstream.common import layout
@@ -12,8 +13,14 @@ from bridge_downstream.publish.catalog import Catalog
 from bridge_downstream.publish.manifest import (
     PublishManifest,
     current_version,
+    listed_file_keys,
     read_manifest,
 )
+
+# Beside CURRENT: the dataset's complete versions, and the newest version
+# name a prune has examined (versions named after it are the ones to find).
+VERSION_LOG_NAME = "versions.json"
+_NAME_CHARACTERS = "0123456789TZ"  # those of new_version's names, in order
 
 
 def new_version() -> str:
@@ -38,35 +45,123 @@ def list_versions(storage: Storage, dataset_id: str) -> dict[str, bool]:
     return dict(sorted(versions.items()))
 
 
+def version_log_key(dataset_id: str) -> str:
+    return layout.published_dataset_prefix(dataset_id) + "/" + VERSION_LOG_NAME
+
+
+def _discovered_versions(storage: Storage, dataset_id: str, log: dict | None, current: str | None) -> dict[str, bool]:
+    """Versions the log may not hold yet -> whether complete. Every version
+    begun since the log's last prune is named from its ``checked_through`` to
+    the current one: listing the name prefixes of that span reads the folders
+    of the versions since, not the history's files. Without a log (an output
+    from before it): every version, listed once."""
+    if log is None:
+        return list_versions(storage, dataset_id)
+    prefix = layout.published_dataset_prefix(dataset_id) + "/versions/"
+    found: dict[str, bool] = {}
+    for name_prefix in _name_prefixes(log["checked_through"], max(log["checked_through"], current or "")):
+        for info in storage.list(prefix + name_prefix):
+            version, _, rest = info.key[len(prefix) :].partition("/")
+            found[version] = found.get(version, False) or rest == layout.MANIFEST_NAME
+    return found
+
+
+def _name_prefixes(low: str, high: str, most: int = 16) -> list[str]:
+    """Prefixes that every name :func:`new_version` gives after ``low`` up to
+    ``high`` starts with, each one listing: the longest ones, at most
+    ``most`` of them, but the first made exact, so that neither ``low``'s
+    own folder (a full publish holds every file of the history) nor an older
+    one is listed. Names of other characters: their common prefix."""
+    common = posixpath.commonprefix([low, high])
+    if not set(low + high) <= set(_NAME_CHARACTERS):
+        return [common]
+    best = [common]
+    for length in range(len(common) + 1, min(len(low), len(high)) + 1):
+        names = [low[:length]]
+        while names[-1] != high[:length] and len(names) <= most:
+            names.append(_next_name(names[-1]))
+        if len(names) > most:
+            break
+        best = names
+    length = len(best[0])
+    after_low = [
+        low[:i] + following
+        for i in range(len(low) - 1, length - 1, -1)
+        for following in _NAME_CHARACTERS[_NAME_CHARACTERS.index(low[i]) + 1 :]
+    ]
+    # a version name has digits where ``low`` has, and letters where it has
+    return [p for p in after_low + best[1:] if all(a.isdigit() == b.isdigit() for a, b in zip(p, low))]
+
+
+def _next_name(name: str) -> str:
+    """The name after ``name`` among those of its length over :data:`_NAME_CHARACTERS`."""
+    last = _NAME_CHARACTERS[-1]
+    stem = name.rstrip(last)
+    following = _NAME_CHARACTERS[_NAME_CHARACTERS.index(stem[-1]) + 1]
+    return stem[:-1] + following + _NAME_CHARACTERS[0] * (len(name) - len(stem))
+
+
 def prune_versions(storage: Storage, dataset_id: str, retention: int) -> list[str]:
-    """Keep the ``retention`` newest complete versions (always the current one);
-    remove older ones and any incomplete version older than the current.
-    A file a kept version references (an incremental version carries
-    partitions by reference) stays where it is: its version's folder loses
-    its manifest and index, so that version is no longer complete."""
+    """Keep the ``retention`` newest complete versions (always the current
+    one); remove older ones and any incomplete version older than the current.
+
+    Retention by reference: a file a kept version's manifest lists stays
+    where it is (an incremental version carries partitions by reference), so
+    a removed version's folder may keep files and lose its manifest and
+    index. What to delete follows from manifests, not from listing storage:
+    a removed version's own folder (listed once, when it leaves) and the
+    files its manifest lists, less every file a kept version's manifest
+    lists. A file outlives the versions that wrote it until the last version
+    listing it is removed. The versions are kept in a log beside ``CURRENT``
+    (:data:`VERSION_LOG_NAME`), so a publish lists only the versions begun
+    since the last prune (crashed ones among them)."""
     current = current_version(storage, dataset_id)
-    versions = list_versions(storage, dataset_id)
-    complete = [v for v, done in versions.items() if done]
-    keep = set(complete[-max(1, retention) :]) | ({current} if current else set())
-    doomed = [v for v, done in versions.items() if v not in keep and (done or (current is not None and v < current))]
-    if not doomed:
-        return doomed
-    referenced = {
-        file.key
-        for version in keep
-        if versions.get(version)
-        for table in read_manifest(storage, dataset_id, version).tables.values()
-        for file in table.files
-    }
-    manifests = [layout.manifest_key(dataset_id, version) for version in doomed]
-    for key in manifests:  # first: a version half removed is never taken for a complete one
-        if storage.exists(key):
-            storage.delete(key)
-    for version in doomed:
-        for info in list(storage.list(layout.version_prefix(dataset_id, version) + "/")):
-            if info.key not in referenced:
-                storage.delete(info.key)
+    log = _read_log(storage, dataset_id)
+    found = _discovered_versions(storage, dataset_id, log, current)
+    complete = set(log["complete"] if log else ()) | {v for v, done in found.items() if done}
+    ordered = sorted(complete)
+    keep = set(ordered[-max(1, retention) :]) | ({current} if current else set())
+    doomed = sorted(
+        {v for v in complete if v not in keep}
+        | {v for v, done in found.items() if not done and current is not None and v < current}
+    )
+    if doomed:
+        _remove_versions(storage, dataset_id, doomed, keep)
+    # a version found incomplete and newer than the current may be under way: looked at again next time
+    checked = [v for v in (*complete & set(found), current, log["checked_through"] if log else None) if v]
+    remaining = sorted(complete - set(doomed))
+    storage.write_bytes(
+        version_log_key(dataset_id),
+        json.dumps({"complete": remaining, "checked_through": max(checked, default="")}, indent=1).encode(),
+    )
     return doomed
+
+
+def _read_log(storage: Storage, dataset_id: str) -> dict | None:
+    key = version_log_key(dataset_id)
+    return json.loads(storage.read_bytes(key)) if storage.exists(key) else None
+
+
+def _remove_versions(storage: Storage, dataset_id: str, doomed: list[str], keep: set[str]) -> None:
+    kept_folders = tuple(layout.version_prefix(dataset_id, v) + "/" for v in keep)
+    kept_files: set[str] = set()
+    for version in keep:
+        kept_files |= _listed_files(storage, dataset_id, version)
+    # read before the manifests go: the files each removed version listed, wherever they lie
+    listed = set().union(*(_listed_files(storage, dataset_id, v) for v in doomed))
+    for version in doomed:  # first: a version half removed is never taken for a complete one
+        storage.delete(layout.manifest_key(dataset_id, version))
+    own = {info.key for version in doomed for info in storage.list(layout.version_prefix(dataset_id, version) + "/")}
+    for key in sorted((own | listed) - kept_files):
+        if not key.startswith(kept_folders):
+            storage.delete(key)
+
+
+def _listed_files(storage: Storage, dataset_id: str, version: str) -> set[str]:
+    """The files ``version``'s manifest lists; none when it has no manifest."""
+    if not storage.exists(layout.manifest_key(dataset_id, version)):
+        return set()
+    return listed_file_keys(storage, dataset_id, version)
 
 
 def rollback(
@@ -80,7 +175,7 @@ def rollback(
         to_version = read_manifest(storage, dataset_id, current).previous_version
         if to_version is None:
             raise ValueError(f"{dataset_id} version {current} has no previous version to roll back to")
-    if not list_versions(storage, dataset_id).get(to_version):
+    if not storage.exists(layout.manifest_key(dataset_id, to_version)):
         raise ValueError(f"{dataset_id} has no complete version {to_version} (it may have been pruned)")
     set_current(storage, dataset_id, to_version)
     manifest = read_manifest(storage, dataset_id, to_version)

@@ -68,7 +68,14 @@ from bridge_downstream.publish.file_layout import (
     sort_rows,
     write_parquet,
 )
-from bridge_downstream.publish.increments import NULL_KEY, key_index_rows, part_partition
+from bridge_downstream.publish.increments import (
+    NULL_KEY,
+    key_index_rows,
+    part_partition,
+    part_partition_rows,
+    row_partition,
+    write_part_partitions,
+)
 from bridge_downstream.publish.nested_tables import describe_nested_table, nested_table_of
 
 if TYPE_CHECKING:
@@ -316,6 +323,50 @@ def _runs(columns: dict):
     return {name: column.take(pa.array(first)) for name, column in columns.items()}, lengths
 
 
+class _Partitions:
+    """Each row's published partition (:func:`.increments.row_partition`) as a
+    small integer, its text kept once: the part file's folder and, for a
+    dataset partitioned by its rows' time, the month the reader computed
+    (``with_time_partitions``), so the index holds where the row is written."""
+
+    def __init__(self, dataset_id: str, plan, part_files: list[ObjectInfo]):
+        import numpy as np
+
+        self.part_keys = sorted(info.key for info in part_files)  # by rank, as the chunks number them
+        self._folders = [part_partition(dataset_id, key) for key in self.part_keys]
+        self._codes: dict[str, int] = {}
+        self._month = plan.row_type.index_of(layout.TIME_PARTITION_COLUMN) if plan.time_partitions else None
+        if self._month is None:
+            self._folder_codes = np.array([self._code(folder) for folder in self._folders], dtype=np.int32)
+
+    def _code(self, partition: str) -> int:
+        return self._codes.setdefault(partition, len(self._codes))
+
+    def texts(self) -> pa.Array:
+        """The partitions' texts, by code."""
+        import pyarrow as pa
+
+        return pa.array(list(self._codes), pa.string())
+
+    def codes(self, root, files: np.ndarray) -> np.ndarray:
+        """int32 per row of ``root``, read from the part files of ranks ``files``."""
+        import numpy as np
+        import pyarrow.compute as pc
+
+        if self._month is None:
+            return self._folder_codes[files]
+        if len(files) == 0:
+            return np.zeros(0, dtype=np.int32)
+        months = pc.fill_null(pc.struct_field(root, [self._month]), 0).to_numpy(zero_copy_only=False)
+        pairs, inverse = np.unique(
+            np.stack([files.astype(np.int64), months.astype(np.int64)]), axis=1, return_inverse=True
+        )
+        pair_codes = np.array(
+            [self._code(row_partition(self._folders[rank], int(month))) for rank, month in pairs.T], dtype=np.int32
+        )
+        return pair_codes[inverse.reshape(-1)]
+
+
 @dataclass
 class _Survivors:
     """Pass one's verdict, kept as one bool per run of equal rows (see
@@ -326,13 +377,16 @@ class _Survivors:
     run_bounds: np.ndarray  # chunk i's runs are keep[run_bounds[i] : run_bounds[i + 1]]
     run_lengths: list[np.ndarray | None]  # per chunk: rows per run; None: a run per row
     deduplicated: np.ndarray  # as ``keep``, before the deleted records are dropped (for the counts)
+    # as ``keep``: the runs of the partitions the version rewrites (an increment
+    # of a time-partitioned dataset reads rows of months it carries, and drops them)
+    rewritten: np.ndarray
 
-    def rows_of_chunk(self, number: int, before_deleted: bool = False):
-        """numpy bool per row of chunk ``number``: the rows that survive
-        (``before_deleted``: dedup, without the ``_Deleted`` dataset's keys)."""
+    def rows_of_chunk(self, number: int, runs: np.ndarray | None = None):
+        """numpy bool per row of chunk ``number`` of ``runs`` (one of this
+        verdict's arrays; default ``keep``: the rows that survive)."""
         import numpy as np
 
-        runs = self.deduplicated if before_deleted else self.keep
+        runs = self.keep if runs is None else runs
         keep = runs[self.run_bounds[number] : self.run_bounds[number + 1]]
         lengths = self.run_lengths[number]
         return keep if lengths is None else np.repeat(keep, lengths)
@@ -355,11 +409,20 @@ def _deleted_keys(storage: Storage, part_files: list[ObjectInfo], key: tuple[str
 
 
 def _dedup(
-    plan, chunks: list[_Chunk], *, dataset_id: str, profile: Profile, work: Storage, pending: PendingVersion
-) -> tuple[_Survivors, pa.Table]:
+    plan,
+    chunks: list[_Chunk],
+    *,
+    dataset_id: str,
+    profile: Profile,
+    work: Storage,
+    pending: PendingVersion,
+    placed: _Partitions,
+) -> tuple[_Survivors, pa.Table, pa.Table | None]:
     """Pass one: the key and order fields of every row, its part file and its
     version there decide which rows survive (see the module's docstring).
-    Also where each key read lies (:func:`.increments.key_index_rows`)."""
+    Also where each key read lies (:func:`.increments.key_index_rows`) and,
+    for a dataset partitioned by its rows' time, the partitions each part
+    file's rows lie in (:func:`.increments.part_partition_rows`)."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -375,11 +438,13 @@ def _dedup(
         if len(root) != sum(chunk.rows):
             raise RuntimeError(f"{dataset_id}: {len(root)} rows read from {sum(chunk.rows)} lines")
         columns = _dedup_columns(plan, root, key, order_by)
-        files = pa.array(np.repeat(np.array(chunk.files, dtype=np.int32), chunk.rows))
+        ranks = np.repeat(np.array(chunk.files, dtype=np.int32), chunk.rows)
+        files = pa.array(ranks)
         # a version lies within one part file, and a chunk holds whole part files
         sequence = [_field_values(root, plan.row_type, name) for name in sequence_names]
         columns["version"] = pa.array(_version_ordinals(columns, sequence, files))
         columns["file"] = files
+        columns["partition"] = pa.array(placed.codes(root, ranks))
         del root, sequence
         _release_memory()
         lengths = None  # export rows: every row is its own version
@@ -392,8 +457,16 @@ def _dedup(
     columns = {name: pa.chunked_array(arrays) for name, arrays in parts.items()}
     del parts
     deduplicated = _survivor_mask(columns, len(key), order_by) if columns else np.zeros(0, dtype=bool)
-    keep = deduplicated.copy()
     inputs = pending.inputs
+    codes = columns["partition"].to_numpy() if columns else np.zeros(0, dtype=np.int32)
+    rewritten = np.ones(len(codes), dtype=bool)
+    if inputs.increment is not None and len(codes):
+        # dedup over the rows read is the dedup over the rewritten partitions' rows
+        # (a key's winner and its new versions lie in partitions rewritten): what lies elsewhere goes
+        affected = inputs.increment.affected
+        rewritten = np.array([text in affected for text in placed.texts().to_pylist()], dtype=bool)[codes]
+    deduplicated &= rewritten
+    keep = deduplicated.copy()
     keys = pc.fill_null(_key_strings(columns, len(key)), NULL_KEY) if columns else pa.array([], pa.string())
     if inputs.increment is not None and inputs.increment.excluded_keys and len(keep):
         # their surviving version lies in a partition carried, unchanged
@@ -404,32 +477,42 @@ def _dedup(
     if inputs.deleted_id is not None and len(keep):
         gone = pc.is_in(_key_strings(columns, len(key)), value_set=_deleted_keys(work, inputs.deleted, key))
         keep &= ~pc.fill_null(gone, False).to_numpy(zero_copy_only=False)
-    partitions = [part_partition(dataset_id, info.key) for info in sorted(inputs.part_files, key=lambda i: i.key)]
-    file_partitions = pa.array(partitions, pa.string()).take(columns["file"]) if columns else pa.array([], pa.string())
-    key_rows = key_index_rows(keys, file_partitions, keep)
-    return _Survivors(keep, np.cumsum(run_counts), run_lengths, deduplicated), key_rows
+    texts = placed.texts()
+    key_rows = key_index_rows(keys.filter(pa.array(rewritten)), texts.take(pa.array(codes[rewritten])), keep[rewritten])
+    part_rows = None
+    if plan.time_partitions:
+        ranks = columns["file"].to_numpy() if columns else np.zeros(0, dtype=np.int32)
+        pairs = np.unique(np.stack([ranks.astype(np.int64), codes.astype(np.int64)]), axis=1)
+        part_rows = part_partition_rows([placed.part_keys[rank] for rank in pairs[0]], texts.take(pa.array(pairs[1])))
+    survivors = _Survivors(keep, np.cumsum(run_counts), run_lengths, deduplicated, rewritten)
+    return survivors, key_rows, part_rows
 
 
 def _count_chunk(
     counts: RecordCounts, root, row_type, survivors: _Survivors | None, number: int, partitions: pa.Array
 ) -> None:
     """A chunk's rows per partition (``partitions``: each row's) and export
-    end date: read, left after dedup, written."""
+    end date: read, left after dedup, written; rows of partitions the version
+    does not rewrite are not counted (their counts are carried)."""
     import numpy as np
     import pyarrow as pa
 
     everyone = np.ones(len(root), dtype=np.int64)
-    deduplicated = everyone if survivors is None else survivors.rows_of_chunk(number, before_deleted=True)
+    read = everyone if survivors is None else survivors.rows_of_chunk(number, survivors.rewritten)
+    deduplicated = everyone if survivors is None else survivors.rows_of_chunk(number, survivors.deduplicated)
     written = everyone if survivors is None else survivors.rows_of_chunk(number)
     tallies = pa.table(
         {
             "partition": partitions,
             "date": _field_text(root, row_type, EXPORT_END_DATE_FIELD),
-            "read": everyone,
+            "read": np.asarray(read, dtype=np.int64),
             "deduplicated": np.asarray(deduplicated, dtype=np.int64),
             "written": np.asarray(written, dtype=np.int64),
         }
-    ).group_by(["partition", "date"], use_threads=False)
+    )
+    if survivors is not None:
+        tallies = tallies.filter(pa.array(np.asarray(read, dtype=bool)))
+    tallies = tallies.group_by(["partition", "date"], use_threads=False)
     summed = tallies.aggregate([("read", "sum"), ("deduplicated", "sum"), ("written", "sum")])
     for row in summed.to_pylist():
         counts.add(row["date"], row["read_sum"], row["deduplicated_sum"], row["written_sum"], row["partition"])
@@ -543,23 +626,52 @@ def publish_dataset_arrow(
     full: bool = False,
 ) -> PublishResult:
     """:func:`.spark_engine.publish_dataset` on Arrow; same arguments (no Spark, no location)."""
+    pending = begin_publish(registry, profile, dataset_id, work, published, run_id, full=full)
+    return publish_pending_arrow(
+        pending,
+        profile=profile,
+        work=work,
+        published=published,
+        catalog=catalog,
+        retention=retention,
+        mapper=mapper,
+        fail_after_tables=fail_after_tables,
+        chunk_bytes=chunk_bytes,
+    )
+
+
+def publish_pending_arrow(
+    pending: PendingVersion,
+    *,
+    profile: Profile,
+    work: Storage,
+    published: Storage,
+    catalog: Catalog | None = None,
+    retention: int = DEFAULT_RETENTION,
+    mapper: Callable = map,
+    fail_after_tables: int | None = None,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> PublishResult:
+    """Write the version ``pending`` plans, on Arrow: the Arrow engine's
+    publish, and the Spark engine's for a dataset it publishes on the driver."""
     import numpy as np
     import pyarrow as pa
 
     from bridge_downstream.relationalize.arrow_executor import execute
 
-    pending = begin_publish(registry, profile, dataset_id, work, published, run_id, full=full)
+    dataset_id = pending.dataset_id
     version, plan = pending.version, pending.plan
     nested = nested_table_of(plan, profile, dataset_id)
-    key_rows = None
+    key_rows = part_rows = None
     staging = tempfile.mkdtemp(prefix="bridge-downstream-publish-")
     rules = layout_for("arrow")
+    placed = _Partitions(dataset_id, plan, pending.inputs.part_files)
     try:
         chunks = _stage_chunks(work, pending.inputs.part_files, staging, chunk_bytes)
         survivors = None
         if profile.dedup.key_for(dataset_id):
-            survivors, key_rows = _dedup(
-                plan, chunks, dataset_id=dataset_id, profile=profile, work=work, pending=pending
+            survivors, key_rows, part_rows = _dedup(
+                plan, chunks, dataset_id=dataset_id, profile=profile, work=work, pending=pending, placed=placed
             )
             _release_memory()
 
@@ -569,14 +681,12 @@ def publish_dataset_arrow(
             table_prefixes[nested.name] = layout.table_prefix(dataset_id, version, "parquet", nested.name)
         files_written = dict.fromkeys(table_prefixes, 0)
         counts = RecordCounts(dataset_id)
-        partition_of_file = pa.array(
-            [part_partition(dataset_id, info.key) for info in sorted(pending.inputs.part_files, key=lambda i: i.key)],
-            pa.string(),
-        )
         for number, chunk in enumerate(chunks):
             root = _read_chunk(plan, chunk)
-            row_files = pa.array(np.repeat(np.array(chunk.files, dtype=np.int64), chunk.rows))
-            _count_chunk(counts, root, plan.row_type, survivors, number, partition_of_file.take(row_files))
+            row_partitions = placed.texts().take(
+                pa.array(placed.codes(root, np.repeat(np.array(chunk.files, dtype=np.int32), chunk.rows)))
+            )
+            _count_chunk(counts, root, plan.row_type, survivors, number, row_partitions)
             if survivors is not None:
                 root = root.filter(pa.array(survivors.rows_of_chunk(number)))
             frames = execute(plan, root)
@@ -623,6 +733,8 @@ def publish_dataset_arrow(
         _release_memory()
     if nested is not None:
         tables[nested.name] = describe_nested_table(published, plan, dataset_id, version, nested, mapper)
+    if part_rows is not None:
+        write_part_partitions(published, dataset_id, version, pending.inputs, part_rows)
     return complete_publish(
         pending, published, tables, catalog=catalog, retention=retention, record_counts=counts, key_rows=key_rows
     )

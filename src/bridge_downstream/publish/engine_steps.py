@@ -288,6 +288,7 @@ def begin_publish(
             committed=committed,
             deleted_id=deleted_id,
             deleted=deleted,
+            time_source=profile.time_partition_source(dataset_id),
         )
         if isinstance(increment, str):
             inputs = PublishInputs(committed, deleted_id, deleted, None, increment)
@@ -333,9 +334,6 @@ def _why_not_incremental(plan: RelationalizePlan, previous: PublishManifest, nes
         return "the tables published changed (the nested table added or dropped)"
     if not partitioned_like_dataset(plan, plan.tables):
         return "a table is not partitioned by all of the dataset's partition columns"
-    if plan.time_partitions:
-        # a part file's rows spread over the months of its data, not one partition (decision 0025)
-        return "the dataset is partitioned by its rows' time"
     return None
 
 
@@ -507,6 +505,7 @@ def increment_summary(inputs: PublishInputs) -> dict:
         "mode": "incremental",
         "previous_version": increment.previous.version,
         "new_part_files": len(increment.new_files) + increment.new_deleted_files,
+        "part_files_read": len(increment.part_files),
         "partitions_rewritten": sorted(increment.affected),
     }
 

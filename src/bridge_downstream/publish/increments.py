@@ -14,6 +14,13 @@ What makes it exact, beside every version (``index/``, written before the manife
   A new version of a record, or a deletion of it, also rewrites the partition
   its surviving row lies in, so a record that moves to another partition
   leaves the old one.
+* ``part_partitions.parquet`` (datasets partitioned by their rows' time,
+  decision 0025): per part file, the partitions its rows lie in -- its folder
+  then each row's month (:func:`row_partition`). A part file's rows spread
+  over months, so its folder no longer names them: the new rows' own months
+  name the partitions to rewrite, and the files to read for a partition are
+  those holding a row of it; the engines drop the rows read of a partition
+  not rewritten before they count, index or write them.
 
 Rows of the partitions read whose key survives in a partition not read
 (an older version of a record that moved) are dropped: the surviving version
@@ -43,6 +50,7 @@ if TYPE_CHECKING:
 INDEX_FOLDER = "index"
 KEY_INDEX_NAME = "keys.parquet"
 PART_INDEX_NAME = "part_files.parquet"
+PART_PARTITIONS_NAME = "part_partitions.parquet"
 COUNTS_NAME = "record_counts.parquet"
 # Joins a key's parts; a key with a missing part is NULL_KEY (dedup groups such rows together).
 KEY_SEPARATOR = "\x1f"
@@ -59,6 +67,30 @@ def part_partition(dataset_id: str, part_key: str) -> str:
     return layout.partition_path(layout.parse_partition_path(posixpath.dirname(relative)))
 
 
+def row_partition(folder: str, month: int | None) -> str:
+    """The partition a row is published in: its part file's folder (a
+    partition path), then, for a dataset partitioned by its rows' time, the
+    month of its time field (:func:`~bridge_downstream.relationalize.plan.time_month`)."""
+    if month is None:
+        return folder
+    return posixpath.join(folder, layout.partition_segment(layout.TIME_PARTITION_COLUMN, month))
+
+
+def row_month(row: object, time_source: str) -> int:
+    """The month of a parsed NDJSON row's time field, as the engines compute it
+    from that field's ``get_json_object`` text."""
+    from bridge_downstream.relationalize.plan import time_month
+
+    value = row.get(time_source) if isinstance(row, dict) else None
+    return time_month(value if value is None or isinstance(value, str) else _json_text(value))
+
+
+def _json_text(value: object) -> str:
+    from bridge_downstream.relationalize.arrow_executor import json_text
+
+    return json_text(value)
+
+
 def file_partition(file: PublishedFile, partition_keys: list[str]) -> str:
     """A published file's partition as a partition path, its columns in the
     table's order (a manifest stores them in name order)."""
@@ -67,8 +99,6 @@ def file_partition(file: PublishedFile, partition_keys: list[str]) -> str:
 
 def key_text(row: object, key: tuple[str, ...]) -> str:
     """A row's record key as the engines compare it (``get_json_object`` text of each field)."""
-    from bridge_downstream.relationalize.arrow_executor import json_text
-
     if not isinstance(row, dict):
         return NULL_KEY
     parts = []
@@ -76,7 +106,7 @@ def key_text(row: object, key: tuple[str, ...]) -> str:
         value = row.get(name)
         if value is None:
             return NULL_KEY
-        parts.append(value if isinstance(value, str) else json_text(value))
+        parts.append(value if isinstance(value, str) else _json_text(value))
     return KEY_SEPARATOR.join(parts)
 
 
@@ -141,8 +171,10 @@ def plan_increment(
     committed: list[ObjectInfo],
     deleted_id: str | None,
     deleted: list[ObjectInfo],
+    time_source: str | None = None,
 ) -> Increment | str:
-    """The increment from ``previous`` to the committed part files, or why there is none."""
+    """The increment from ``previous`` to the committed part files, or why there is none.
+    ``time_source``: the field whose month partitions the dataset's rows (decision 0025)."""
     import pyarrow.compute as pc
 
     parts = read_parquet(published, index_key(dataset_id, previous.version, PART_INDEX_NAME))
@@ -159,13 +191,25 @@ def plan_increment(
             return f"part file {name_and_key[1]} {state} since version {previous.version}"
     new_parts = [info for info in committed if (dataset_id, info.key) not in consumed]
     new_deleted = [info for info in deleted if (deleted_id, info.key) not in consumed]
-    affected = {part_partition(dataset_id, info.key) for info in new_parts}
+    partitions_of = _part_partitions(published, dataset_id, previous.version, committed, time_source)
+    if isinstance(partitions_of, str):
+        return partitions_of
+    new_keys: set[str] = set()
+    for info in new_parts:
+        if not key and time_source is None:
+            continue  # its folder names its rows' partition; nothing else is needed of its rows
+        folder = part_partition(dataset_id, info.key)
+        for row in _rows_of(work, [info]):
+            if key:
+                new_keys.add(key_text(row, key))
+            if time_source is not None:
+                partitions_of[info.key].add(row_partition(folder, row_month(row, time_source)))
+    affected = set().union(*(partitions_of[info.key] for info in new_parts))
     excluded: set[str] = set()
     if key:
         keys = read_parquet(published, index_key(dataset_id, previous.version, KEY_INDEX_NAME))
         if keys is None:
             return f"version {previous.version} has no index of its record keys"
-        new_keys = {key_text(row, key) for row in _rows_of(work, new_parts)}
         touched = new_keys | {key_text(row, key) for row in _rows_of(work, new_deleted)}
         if touched:
             winners = keys.filter(
@@ -173,26 +217,44 @@ def plan_increment(
             )
             affected |= set(winners.column("partition").to_pylist())
         if affected:
-            in_affected = keys.filter(pc.is_in(keys.column("partition"), value_set=_strings(affected)))
-            survivors = keys.filter(keys.column("winner"))
-            survives_in: dict[str, set[str]] = {}
-            for row_key, partition in zip(
-                survivors.column("key").to_pylist(), survivors.column("partition").to_pylist()
-            ):
-                survives_in.setdefault(row_key, set()).add(partition)
-            excluded = {
-                row_key
-                for row_key in set(in_affected.column("key").to_pylist()) - new_keys
-                if survives_in.get(row_key) and not survives_in[row_key] & affected
-            }
+            # keys of the partitions rewritten, not new, that survive only in partitions carried
+            # (vectorized: the index holds every key of the history)
+            rewritten = _strings(affected)
+            in_affected = keys.filter(pc.is_in(keys.column("partition"), value_set=rewritten))
+            candidates = set(in_affected.column("key").to_pylist()) - new_keys
+            if candidates:
+                won = keys.filter(
+                    pc.and_(keys.column("winner"), pc.is_in(keys.column("key"), value_set=_strings(candidates)))
+                )
+                won_here = won.filter(pc.is_in(won.column("partition"), value_set=rewritten))
+                excluded = set(won.column("key").to_pylist()) - set(won_here.column("key").to_pylist())
     return Increment(
         previous=previous,
         affected=frozenset(affected),
-        part_files=[info for info in committed if part_partition(dataset_id, info.key) in affected],
+        part_files=[info for info in committed if partitions_of[info.key] & affected],
         excluded_keys=frozenset(excluded),
         new_files=new_parts,
         new_deleted_files=len(new_deleted),
     )
+
+
+def _part_partitions(
+    published: Storage, dataset_id: str, version: str, committed: list[ObjectInfo], time_source: str | None
+) -> dict[str, set[str]] | str:
+    """Per committed part file, the partitions its rows lie in, as far as
+    ``version``'s index knows them: its folder, or (``time_source``) the
+    partitions recorded in ``part_partitions.parquet`` (none for a file the
+    version did not read). Why not, when the version has no such index."""
+    if time_source is None:
+        return {info.key: {part_partition(dataset_id, info.key)} for info in committed}
+    recorded = read_parquet(published, index_key(dataset_id, version, PART_PARTITIONS_NAME))
+    if recorded is None:
+        return f"version {version} has no index of its part files' months"
+    partitions_of: dict[str, set[str]] = {info.key: set() for info in committed}
+    for part_key, partition in zip(recorded.column("key").to_pylist(), recorded.column("partition").to_pylist()):
+        if part_key in partitions_of:
+            partitions_of[part_key].add(partition)
+    return partitions_of
 
 
 def _strings(values: Iterable[str]):
@@ -308,3 +370,31 @@ def write_index(
             )
             key_rows = pa.concat_tables([kept.select(key_rows.column_names).cast(key_rows.schema), key_rows])
     write_parquet(published, index_key(dataset_id, version, KEY_INDEX_NAME), key_rows)
+
+
+def part_partition_rows(part_keys, partitions) -> pa.Table:
+    """Distinct (part file key, partition) rows of one publish's reading: the
+    partitions each part file's rows lie in (all of its rows, read or dropped)."""
+    import pyarrow as pa
+
+    table = pa.table({"key": pa.array(part_keys, pa.string()), "partition": pa.array(partitions, pa.string())})
+    return table.group_by(["key", "partition"], use_threads=False).aggregate([])
+
+
+def write_part_partitions(
+    published: Storage, dataset_id: str, version: str, inputs: PublishInputs, read: pa.Table
+) -> None:
+    """The new version's ``part_partitions.parquet``: ``read`` (:func:`part_partition_rows`
+    of the part files it read) and, for an incremental version, the previous
+    version's rows of the part files it did not read (a part file never changes)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    increment = inputs.increment
+    if increment is not None:
+        before = read_parquet(published, index_key(dataset_id, increment.previous.version, PART_PARTITIONS_NAME))
+        if before is not None:
+            read_keys = _strings({info.key for info in inputs.part_files})
+            kept = before.filter(pc.invert(pc.is_in(before.column("key"), value_set=read_keys)))
+            read = pa.concat_tables([kept.select(read.column_names).cast(read.schema), read])
+    write_parquet(published, index_key(dataset_id, version, PART_PARTITIONS_NAME), read)

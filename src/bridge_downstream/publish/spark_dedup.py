@@ -27,6 +27,7 @@ from bridge_downstream.common.instants import instant_micros_column
 from bridge_downstream.config.profiles import Profile
 from bridge_downstream.publish.engine_steps import EXPORT_END_DATE_FIELD
 from bridge_downstream.publish.increments import KEY_SEPARATOR, NULL_KEY
+from bridge_downstream.relationalize.plan import time_month_sql
 
 
 def _with_fields(lines, names: list[str]):
@@ -63,12 +64,14 @@ def dedup_lines(lines, dataset_id: str, profile: Profile, deleted_lines=None, pa
 
 # The columns :func:`flag_lines` adds: the row's export end date, whether it
 # survives dedup, and whether it also survives the deleted records' removal;
-# its record key as :mod:`.increments` writes it, and its part file.
+# its record key as :mod:`.increments` writes it, its part file, and the
+# month of its time field (a dataset partitioned by its rows' time; else null).
 EXPORT_END_DATE = "_export_end_date"
 DEDUPLICATED = "_deduplicated"
 WRITTEN = "_written"
 KEY = "_key"
 PART_FILE = "_part_file"
+TIME_MONTH = "_time_month"
 
 
 def flag_lines(
@@ -78,19 +81,25 @@ def flag_lines(
     deleted_lines=None,
     partitions: int | None = None,
     excluded_keys: frozenset[str] = frozenset(),
+    time_source: str | None = None,
 ):
     """Every non-blank line of ``lines`` with :data:`EXPORT_END_DATE`,
-    :data:`DEDUPLICATED`, :data:`WRITTEN`, :data:`KEY` and :data:`PART_FILE`:
-    what :func:`dedup_lines` keeps, and what the record counts count.
+    :data:`DEDUPLICATED`, :data:`WRITTEN`, :data:`KEY`, :data:`PART_FILE` and
+    :data:`TIME_MONTH`: what :func:`dedup_lines` keeps, and what the record counts count.
     ``excluded_keys``: keys none of whose rows survive (an incremental
-    publish's keys whose surviving version lies in a partition it carries)."""
+    publish's keys whose surviving version lies in a partition it carries).
+    ``time_source``: the field whose month (:func:`~bridge_downstream.relationalize.plan.time_month_sql`,
+    as the executor computes it) partitions the rows."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     rule = profile.dedup
     key = rule.key_for(dataset_id)
+    extra = [time_source] if time_source is not None else []
     if not key:
-        dated, column = _with_fields(lines.where(F.trim(F.col("value")) != ""), [EXPORT_END_DATE_FIELD])
+        dated, column = _with_fields(
+            lines.where(F.trim(F.col("value")) != ""), list(dict.fromkeys([EXPORT_END_DATE_FIELD, *extra]))
+        )
         return dated.select(
             "value",
             F.col(column[EXPORT_END_DATE_FIELD]).alias(EXPORT_END_DATE),
@@ -98,6 +107,7 @@ def flag_lines(
             F.lit(True).alias(WRITTEN),
             F.lit(None).cast("string").alias(KEY),
             F.input_file_name().alias(PART_FILE),
+            _time_month(column, time_source),
         )
     # A row's place in its part file: the split of the file it was read in (a
     # large file is read in several), then its order in that split's task.
@@ -108,7 +118,9 @@ def flag_lines(
         F.monotonically_increasing_id().alias("_row_in_split"),
     ).where(F.trim(F.col("value")) != "")
     names = list(
-        dict.fromkeys([*key, *(name for name, _ in rule.order_by), *rule.version_sequence, EXPORT_END_DATE_FIELD])
+        dict.fromkeys(
+            [*key, *(name for name, _ in rule.order_by), *rule.version_sequence, EXPORT_END_DATE_FIELD, *extra]
+        )
     )
     keyed, column = _with_fields(positioned, names)
     key_names = [column[name] for name in key]
@@ -164,4 +176,14 @@ def flag_lines(
         written.alias(WRITTEN),
         KEY,
         PART_FILE,
+        _time_month(column, time_source),
     )
+
+
+def _time_month(column: dict[str, str], time_source: str | None):
+    """:data:`TIME_MONTH` of the rows whose fields ``column`` names (:func:`_with_fields`)."""
+    from pyspark.sql import functions as F
+
+    if time_source is None:
+        return F.lit(None).cast("bigint").alias(TIME_MONTH)
+    return F.expr(time_month_sql(f"`{column[time_source]}`")).alias(TIME_MONTH)

@@ -8,7 +8,9 @@ with the server-side rules that matter to them:
 * entity names are unique per parent (409), updates need the current etag
   (412), a File whose file handle changes gets a new version;
 * annotations (v2) share the entity's etag;
-* ``/entity/children`` pages (small pages, to exercise paging);
+* ``/entity/children`` pages (small pages, to exercise paging), and so do
+  table and view queries: ``page_size`` rows a result, the rest through its
+  ``nextPageToken`` (``.../table/query/nextPage/async``), as Synapse's;
 * an external S3 file handle needs an ExternalS3 storage location owned by
   the caller, with the bucket and base key the handle names, and (when the
   test gives ``s3_head``) an existing object of the stated size;
@@ -89,7 +91,9 @@ class FakeSynapse:
         self.server: ThreadingHTTPServer | None = None
         self.thread: threading.Thread | None = None
         self.views: dict[str, list[dict]] = {}  # file view id -> its rows
-        self.query_jobs: dict[str, dict] = {}  # async job token -> query result bundle
+        self.view_column_types: dict[str, dict[str, str]] = {}  # file view id -> column -> Synapse type
+        self.query_jobs: dict[str, dict] = {}  # async job token -> query result bundle or next page
+        self.query_pages: dict[str, tuple] = {}  # next page token -> (view id, headers, rows, start)
 
     # ----------------------------------------------------------- test API
     def add_user(self, token: str, user_name: str = "exporter", owner_id: str | None = None) -> dict:
@@ -246,13 +250,18 @@ class FakeSynapse:
             (r"/repo/v1/projectSettings", "PUT", self._update_project_setting),
             (rf"/repo/v1/entity/{eid}/table/query/async/start", "POST", self._start_table_query),
             (rf"/repo/v1/entity/{eid}/table/query/async/get/(\w+)", "GET", self._get_table_query),
+            (rf"/repo/v1/entity/{eid}/table/query/nextPage/async/start", "POST", self._start_next_page),
+            (rf"/repo/v1/entity/{eid}/table/query/nextPage/async/get/(\w+)", "GET", self._get_table_query),
         ]
 
     # --------------------------------------------------------- table queries
-    def add_file_view(self, rows: list[dict]) -> str:
-        """A file view whose rows are ``rows`` (column -> value); its id."""
+    def add_file_view(self, rows: list[dict], column_types: dict[str, str] | None = None) -> str:
+        """A file view whose rows are ``rows`` (column -> value); its id.
+        ``column_types``: a column's Synapse type (default STRING), which
+        the client casts its values by (a DATE is epoch milliseconds)."""
         view_id = f"syn{next(self.ids)}"
         self.views[view_id] = rows
+        self.view_column_types[view_id] = column_types or {}
         return view_id
 
     def add_raw_file(self, bucket: str, key: str, parent_id: str, owner: dict) -> str:
@@ -265,7 +274,10 @@ class FakeSynapse:
         return self._new_entity(body, owner)["id"]
 
     def _start_table_query(self, user, body, query, entity_id):
-        """Runs the query at once (DuckDB over the view's rows); the job is ready on the first get."""
+        """Runs the query at once (DuckDB over the view's rows); the job is
+        ready on the first get. A result holds at most ``page_size`` rows and
+        a ``nextPageToken`` for the rest, as Synapse's (whose page size is a
+        byte budget)."""
         import duckdb
 
         rows = self.views.get(entity_id)
@@ -286,21 +298,49 @@ class FakeSynapse:
             except duckdb.Error as error:
                 raise HttpError(400, f"invalid query: {error}") from error
             names = [d[0] for d in result.description]
-            values = result.fetchall()
+            values = [[None if v is None else str(v) for v in row] for row in result.fetchall()]
+        types = self.view_column_types.get(entity_id, {})
+        headers = [{"name": name, "columnType": types.get(name, "STRING")} for name in names]
         token = uuid.uuid4().hex
         self.query_jobs[token] = {
             "concreteType": "org.sagebionetworks.repo.model.table.QueryResultBundle",
-            "queryResult": {
-                "queryResults": {
-                    "tableId": entity_id,
-                    "headers": [{"name": name, "columnType": "STRING"} for name in names],
-                    "rows": [
-                        {"rowId": offset + i, "values": [None if v is None else str(v) for v in row]}
-                        for i, row in enumerate(values)
-                    ],
-                }
+            "queryResult": self._query_page(entity_id, headers, values, offset),
+        }
+        return {"token": token}
+
+    def _query_page(self, entity_id: str, headers: list[dict], values: list[list], offset: int, at: int = 0) -> dict:
+        """A QueryResult: the result's rows from ``at``, at most ``page_size``
+        of them, and a ``nextPageToken`` when rows remain."""
+        end = at + self.page_size
+        page = {
+            "concreteType": "org.sagebionetworks.repo.model.table.QueryResult",
+            "queryResults": {
+                "concreteType": "org.sagebionetworks.repo.model.table.RowSet",
+                "tableId": entity_id,
+                "headers": headers,
+                "rows": [
+                    {"rowId": offset + at + i, "versionNumber": 1, "values": row}
+                    for i, row in enumerate(values[at:end])
+                ],
             },
         }
+        if end < len(values):
+            token = uuid.uuid4().hex
+            self.query_pages[token] = (entity_id, headers, values, offset, end)
+            page["nextPageToken"] = {
+                "concreteType": "org.sagebionetworks.repo.model.table.QueryNextPageToken",
+                "entityId": entity_id,
+                "token": token,
+            }
+        return page
+
+    def _start_next_page(self, user, body, query, entity_id):
+        """The next page of a query, as an async job (``POST .../table/query/nextPage/async/start``)."""
+        given = self.query_pages.pop((body or {}).get("token", ""), None)
+        if given is None or given[0] != entity_id:
+            raise HttpError(400, "unknown or used nextPageToken")
+        token = uuid.uuid4().hex
+        self.query_jobs[token] = self._query_page(*given)
         return {"token": token}
 
     def _get_table_query(self, user, body, query, entity_id, token):

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 BATCH_SIZE = 100  # messages per workflow run, as the original
-QUERY_PAGE = 1000
-QUERY_BUNDLE = "org.sagebionetworks.repo.model.table.QueryBundleRequest"
 QUERY_RESULTS = 0x1
 
 
@@ -58,31 +57,29 @@ def list_s3_archives(uri: str, client=None, suffixes: Sequence[str] = (".zip",))
     return found
 
 
-def query_table(syn, table_id: str, sql: str, poll_seconds: float = 0.2) -> list[dict]:
-    """Every row of a Synapse table or view query, as dicts, page by page
-    (the asynchronous query job of the REST API)."""
-    rows: list[dict] = []
-    offset = 0
-    while True:
-        request = {
-            "concreteType": QUERY_BUNDLE,
-            "entityId": table_id,
-            "partMask": QUERY_RESULTS,
-            "query": {"sql": sql, "offset": offset, "limit": QUERY_PAGE},
-        }
-        token = syn.restPOST(f"/entity/{table_id}/table/query/async/start", json.dumps(request))["token"]
-        while True:
-            bundle = syn.restGET(f"/entity/{table_id}/table/query/async/get/{token}")
-            if "queryResult" in bundle:
-                break
-            time.sleep(poll_seconds)  # the job is still running (the real service answers 202)
-        results = bundle["queryResult"]["queryResults"]
-        names = [header["name"] for header in results["headers"]]
-        page = [dict(zip(names, row["values"], strict=True)) for row in results.get("rows", [])]
-        rows.extend(page)
-        if len(page) < QUERY_PAGE:
-            return rows
-        offset += QUERY_PAGE
+def query_table(syn, sql: str) -> list[dict]:
+    """Every row of a Synapse table or view query, as dicts. synapseclient's
+    row set pages itself: the first page comes with the query, the next ones
+    by the ``nextPageToken`` each page gives, until a page gives none."""
+    with warnings.catch_warnings():
+        # tableQuery is deprecated since synapseclient 4.9 for models.query, which
+        # downloads one CSV and has no row-set paging: the row set is what pages.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        results = syn.tableQuery(sql, resultsAs="rowset", partMask=QUERY_RESULTS)
+        names = [header["name"] for header in results.headers]
+        return [dict(zip(names, row["values"], strict=True)) for row in results]
+
+
+def export_millis(value: object) -> int | None:
+    """``exportedOn`` as epoch milliseconds, whichever type the view's column
+    has: the client gives a DATE column as a datetime, an INTEGER as an int,
+    a STRING as its text."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo else value.replace(tzinfo=UTC)  # the client's DATE is UTC
+        return round(aware.timestamp() * 1000)
+    return int(value)  # type: ignore[call-overload]
 
 
 def latest_exports(rows: Iterable[dict], key: str = "recordId") -> list[dict]:
@@ -94,7 +91,9 @@ def latest_exports(rows: Iterable[dict], key: str = "recordId") -> list[dict]:
         record = row.get(key)
         if record is None:
             kept.append(row)
-        elif record not in latest or int(row.get("exportedOn") or 0) >= int(latest[record].get("exportedOn") or 0):
+        elif record not in latest or (export_millis(row.get("exportedOn")) or 0) >= (
+            export_millis(latest[record].get("exportedOn")) or 0
+        ):
             latest[record] = row
     return kept + list(latest.values())
 
@@ -104,20 +103,21 @@ def list_file_view(
 ) -> list[RawArchive]:
     """The files a Synapse file view lists (``query`` filters it: ``{source_table}`` is the view)."""
     sql = query.format(source_table=view_id) if query else f"SELECT * FROM {view_id}"
-    rows = query_table(syn, view_id, sql)
+    rows = query_table(syn, sql)
     if drop_duplicates:
         rows = latest_exports(rows)
     archives = []
     for row in rows:
         handle = syn.restGET(f"/entity/{row['id']}/filehandles")["list"][0]
         bucket, key = handle["bucketName"], handle["key"]
+        millis = export_millis(row.get("exportedOn"))
         archives.append(
             RawArchive(
                 f"s3://{bucket}/{key}",
                 bucket,
                 key,
                 recordid=row.get("recordId"),
-                exported_on=row.get("exportedOn"),
+                exported_on=None if millis is None else str(millis),
                 raw_folder_id=raw_folder_id,
             )
         )

@@ -32,6 +32,7 @@ from bridge_downstream.ingest.listing import ArchiveInput
 from bridge_downstream.replay.invalid_store import StorageInvalidStore, StoredEntry
 from bridge_downstream.replay.replayer import (
     SourceUnavailable,
+    archive_metadata,
     choose_metadata,
     local_archive_input,
 )
@@ -215,13 +216,12 @@ def s3_input_resolver(client=None, endpoint_url: str | None = None):
             if str(error.response.get("Error", {}).get("Code")) in NOT_FOUND:
                 raise SourceUnavailable(f"archive not found: s3://{bucket}/{key}") from error
             raise
-        metadata = choose_metadata(fresh, entry)
         return ArchiveInput(
             storage,
             key,
             source_bucket=bucket,
             raw_folder_id=entry.get("raw_folder_id"),
-            metadata=metadata if metadata is not None else {},
+            metadata=archive_metadata(choose_metadata(fresh, entry)),
         )
 
     return resolve

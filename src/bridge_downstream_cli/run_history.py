@@ -40,8 +40,3 @@ def ledger_lines(storage: Storage) -> Iterator[dict]:
             for line in storage.read_bytes(info.key).splitlines():
                 if line.strip():
                     yield json.loads(line)
-
-
-def invalid_count(storage: Storage) -> int:
-    """Invalid records kept under ``invalid/`` (``bridge-downstream invalid list``)."""
-    return sum(1 for info in storage.list(layout.INVALID_PREFIX + "/") if info.key.endswith(".json"))

@@ -3,12 +3,17 @@ locally (:class:`StorageInvalidStore`); the adapters provide the SQS queue."""
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from bridge_downstream.common.storage import Storage
+from bridge_downstream.config.profiles import Profile
+from bridge_downstream.config.registry import SchemaRegistry
 from bridge_downstream.ingest.invalid_sink import StorageInvalidSink
+from bridge_downstream.ingest.ndjson_export import export_dataset_id
+from bridge_downstream.ingest.resolution import resolve_file
 
 
 @dataclass
@@ -98,3 +103,44 @@ def entry_assessment(entry: dict) -> str:
 def entry_messages(entry: dict) -> list[str]:
     errors = (entry.get("validation_result") or {}).get("errors") or {}
     return [f"{name}: {message}" for name, messages in errors.items() for message in messages]
+
+
+# The errors' key of a failure of the whole archive (ingest's, where no member failed).
+WHOLE_ARCHIVE = "archive"
+
+
+def entry_datasets(entry: dict, profile: Profile, registry: SchemaRegistry | None) -> frozenset[str]:
+    """The datasets of the files an invalid record failed in, as ingest
+    buckets them: an export file by its name, a Bridge upload's file by the
+    registry and the record's app, assessment and revision (its
+    ``metadata.json``'s own schema references are not in the entry, so a file
+    only they would place gives none). Empty: the archive failed before its
+    files were bucketed (unreadable, no or bad metadata), or ``registry`` is
+    None for a profile that needs one."""
+    errors = (entry.get("validation_result") or {}).get("errors") or {}
+    result = entry.get("validation_result") or {}
+    datasets: set[str] = set()
+    for member in errors:
+        if member == WHOLE_ARCHIVE:
+            continue
+        file_name = posixpath.basename(str(member))
+        if profile.kind == "ndjson-export":
+            dataset_id = export_dataset_id(file_name, profile.subtype_data_types)
+        elif registry is None:
+            return frozenset()
+        else:
+            try:
+                revision = int(result.get("assessmentRevision"))  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                return frozenset()  # refused for its metadata: no file was bucketed
+            dataset_id = resolve_file(
+                registry,
+                file_name=file_name,
+                app_id=str(result.get("appId") or ""),
+                assessment_id=str(result.get("assessmentId") or ""),
+                revision=revision,
+                self_references={},
+            ).dataset_id
+        if dataset_id is not None:
+            datasets.add(dataset_id)
+    return frozenset(datasets)

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge_downstream.common import layout
-from bridge_downstream.common.storage import LocalStorage, Storage, join_key
+from bridge_downstream.common.storage import NO_METADATA, LocalStorage, Storage, join_key
 from bridge_downstream.config.limits import ArchiveLimits
 from bridge_downstream.config.profiles import Profile
 from bridge_downstream.config.registry import SchemaRegistry
@@ -65,12 +65,26 @@ def local_path_of(entry: dict) -> Path:
 
 def choose_metadata(fresh: Mapping[str, object], entry: dict) -> dict[str, object] | None:
     """Fresh metadata (a sidecar or object metadata that exists now) wins --
-    it is how a record invalid for missing or wrong metadata is fixed;
-    otherwise the metadata the entry was ingested with."""
-    if fresh:
+    it is how a record invalid for missing or wrong metadata is fixed --
+    even empty (an empty sidecar: metadata with no fields, which the
+    profile's defaults complete, as in ingest); where the store holds none
+    (:data:`NO_METADATA`), the metadata the entry was ingested with. None:
+    there is none."""
+    if fresh is not NO_METADATA:
         return dict(fresh)
     recorded = entry.get("metadata")
     return dict(recorded) if recorded else None
+
+
+def archive_metadata(chosen: Mapping[str, object] | None) -> Mapping[str, object] | None:
+    """What :class:`ArchiveInput` is given for ``chosen`` metadata. Its
+    ``metadata`` tells "none" (an empty mapping) from "read the store's":
+    so chosen empty metadata -- only ever the store's own, an empty sidecar
+    -- is read from the store again, where ingest sees it as empty, not
+    missing."""
+    if chosen is None:
+        return {}
+    return chosen if chosen else None
 
 
 def local_archive_input(entry: dict) -> ArchiveInput:
@@ -79,13 +93,12 @@ def local_archive_input(entry: dict) -> ArchiveInput:
     if not path.is_file():
         raise SourceUnavailable(f"archive not found: {path}")
     storage = LocalStorage(path.parent)
-    metadata = choose_metadata(storage.metadata(path.name), entry)
     return ArchiveInput(
         storage,
         path.name,
         source_bucket=entry.get("source_bucket"),
         raw_folder_id=entry.get("raw_folder_id"),
-        metadata=metadata if metadata is not None else {},
+        metadata=archive_metadata(choose_metadata(storage.metadata(path.name), entry)),
     )
 
 

@@ -1,6 +1,7 @@
 """Data quality on the command line (docs/quality.md): the expectations run
 after every publish (``publish``, ``run``), and ``bridge-downstream quality
-OUTPUT [--dataset D]`` on the current versions on demand.
+OUTPUT [--dataset D] [--engine arrow|spark]`` on the current versions on demand.
+On the Spark engine the tables are checked by Spark, else read into pandas.
 
 A failed ``block`` expectation exits with the invalid-data code; ``warn`` ones
 are reported and exit 0.
@@ -11,17 +12,28 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from bridge_downstream.common import layout
 from bridge_downstream.common.storage import LocalStorage
 from bridge_downstream.config import Profile, load_profile
 from bridge_downstream.config.expectations import load_expectations_file, merge_expectations
 from bridge_downstream.publish.engine_steps import PublishResult, publishing_with_quality_check
+from bridge_downstream.publish.engines import DEFAULT_LOCAL_ENGINE, ENGINE_ENVIRONMENT, ENGINES
 from bridge_downstream.publish.manifest import PublishManifest, current_version, published_datasets, read_manifest
-from bridge_downstream.quality import failed_results, publish_quality_check, render_quality_html, run_expectations
+from bridge_downstream.quality import (
+    PandasTables,
+    SparkTables,
+    TableSource,
+    failed_results,
+    publish_quality_check,
+    render_quality_html,
+    run_expectations,
+)
 from bridge_downstream_cli.cli_context import resolve_dataset_ids
 from bridge_downstream_cli.errors import UsageError
 from bridge_downstream_cli.exit_codes import ExitCode
@@ -38,13 +50,23 @@ def with_study_expectations(profile: Profile, expectations_file: str | None) -> 
     return dataclasses.replace(profile, expectations=merge_expectations(profile.expectations, added))
 
 
+def table_source(engine: str, spark_factory: Callable[[], Any] | None) -> TableSource:
+    """Where the expectations read the tables: Spark on the Spark engine (the session
+    the publish uses), pandas on the Arrow engine (which starts no JVM)."""
+    if engine == "spark" and spark_factory is not None:
+        return SparkTables(spark_factory())
+    return PandasTables()
+
+
 def with_quality_check(profile: Profile, publish: Callable[..., PublishResult]) -> Callable[..., PublishResult]:
     """``publish`` (:func:`~bridge_downstream.publish.publish_dataset_with`) with the
-    profile's expectations run on each new version before it is made current."""
+    profile's expectations run on each new version before it is made current,
+    on the publish's engine."""
 
-    def checked(*args, **kwargs) -> PublishResult:
-        with publishing_with_quality_check(publish_quality_check(profile)):
-            return publish(*args, **kwargs)
+    def checked(engine: str, spark_factory: Callable[[], Any] | None, **kwargs) -> PublishResult:
+        source = table_source(engine, spark_factory)
+        with publishing_with_quality_check(publish_quality_check(profile, source=source)):
+            return publish(engine, spark_factory, **kwargs)
 
     return checked
 
@@ -88,17 +110,27 @@ def command_quality(args: argparse.Namespace) -> int:
         return int(ExitCode.NOTHING)
     checked = []
     findings = {}
-    for dataset_id in datasets:
-        version = current_version(storage, dataset_id)
-        if version is None:
-            continue
-        manifest = read_manifest(storage, dataset_id, version)
-        quality = run_expectations(storage, manifest, profile)
-        checked.append((manifest, quality))
-        manifest.quality = quality
-        found = quality_findings(manifest)
-        if found:
-            findings[dataset_id] = found
+    spark = None
+    if args.engine == "spark":
+        from bridge_downstream.publish import local_spark_session
+
+        spark = local_spark_session(app_name="bridge-downstream-quality")
+    try:
+        source = table_source(args.engine, lambda: spark)
+        for dataset_id in datasets:
+            version = current_version(storage, dataset_id)
+            if version is None:
+                continue
+            manifest = read_manifest(storage, dataset_id, version)
+            quality = run_expectations(storage, manifest, profile, source=source)
+            checked.append((manifest, quality))
+            manifest.quality = quality
+            found = quality_findings(manifest)
+            if found:
+                findings[dataset_id] = found
+    finally:
+        if spark is not None:
+            spark.stop()
     stamp = checked[0][1]["checked_at"].replace(":", "") if checked else "none"
     report_key = f"{layout.QUALITY_REPORTS_PREFIX}/{stamp}.html"
     storage.write_bytes(report_key, render_quality_html(checked).encode())
@@ -128,4 +160,11 @@ def add_quality_commands(commands) -> None:
     quality.add_argument("--dataset", action="append", help="a dataset id or table name (repeatable; default: all)")
     quality.add_argument("--profile", help="profile name or YAML file (default: the one the output root recorded)")
     add_expectations_argument(quality)
+    quality.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default=os.environ.get(ENGINE_ENVIRONMENT) or DEFAULT_LOCAL_ENGINE,
+        help="arrow (default: the tables read into pandas) or spark (checked by a local Spark, for tables "
+        "larger than memory)",
+    )
     quality.set_defaults(handler=command_quality)

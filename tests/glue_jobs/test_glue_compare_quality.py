@@ -71,7 +71,9 @@ def test_quality_job_checks_every_current_version(caplog):
     boto3.client("s3").create_bucket(Bucket="parquet")
     _publish(BRANCH, [1.0, 2.0])
     with caplog.at_level(logging.INFO, logger="quality"):
-        summary = load_job("quality").main(["--published-root", BRANCH, "--profile", "mtb", "--JOB_RUN_ID", "jr_2"])
+        summary = load_job("quality").main(
+            ["--published-root", BRANCH, "--profile", "mtb", "--engine", "pandas", "--JOB_RUN_ID", "jr_2"]
+        )
     assert list(summary) == [DATASET] and summary[DATASET]["version"] == "v1"
     assert summary[DATASET]["report"] == "published/Survey_v1/versions/v1/quality.html"
     assert _objects(BRANCH, "reports/quality/") == ["reports/quality/jr_2.html", "reports/quality/jr_2.json"]
@@ -95,3 +97,23 @@ def test_compare_job_on_spark_reads_emulated_s3_through_a_staged_copy(spark, tmp
     assert report.engine == "spark"
     (table,) = report.tables
     assert (table.rows_a, table.rows_b, table.only_in_a["recordid"].tolist()) == (3, 2, ["r2"])
+
+
+@pytest.mark.spark
+def test_quality_job_on_spark_checks_emulated_s3_through_a_staged_copy(spark, tmp_path, monkeypatch):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    with moto_server() as endpoint:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+        boto3.client("s3").create_bucket(Bucket="parquet")
+        _publish(BRANCH, [1.0, 2.0])
+        summary = load_job("quality").main(
+            ["--published-root", BRANCH, "--profile", "mtb", "--JOB_RUN_ID", "jr_3"], spark=spark
+        )
+        assert _objects(BRANCH, "reports/quality/") == ["reports/quality/jr_3.html", "reports/quality/jr_3.json"]
+    results = summary[DATASET]["results"]
+    # mtb's recordid not null, counted by Spark on the two published rows read from the staged copy
+    [recordid] = [r for r in results if r["expectation"] == "recordid not null"]
+    assert (recordid["passed"], recordid["element_count"], recordid["unexpected_count"]) == (True, 2, 0)
+    assert list(scratch.iterdir()) == []  # the staged copy is removed

@@ -7,7 +7,7 @@ import pytest
 
 from bridge_downstream.common import layout
 from bridge_downstream.common.storage import LocalStorage
-from bridge_downstream.publish import read_current_manifests
+from bridge_downstream.publish import read_current_manifests, read_manifest
 from bridge_downstream.quality.compare import CompareError, CompareOptions, compare_storages, join_columns
 from bridge_downstream_cli.main import main
 from published_fixtures import publish
@@ -228,3 +228,28 @@ def test_the_spark_engine_finds_what_pandas_finds(tmp_path, spark):
         (ROOT, 3, 2, [["r2"]], [], [["r1", "score", 2.0, 2.5]]),
         (STEPS, 2, 3, [], [["r0/steps", 2]], [["r0/steps", 1, "answer", "b", "B"]]),
     ]
+
+
+@pytest.mark.spark
+def test_the_spark_engine_reads_partitions_an_incremental_version_carries(tmp_path, spark):
+    """A's current version writes 2024 anew and lists 2023's files where v1 wrote
+    them (as an incremental publish does); B holds the same rows in one version."""
+    earlier, later = (("year", "2023"),), (("year", "2024"),)
+    first, second = _root_rows((1.0, 2.0)), [{"recordid": "r9", "score": 9.0, "name": "n9"}]
+    a = LocalStorage(tmp_path / "a")
+    publish(a, "Survey_v1", "v1", {ROOT: {earlier: first}})
+    manifest = publish(a, "Survey_v1", "v2", {ROOT: {later: second}})
+    manifest.tables[ROOT].files = [
+        *read_manifest(a, "Survey_v1", "v1").tables[ROOT].files,
+        *manifest.tables[ROOT].files,
+    ]
+    manifest.tables[ROOT].rows = 3
+    manifest.plan = _plan(["recordid"])
+    a.write_bytes(layout.manifest_key("Survey_v1", "v2"), manifest.to_json().encode())
+    b = LocalStorage(tmp_path / "b")
+    both = publish(b, "Survey_v1", "v1", {ROOT: {earlier: first, later: second}})
+    both.plan = _plan(["recordid"])
+    b.write_bytes(layout.manifest_key("Survey_v1", "v1"), both.to_json().encode())
+    for engine in ("pandas", "spark"):
+        (table,) = compare_storages(a, b, engine=engine, spark=spark).tables
+        assert (table.rows_a, table.rows_b, table.differs) == (3, 3, False), engine

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from bridge_downstream.common.storage import LocalStorage
 from bridge_downstream.publish.manifest import current_version, published_datasets
 from bridge_downstream_cli.exit_codes import ExitCode
@@ -76,3 +78,36 @@ def test_quality_checks_the_current_versions_on_demand(tmp_path, capsys):
     assert main(["quality", str(out), "--dataset", DATASET, "--expectations", str(study)]) == ExitCode.INVALID
     [html] = sorted((out / "reports" / "quality").glob("*.html"))[-1:]
     assert "log-1" in html.read_text()
+
+
+class _SharedSession:
+    """The test session, which the command's ``stop()`` must not end."""
+
+    def __init__(self, spark):
+        self._spark = spark
+        self.stopped = False
+
+    def __getattr__(self, name):
+        return getattr(self._spark, name)
+
+    def stop(self):
+        self.stopped = True
+
+
+@pytest.mark.spark
+def test_quality_on_the_spark_engine_finds_what_pandas_finds(tmp_path, capsys, spark, monkeypatch):
+    out = tmp_path / "out"
+    run = ["run", str(export(tmp_path, ["400", "9000"])), "--output", str(out), "--profile", "recover", "--no-progress"]
+    assert main(run) == ExitCode.OK
+    capsys.readouterr()
+    session = _SharedSession(spark)
+    monkeypatch.setattr("bridge_downstream.publish.local_spark_session", lambda **_: session)
+    printed = {}
+    for engine in ("arrow", "spark"):
+        assert main(["quality", str(out), "--engine", engine]) == ExitCode.OK
+        printed[engine] = capsys.readouterr().out
+    assert session.stopped  # the command ends the session it started
+    assert "checked 1 datasets: 0 passed" in printed["spark"]
+    assert "MinutesAsleep between 0 and 1440: 1" in printed["spark"]
+    findings = {engine: [line.split("file://")[0] for line in text.splitlines()] for engine, text in printed.items()}
+    assert findings["spark"] == findings["arrow"] and any('"LogId": "log-1"' in line for line in findings["spark"])

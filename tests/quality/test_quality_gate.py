@@ -15,10 +15,11 @@ from bridge_downstream.common import layout
 from bridge_downstream.common.storage import LocalStorage
 from bridge_downstream.config.expectations import Expectation
 from bridge_downstream.config.profiles import Profile, load_profile
-from bridge_downstream.publish.arrow_engine import publish_dataset_arrow
-from bridge_downstream.publish.engine_steps import publishing_with_quality_check
+from bridge_downstream.publish.engines import publish_dataset_with
 from bridge_downstream.publish.manifest import current_version, read_manifest
-from bridge_downstream.quality import REPORT_NAME, publish_quality_check
+from bridge_downstream.quality import REPORT_NAME
+from bridge_downstream.quality.runner import PandasTables
+from bridge_downstream_cli.quality_commands import with_quality_check
 from support import ingest_folder, write_archive
 
 DATASET = "FitbitSleepLogs"
@@ -53,7 +54,8 @@ def export_archive(folder: Path, name: str, rows: list[dict]) -> None:
 def ingest_and_publish(
     tmp_path: Path, registry, rows: list[dict], profile: Profile, export: str, engine="arrow", spark=None
 ):
-    """One more export of ``rows`` ingested into ``tmp_path/out`` and published with the profile's quality check."""
+    """One more export of ``rows`` ingested into ``tmp_path/out`` and published with the
+    profile's quality check, as the command line does (on Spark, checked by Spark)."""
     folder = tmp_path / "in" / export
     export_archive(folder, f"recover-{export}.zip", rows)
     ingest_folder(folder, tmp_path / "out", registry, profile="recover")
@@ -66,12 +68,7 @@ def ingest_and_publish(
         "published": storage,
         "run_id": export,
     }
-    with publishing_with_quality_check(publish_quality_check(profile)):
-        if engine == "spark":
-            from bridge_downstream.publish.spark_engine import publish_dataset
-
-            return storage, publish_dataset(spark, **arguments).manifest
-        return storage, publish_dataset_arrow(**arguments).manifest
+    return storage, with_quality_check(profile, publish_dataset_with)(engine, lambda: spark, **arguments).manifest
 
 
 def minutes_asleep_result(manifest) -> dict:
@@ -171,3 +168,28 @@ def test_the_spark_engine_output_is_checked_the_same(tmp_path, registry, spark):
     assert result["unexpected_count"] == 2
     assert flagged_keys(result) == set(OUT_OF_RANGE)
     assert current_version(storage, DATASET) == manifest.version
+
+
+@pytest.mark.spark
+def test_on_the_spark_engine_a_block_expectation_keeps_the_previous_version_current(
+    tmp_path, registry, spark, monkeypatch
+):
+    def not_pandas(*args, **kwargs):
+        raise AssertionError("the Spark engine's versions are checked by Spark")
+
+    monkeypatch.setattr(PandasTables, "read", not_pandas)
+    profile = blocking(load_profile("recover"))
+    storage, first = ingest_and_publish(tmp_path, registry, sleep_logs({}), profile, "a", "spark", spark)
+    assert first.quality["passed"] and current_version(storage, DATASET) == first.version
+
+    later_rows = [{**row, "LogId": row["LogId"] + "-b"} for row in sleep_logs({})]
+    later_rows[0]["MinutesAsleep"] = "1441"
+    _, second = ingest_and_publish(tmp_path, registry, later_rows, profile, "b", "spark", spark)
+
+    assert second.blocked_by_quality
+    assert current_version(storage, DATASET) == first.version
+    [failed] = [r for r in read_manifest(storage, DATASET, second.version).quality["results"] if not r["passed"]]
+    assert (failed["policy"], failed["unexpected_count"], failed["element_count"]) == ("block", 1, 12)
+    assert failed["samples"] == [
+        {"value": 1441, "key": {"ParticipantIdentifier": "RX-0001", "LogId": "RX-0001-sleep-0-b"}}
+    ]

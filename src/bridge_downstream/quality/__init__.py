@@ -11,10 +11,14 @@ from bridge_downstream.quality.compare import (
     ComparisonReport,
     TableComparison,
     compare_storages,
+    read_published_spark,
 )
 from bridge_downstream.quality.html_report import render_quality_html
 from bridge_downstream.quality.runner import (
     REPORT_NAME,
+    PandasTables,
+    SparkTables,
+    TableSource,
     check_version,
     expectations_for,
     failed_results,
@@ -27,12 +31,16 @@ __all__ = [
     "CompareError",
     "CompareOptions",
     "ComparisonReport",
+    "PandasTables",
+    "SparkTables",
     "TableComparison",
+    "TableSource",
     "check_version",
     "compare_storages",
     "expectations_for",
     "failed_results",
     "publish_quality_check",
+    "read_published_spark",
     "render_quality_html",
     "run_expectations",
 ]

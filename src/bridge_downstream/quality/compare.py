@@ -36,7 +36,13 @@ import pyarrow.parquet as pq
 
 from bridge_downstream.common import layout
 from bridge_downstream.common.storage import Storage, join_key
-from bridge_downstream.publish.manifest import PublishManifest, current_version, published_datasets, read_manifest
+from bridge_downstream.publish.manifest import (
+    PublishedTable,
+    PublishManifest,
+    current_version,
+    published_datasets,
+    read_manifest,
+)
 
 ENGINES = ("pandas", "spark")
 SIDE_A, SIDE_B = "a", "b"  # datacompy's frame names: its column suffixes (``<column>_a``)
@@ -432,29 +438,11 @@ class SparkReader:
         self.location = location
 
     def read(self, storage: Storage, manifest: PublishManifest, table: str, where: str | None) -> Any:
-        from pyspark.sql import functions as F
 
-        published = manifest.tables[table]
-        files = published.files_of("parquet")
-        types = _types_of(manifest, table)
-        if not files:
-            schema = ", ".join(f"`{name}` {kind}" for name, kind in types.items())
+        frame = read_published_spark(self.spark, self.location, storage, manifest.tables[table])
+        if frame is None:
+            schema = ", ".join(f"`{name}` {kind}" for name, kind in _types_of(manifest, table).items())
             frame = self.spark.createDataFrame([], schema)
-        else:
-            prefix = layout.table_prefix(manifest.dataset_id, manifest.version, "parquet", table)
-            folder = self.location.read_uri(storage, prefix).rstrip("/")
-            paths = [folder + _escaped_glob(file.key[len(prefix) :]) for file in files]
-            inference = "spark.sql.sources.partitionColumnTypeInference.enabled"
-            previous = self.spark.conf.get(inference)
-            # Partition types are the layout's (date parts int, the rest text), never guessed from values.
-            self.spark.conf.set(inference, "false")
-            try:
-                frame = self.spark.read.option("basePath", folder).parquet(*paths)
-            finally:
-                self.spark.conf.set(inference, previous)
-            for name in published.partition_keys:
-                if layout.partition_type(name) == "int":
-                    frame = frame.withColumn(name, F.col(name).cast("int"))
         return frame.where(where) if where else frame
 
     def compare(self, a: Any, b: Any, join_columns: list[str], options: CompareOptions) -> Any:
@@ -480,6 +468,43 @@ class SparkReader:
 
     def drop(self, frame: Any, columns: list[str]) -> Any:
         return frame.drop(*columns)
+
+
+def read_published_spark(spark: Any, location: Any, storage: Storage, table: PublishedTable) -> Any:
+    """``table``'s Parquet files read by Spark through ``location`` (a
+    :class:`~bridge_downstream.publish.spark_engine.SparkLocation`), partition
+    columns typed as the layout types them; ``None`` when it has no file.
+
+    An incremental version carries unchanged partitions by reference, in the
+    folders of the versions that wrote them: one read per folder, united by
+    column name (a carried partition may predate a column)."""
+    from functools import reduce
+
+    from pyspark.sql import functions as F
+
+    groups: dict[str, list[str]] = {}
+    for file in table.files_of("parquet"):
+        below = table.relative_key(file)
+        groups.setdefault(file.key[: -len(below)].rstrip("/"), []).append(below)
+    if not groups:
+        return None
+    inference = "spark.sql.sources.partitionColumnTypeInference.enabled"
+    previous = spark.conf.get(inference)
+    # Partition types are the layout's (date parts int, the rest text), never guessed from values.
+    spark.conf.set(inference, "false")
+    try:
+        frames = []
+        for folder, names in groups.items():
+            base = location.read_uri(storage, folder).rstrip("/")
+            paths = [f"{base}/{_escaped_glob(name)}" for name in names]
+            frames.append(spark.read.option("basePath", base).option("mergeSchema", "true").parquet(*paths))
+    finally:
+        spark.conf.set(inference, previous)
+    frame = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
+    for name in table.partition_keys:
+        if name in frame.columns and layout.partition_type(name) == "int":
+            frame = frame.withColumn(name, F.col(name).cast("int"))
+    return frame
 
 
 def _escaped_glob(path: str) -> str:

@@ -1,21 +1,26 @@
 """Run a profile's expectations on one published version with Great Expectations 1.x.
 
-Each table is read from the version's Parquet (pyarrow, the partition values
-added as columns: both engines write the same files) into pandas, and its
-expectations run with GX in an ephemeral context: GX writes no files
-and keeps no state between runs. The results are plain JSON, stored in the
+Each table is read from the version's Parquet (the partition values added as
+columns: both engines write the same files), into pandas by default
+(:class:`PandasTables`) or, where a Spark session is at hand, as a Spark
+DataFrame (:class:`SparkTables`: a table larger than the driver's memory is
+checked where it lies). The expectations are translated to GX once, whatever
+the source, and run with GX in an ephemeral context: GX writes no files and
+keeps no state between runs. The results are plain JSON, stored in the
 version's manifest (``quality``) and rendered by :mod:`.html_report`.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import math
 import os
 from collections.abc import Callable
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Protocol
 
+from bridge_downstream.common import layout
 from bridge_downstream.common.storage import Storage
 from bridge_downstream.config.expectations import ANY_DATASET, ROOT_TABLE, Expectation, Expectations
 from bridge_downstream.config.profiles import Profile
@@ -40,11 +45,105 @@ def root_table(manifest: PublishManifest) -> PublishedTable:
     return min((t for t in manifest.tables.values() if t.parent is None), key=lambda t: len(t.name))
 
 
+class TableSource(Protocol):
+    """Where a table's rows are checked: the frame GX is given, and the GX
+    datasource that takes it. Everything else is the same for every source."""
+
+    def read(self, published: Storage, table: PublishedTable, columns: set[str]) -> Any: ...
+
+    def as_numbers(self, frame: Any, column: str) -> Any:
+        """``frame`` with ``column`` as numbers, text that is no number null."""
+
+    def add_datasource(self, context: Any) -> Any: ...
+
+
+class PandasTables:
+    """The table read into pandas on the driver: quick for what fits in its memory."""
+
+    def read(self, published: Storage, table: PublishedTable, columns: set[str]):
+        import pandas as pd
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pieces = []
+        for file in table.files_of("parquet"):
+            piece = pq.read_table(io.BytesIO(published.read_bytes(file.key)))
+            for name in table.partition_keys:
+                if name not in piece.column_names:
+                    value = _partition_value(name, file.partition.get(name))
+                    piece = piece.append_column(name, pa.array([value] * piece.num_rows, _partition_arrow_type(name)))
+            pieces.append(piece)
+        if not pieces:
+            return pd.DataFrame(columns=sorted(columns))
+        return pa.concat_tables(pieces, promote_options="permissive").to_pandas()
+
+    def as_numbers(self, frame, column: str):
+        import pandas as pd
+
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+        return frame
+
+    def add_datasource(self, context):
+        return context.data_sources.add_pandas("published")
+
+
+class SparkTables:
+    """The table read by Spark, reached through a
+    :class:`~bridge_downstream.publish.spark_engine.SparkLocation` (directly on
+    Glue and locally, a staged copy against emulated S3): GX computes its
+    metrics as Spark jobs, so no table has to fit in the driver's memory."""
+
+    def __init__(self, spark: Any, location: Any = None):
+        from bridge_downstream.publish.spark_engine import DirectLocation
+
+        self.spark = spark
+        self.location = location or DirectLocation()
+
+    def read(self, published: Storage, table: PublishedTable, columns: set[str]):
+        from bridge_downstream.quality.compare import read_published_spark
+
+        frame = read_published_spark(self.spark, self.location, published, table)
+        if frame is None:
+            return self.spark.createDataFrame([], ", ".join(f"`{name}` string" for name in sorted(columns)))
+        return frame
+
+    def as_numbers(self, frame, column: str):
+        from pyspark.sql import functions as F
+        from pyspark.sql.types import NumericType
+
+        if isinstance(frame.schema[column].dataType, NumericType):
+            return frame
+        return frame.withColumn(column, F.expr(f"try_cast(`{column.replace('`', '``')}` AS DOUBLE)"))
+
+    def add_datasource(self, context):
+        # Not persisted: each expectation's scan reads only its columns of the
+        # Parquet; a cached copy of every column would be the whole table again.
+        return context.data_sources.add_spark("published", persist=False)
+
+
+def _partition_value(name: str, text: str | None) -> int | str | None:
+    if text is None or text in ("", layout.HIVE_DEFAULT_PARTITION):
+        return None
+    return int(text) if layout.partition_type(name) == "int" else text
+
+
+def _partition_arrow_type(name: str):
+    import pyarrow as pa
+
+    return pa.int32() if layout.partition_type(name) == "int" else pa.string()
+
+
 def run_expectations(
-    published: Storage, manifest: PublishManifest, profile: Profile, expectations: Expectations | None = None
+    published: Storage,
+    manifest: PublishManifest,
+    profile: Profile,
+    expectations: Expectations | None = None,
+    source: TableSource | None = None,
 ) -> dict:
     """The version's quality: ``passed`` (no expectation failed), ``blocked`` (a
-    ``block`` expectation failed) and one result per expectation."""
+    ``block`` expectation failed) and one result per expectation. ``source``:
+    where the tables are read and checked (default :class:`PandasTables`)."""
+    source = source or PandasTables()
     wanted = expectations_for(profile.expectations if expectations is None else expectations, manifest.dataset_id)
     results: list[dict] = []
     for table_name, items in wanted.items():
@@ -52,7 +151,7 @@ def run_expectations(
         if table is None:
             results.extend(_result(manifest, table_name, item, error="no such table in this version") for item in items)
             continue
-        results.extend(_check_table(published, manifest, profile, table, items))
+        results.extend(_check_table(published, manifest, profile, table, items, source))
     failed = [r for r in results if not r["passed"]]
     return {
         "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -98,43 +197,31 @@ def _check_table(
     profile: Profile,
     table: PublishedTable,
     items: tuple[Expectation, ...],
+    source: TableSource,
 ) -> list[dict]:
     columns = {c["name"] for c in table.columns} | set(table.partition_keys)
     key = [c for c in _key_columns(profile, manifest, table) if c in columns]
-    frame = _read_table(published, table, columns)
+    frame = source.read(published, table, columns)
+    # recover's numbers are often published as text (its table types): ranges compare
+    # them as numbers, as recover's GX on Spark cast them; text that is no number is no value here.
+    for column in sorted({i.column for i in items if i.kind == "between" and i.column in columns}):
+        frame = source.as_numbers(frame, column)
     gx = _great_expectations()
     outcomes: dict[int, dict] = {}
     suite_items: list[tuple[int, Any]] = []
     for number, item in enumerate(items):
-        ready = _gx_expectation(gx, item, number, published, manifest, profile, table, columns, frame)
+        ready = _gx_expectation(gx, item, number, published, manifest, profile, table, columns)
         if isinstance(ready, dict):
             outcomes[number] = _result(manifest, table.name, item, **ready)
         else:
             suite_items.append((number, ready))
     if suite_items:
-        for number, validation in _validate(gx, frame, [e for _, e in suite_items], key).items():
+        for number, validation in _validate(gx, source, frame, [e for _, e in suite_items], key).items():
             outcomes[number] = _result(manifest, table.name, items[number], **validation)
     return [outcomes[number] for number in range(len(items))]
 
 
-def _read_table(published: Storage, table: PublishedTable, columns: set[str]):
-    import pandas as pd
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    pieces = []
-    for file in table.files_of("parquet"):
-        piece = pq.read_table(io.BytesIO(published.read_bytes(file.key)))
-        for name, value in file.partition.items():
-            if name not in piece.column_names:
-                piece = piece.append_column(name, pa.array([value] * piece.num_rows, pa.string()))
-        pieces.append(piece)
-    if not pieces:
-        return pd.DataFrame(columns=sorted(columns))
-    return pa.concat_tables(pieces, promote_options="permissive").to_pandas()
-
-
-def _gx_expectation(gx, item, number, published, manifest, profile, table, columns, frame):
+def _gx_expectation(gx, item, number, published, manifest, profile, table, columns):
     """The GX expectation for ``item``, or its result where GX has nothing to check."""
     meta = {"number": number}
     if item.kind == "column_exists":
@@ -160,11 +247,6 @@ def _gx_expectation(gx, item, number, published, manifest, profile, table, colum
         # A column no row of this version holds has no value to judge; column_exists asks for it.
         return {"passed": True, "note": f"no column {item.column}: nothing to check"}
     if item.kind == "between":
-        # recover's numbers are often published as text (its table types): compared as numbers,
-        # as recover's GX on Spark cast them; text that is no number is no value here.
-        import pandas as pd
-
-        frame[item.column] = pd.to_numeric(frame[item.column], errors="coerce")
         return gx.expectations.ExpectColumnValuesToBeBetween(
             column=item.column, min_value=item.min, max_value=item.max, meta=meta
         )
@@ -173,7 +255,7 @@ def _gx_expectation(gx, item, number, published, manifest, profile, table, colum
     return gx.expectations.ExpectColumnValuesToBeInSet(column=item.column, value_set=list(item.values), meta=meta)
 
 
-def _validate(gx, frame, suite_items: list, key: list[str]) -> dict[int, dict]:
+def _validate(gx, source: TableSource, frame, suite_items: list, key: list[str]) -> dict[int, dict]:
     """Run GX expectations on ``frame`` in an ephemeral context: result per expectation number."""
     from great_expectations.data_context.types.base import (
         DataContextConfig,
@@ -189,12 +271,13 @@ def _validate(gx, frame, suite_items: list, key: list[str]) -> dict[int, dict]:
     )
     context = gx.get_context(mode="ephemeral", project_config=config)
     batch = (
-        context.data_sources.add_pandas("published")
+        source.add_datasource(context)
         .add_dataframe_asset("table")
         .add_batch_definition_whole_dataframe("version")
         .get_batch(batch_parameters={"dataframe": frame})
     )
-    result_format: dict[str, Any] = {"result_format": "COMPLETE", "partial_unexpected_count": SAMPLE_COUNT}
+    # SUMMARY: a few unexpected rows, not all of them (on Spark, all would be collected to the driver).
+    result_format: dict[str, Any] = {"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_COUNT}
     if key:
         result_format["unexpected_index_column_names"] = key
     outcomes = {}
@@ -207,7 +290,8 @@ def _validate(gx, frame, suite_items: list, key: list[str]) -> dict[int, dict]:
         outcomes[expectation.meta["number"]] = {
             "passed": bool(result.success),
             "element_count": details.get("element_count", details.get("observed_value")),
-            "unexpected_count": details.get("unexpected_count"),
+            # Spark sums no rows to null where pandas counts 0; absent: not a count of rows.
+            "unexpected_count": (details["unexpected_count"] or 0) if "unexpected_count" in details else None,
             "samples": _samples(details, key),
             "error": error or None,
         }
@@ -215,16 +299,21 @@ def _validate(gx, frame, suite_items: list, key: list[str]) -> dict[int, dict]:
 
 
 def _samples(details: dict, key: list[str]) -> list[dict]:
-    indexed = details.get("unexpected_index_list") or []
+    """A few unexpected values with their keys, in key order: which rows a source
+    returns first is its own (file order on pandas, task order on Spark)."""
+    indexed = details.get("partial_unexpected_index_list") or []
     if indexed and isinstance(indexed[0], dict):
-        return [
+        samples = [
             {
                 "value": _json_value(next((v for k, v in row.items() if k not in key), None)),
                 "key": {k: _json_value(row.get(k)) for k in key},
             }
             for row in indexed[:SAMPLE_COUNT]
         ]
-    return [{"value": _json_value(v), "key": {}} for v in (details.get("partial_unexpected_list") or [])[:SAMPLE_COUNT]]
+    else:
+        values = (details.get("partial_unexpected_list") or [])[:SAMPLE_COUNT]
+        samples = [{"value": _json_value(v), "key": {}} for v in values]
+    return sorted(samples, key=lambda sample: json.dumps(sample, sort_keys=True, default=str))
 
 
 def _json_value(value):
@@ -232,6 +321,8 @@ def _json_value(value):
         value = value.item()  # numpy scalars
     if isinstance(value, float) and math.isnan(value):
         return None
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # pandas keeps whole numbers read from text as integers, Spark's cast makes them doubles
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, tuple):
@@ -259,25 +350,29 @@ REPORT_NAME = "quality.html"
 
 
 def check_version(
-    published: Storage, manifest: PublishManifest, profile: Profile, expectations: Expectations | None = None
+    published: Storage,
+    manifest: PublishManifest,
+    profile: Profile,
+    expectations: Expectations | None = None,
+    source: TableSource | None = None,
 ) -> dict:
     """:func:`run_expectations`, its HTML report written beside the version (``quality.html``)."""
-    from bridge_downstream.common import layout
     from bridge_downstream.quality.html_report import render_quality_html
 
-    quality = run_expectations(published, manifest, profile, expectations)
+    quality = run_expectations(published, manifest, profile, expectations, source)
     report_key = f"{layout.version_prefix(manifest.dataset_id, manifest.version)}/{REPORT_NAME}"
     published.write_bytes(report_key, render_quality_html([(manifest, quality)]).encode())
     return {**quality, "report": report_key}
 
 
 def publish_quality_check(
-    profile: Profile, expectations: Expectations | None = None
+    profile: Profile, expectations: Expectations | None = None, source: TableSource | None = None
 ) -> Callable[[Storage, PublishManifest], dict]:
     """What a publish runs on each new version before making it current
-    (:func:`bridge_downstream.publish.engine_steps.publishing_with_quality_check`)."""
+    (:func:`bridge_downstream.publish.engine_steps.publishing_with_quality_check`);
+    ``source``: :class:`SparkTables` where the publish runs on Spark."""
 
     def check(published: Storage, manifest: PublishManifest) -> dict:
-        return check_version(published, manifest, profile, expectations)
+        return check_version(published, manifest, profile, expectations, source)
 
     return check

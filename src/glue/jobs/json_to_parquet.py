@@ -37,7 +37,7 @@ from bridge_downstream.publish import DirectLocation, json_datasets, publish_dat
 from bridge_downstream.publish.engine_steps import publishing_with_quality_check
 from bridge_downstream.publish.file_layout import ENVIRONMENT_VARIABLE
 from bridge_downstream.publish.manifest import PublishManifest
-from bridge_downstream.quality import failed_results, publish_quality_check
+from bridge_downstream.quality import SparkTables, failed_results, publish_quality_check
 from bridge_downstream_adapters.glue_args import resolve_options
 from bridge_downstream_adapters.glue_catalog import GlueCatalog
 from bridge_downstream_adapters.s3 import S3Storage
@@ -147,7 +147,8 @@ def main(argv=None, spark=None, glue_client=None) -> dict:
     run_id = args["WORKFLOW_RUN_ID"] or new_run_id()
     present = set(json_datasets(work))
     results = {}
-    quality_check = publish_quality_check(config.profile)
+    # On Spark: a table of years of data need not fit in the driver's memory.
+    quality_check = publish_quality_check(config.profile, source=SparkTables(spark, location))
     try:
         for dataset_id in chosen_datasets(args, glue, work):
             if dataset_id not in present:

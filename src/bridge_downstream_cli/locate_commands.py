@@ -19,14 +19,21 @@ from __future__ import annotations
 import json
 import posixpath
 import zipfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from bridge_downstream.common import layout
-from bridge_downstream.common.storage import LocalStorage
+from bridge_downstream.common.storage import LocalStorage, Storage
 from bridge_downstream.config import Profile, load_profile
 from bridge_downstream.publish.increments import KEY_INDEX_NAME, KEY_SEPARATOR, file_partition, index_key, read_parquet
-from bridge_downstream.publish.manifest import PublishedTable, current_version, published_datasets, read_manifest
+from bridge_downstream.publish.manifest import (
+    PublishedTable,
+    PublishManifest,
+    current_version,
+    published_datasets,
+    read_manifest,
+)
 from bridge_downstream_cli.errors import UsageError
 from bridge_downstream_cli.output_root import RootRecord
 from bridge_downstream_cli.run_history import ledger_lines, run_records
@@ -41,6 +48,13 @@ EXPORTS_NOT_RECORDED = (
     "Synapse entities and deliveries: not recorded per record (the exports mirror the published files: "
     "the files listed above are the ones they carry)"
 )
+
+
+def _current_manifests(storage: Storage, datasets: Iterable[str]) -> Iterator[tuple[str, PublishManifest | None]]:
+    """Each dataset's current manifest; None for a dataset without a current version."""
+    for dataset_id in datasets:
+        version = current_version(storage, dataset_id)
+        yield dataset_id, None if version is None else read_manifest(storage, dataset_id, version)
 
 
 def _exported_on(source: str) -> str | None:
@@ -104,12 +118,11 @@ def locate_record(storage: LocalStorage, record_id: str, with_rows: bool = False
     ledger = [line for line in ledger_lines(storage) if line.get("recordid") == record_id]
     datasets = sorted({dataset for archive in archives for dataset in archive["datasets"]})
     published: dict[str, dict] = {}
-    for dataset_id in datasets:
-        version = current_version(storage, dataset_id)
-        if version is None:
+    for dataset_id, manifest in _current_manifests(storage, datasets):
+        if manifest is None:
             published[dataset_id] = {"version": None}
             continue
-        manifest = read_manifest(storage, dataset_id, version)
+        version = manifest.version
         tables: dict[str, dict] = {}
         kept_exported_on: object = None
         for name, table in manifest.tables.items():
@@ -270,12 +283,11 @@ def locate_export_rows(
     else:
         datasets = published_datasets(storage)
     published: dict[str, dict] = {}
-    for dataset_id in datasets:
-        version = current_version(storage, dataset_id)
-        if version is None:
+    for dataset_id, manifest in _current_manifests(storage, datasets):
+        if manifest is None:
             published[dataset_id] = {"version": None}
             continue
-        manifest = read_manifest(storage, dataset_id, version)
+        version = manifest.version
         root = next(t for t in manifest.tables.values() if t.parent is None)
         partitions = None
         index = "every partition read: " + (

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from iam_eval import Template, allowed, resolve, trusts
 
 from deploy_fixtures import ROOT, render_group, require_sceptre
@@ -310,6 +311,47 @@ def glue_role_statements(rendered, namespace: str) -> list[dict]:
     return policy(resolve(template["Resources"]["GlueJobRole"]["Properties"], refs))
 
 
+def develop_pipeline_ids() -> list[str]:
+    return [p["id"] for p in yaml.safe_load((ROOT / "config" / "develop" / "config.yaml").read_text())["pipelines"]]
+
+
+def test_a_namespace_glue_role_reaches_its_own_pipelines_catalog_and_workflows(rendered):
+    statements = glue_role_statements(rendered, BRANCH)
+    glue = f"arn:aws:glue:{REGION}:{ACCOUNT}"
+    pipelines = develop_pipeline_ids()
+    assert len(pipelines) == 2
+    for pipeline in pipelines:
+        database = f"{BRANCH.replace('-', '_')}_{pipeline.replace('-', '_')}"
+        for action in ("glue:CreateTable", "glue:DeleteTable", "glue:BatchCreatePartition"):
+            assert allowed(statements, action, f"{glue}:catalog"), action
+            assert allowed(statements, action, f"{glue}:database/{database}"), (action, database)
+            assert allowed(statements, action, f"{glue}:table/{database}/dataset_x_v1"), (action, database)
+        s3_to_json, json_to_parquet = (
+            f"{glue}:workflow/{BRANCH}-{pipeline}-{w}" for w in ("s3-to-json", "json-to-parquet")
+        )
+        assert allowed(statements, "glue:PutWorkflowRunProperties", s3_to_json)
+        assert allowed(statements, "glue:GetWorkflowRunProperties", json_to_parquet)
+
+
+@pytest.mark.parametrize(
+    "database, workflow",
+    [
+        # the namespace's own database prefix, but no configured pipeline's database or workflow
+        (f"{BRANCH.replace('-', '_')}_unlisted", f"{BRANCH}-unlisted-s3-to-json"),
+        (f"{BRANCH.replace('-', '_')}_mtb_example_2", f"{BRANCH}-mtb-example-2-s3-to-json"),
+        (f"{BRANCH.replace('-', '_')}_mtb", f"{BRANCH}-mtb-example-s3-to-json-2"),
+    ],
+)
+def test_a_namespace_glue_role_cannot_reach_an_unconfigured_pipeline_of_its_own_namespace(rendered, database, workflow):
+    statements = glue_role_statements(rendered, BRANCH)
+    glue = f"arn:aws:glue:{REGION}:{ACCOUNT}"
+    for action in ("glue:GetDatabase", "glue:CreateTable", "glue:DeleteTable", "glue:GetTables"):
+        assert not allowed(statements, action, f"{glue}:database/{database}"), (action, database)
+        assert not allowed(statements, action, f"{glue}:table/{database}/t"), (action, database)
+    for action in ("glue:GetWorkflowRunProperties", "glue:PutWorkflowRunProperties", "glue:GetWorkflowRun"):
+        assert not allowed(statements, action, f"{glue}:workflow/{workflow}"), (action, workflow)
+
+
 @pytest.mark.parametrize("other", ["bridge-downstream", OTHER_BRANCH, BRANCH + "x"])
 def test_a_namespace_glue_role_cannot_reach_another_namespace(rendered, other):
     statements = glue_role_statements(rendered, BRANCH)
@@ -327,6 +369,8 @@ def test_a_namespace_glue_role_cannot_reach_another_namespace(rendered, other):
         ),
         ("glue:DeleteTable", f"{glue}:table/{other_db}_mtb_example/t"),
         ("glue:CreateTable", f"{glue}:database/{other_db}_mtb_example"),
+        ("glue:GetDatabase", f"{glue}:database/{other_db}_recover_pilot"),
         ("glue:PutWorkflowRunProperties", f"{glue}:workflow/{other}-mtb-example-s3-to-json"),
+        ("glue:GetWorkflowRunProperties", f"{glue}:workflow/{other}-recover-pilot-json-to-parquet"),
     ):
         assert not allowed(statements, action, resource), (action, resource)

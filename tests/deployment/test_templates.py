@@ -244,6 +244,40 @@ def test_glue_role_is_scoped_to_the_namespace(rendered, group):
             assert statement["Sid"] == "Metrics" and statement["Condition"]
 
 
+def stack_parameter_lines(path: Path, names: tuple[str, ...]) -> dict[str, str]:
+    """The unrendered ``Name: value`` parameter lines of a sceptre stack config."""
+    lines = (line.strip() for line in path.read_text().splitlines())
+    return {name: line for line in lines for name in names if line.startswith(f"{name}:")}
+
+
+@pytest.mark.parametrize("group", STACK_GROUPS)
+def test_glue_role_grants_exactly_the_pipelines_databases_and_workflows(rendered, group):
+    templates = templates_of(rendered, group)
+    statements = templates[f"{NAMESPACE}-glue-role"]["Resources"]["GlueJobRole"]["Properties"]["Policies"][0][
+        "PolicyDocument"
+    ]["Statement"]
+    by_sid = {s["Sid"]: s for s in statements if "Sid" in s}
+    glue = "arn:${AWS::Partition}:glue:${AWS::Region}:${AWS::AccountId}:"
+    catalog, workflows = set(), set()
+    role_config = ROOT / "config" / group / "namespaced" / "glue-role.yaml"
+    names = ("Namespace", "DatabasePrefix")
+    for pipeline in group_config(group)["pipelines"]:
+        # the names the pipeline stack gives its database and workflows, from the same parameters
+        outputs = templates[f"{NAMESPACE}-pipeline-{pipeline['id']}"]["Outputs"]
+        database = outputs["DatabaseName"]["Value"]["Fn::Sub"]
+        catalog |= {f"{glue}database/{database}", f"{glue}table/{database}/*"}
+        workflows |= {
+            f"{glue}workflow/{outputs[o]['Value']['Fn::Sub']}"
+            for o in ("S3ToJsonWorkflowName", "JsonToParquetWorkflowName")
+        }
+        pipeline_config = ROOT / "config" / group / "namespaced" / f"pipeline-{pipeline['id']}.yaml"
+        assert stack_parameter_lines(pipeline_config, names) == stack_parameter_lines(role_config, names)
+    granted = [r["Fn::Sub"] for r in by_sid["Catalog"]["Resource"]]
+    assert granted[0] == f"{glue}catalog"
+    assert sorted(granted[1:]) == sorted(catalog)
+    assert sorted(r["Fn::Sub"] for r in by_sid["WorkflowRunProperties"]["Resource"]) == sorted(workflows)
+
+
 @pytest.mark.parametrize("group", STACK_GROUPS)
 def test_pipeline_jobs_workflows_and_triggers(rendered, group):
     templates = templates_of(rendered, group)

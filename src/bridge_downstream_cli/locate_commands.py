@@ -353,15 +353,7 @@ def _print_export_rows(args, found: dict) -> int:
         print(f"  {dataset_id}: current version {entry['version']} ({entry['index']})")
         if "dedup" in entry:
             print(f"    {entry['dedup']}")
-        for table, where in entry["tables"].items():
-            if where["rows"] is None:
-                print(f"    {table}: {where['note']}")
-                continue
-            print(f"    {table}: {where['rows']} rows")
-            for file in where["files"]:
-                print(f"      {file}")
-            for row in where.get("row_values", []):
-                print(f"      {json.dumps(row)}")
+        _print_tables(entry["tables"])
     print(f"  {found['exports']}")
     return 0
 
@@ -397,18 +389,23 @@ def command_locate(args) -> int:
             print(f"  {dataset_id}: never published")
             continue
         print(f"  {dataset_id}: current version {entry['version']}")
-        for table, where in entry["tables"].items():
-            if where["rows"] is None:
-                print(f"    {table}: {where['note']}")
-                continue
-            ids = f" ids {', '.join(where['ids'])}" if where.get("ids") else ""
-            print(f"    {table}: {where['rows']} rows{ids}")
-            for file in where["files"]:
-                print(f"      {file}")
-            for row in where.get("row_values", []):
-                print(f"      {json.dumps(row)}")
+        _print_tables(entry["tables"])
     print(f"  {found['exports']}")
     return 0
+
+
+def _print_tables(tables: dict[str, dict]) -> None:
+    """Each table's rows of what was located: count (and ids), files, and the rows when asked."""
+    for table, where in tables.items():
+        if where["rows"] is None:
+            print(f"    {table}: {where['note']}")
+            continue
+        ids = f" ids {', '.join(where['ids'])}" if where.get("ids") else ""
+        print(f"    {table}: {where['rows']} rows{ids}")
+        for file in where["files"]:
+            print(f"      {file}")
+        for row in where.get("row_values", []):
+            print(f"      {json.dumps(row)}")
 
 
 def add_locate_commands(commands) -> None:

@@ -1,19 +1,31 @@
 """The incremental publish benchmark (docs/benchmarks.md, "Incremental publish").
 
-A history of ``--records`` uploads is ingested and published in full; then two
-deltas are ingested and published incrementally into the same output:
+A history of ``--records`` uploads is ingested and published in full (every
+dataset under ``json/``); then three deltas are ingested and published
+incrementally into the same output:
 
 * ``new``: 1 % more uploads, on the days after the history (as a daily run sees them);
 * ``reexport``: 0.1 % of the history's records exported again (a later
-  ``exportedon``), spread evenly over the history's days.
+  ``exportedon``), spread evenly over the history's days;
+* ``fixed-N``: ``--fixed-delta`` new uploads (default 100, 1 % of 10,000), the
+  ones after ``new``'s: the same delta at every history size.
+
+A delta publishes what ``bridge-downstream run`` publishes: only the datasets
+its ingest reported, not every dataset of the history.
 
 After the deltas the same output is published once more with ``full=True``
-(what ``--full`` does), which gives the same tables. Each publish prints its
-time, the Parquet and CSV bytes and files it wrote, the files it carried by
-reference, the median Parquet file size of the version, and its time over the
-history's full publish.
+(what ``--full`` does), every dataset, which gives the same tables. Each
+publish prints its time, the Parquet and CSV bytes and files it wrote, the
+files it carried by reference, the median Parquet file size of the version,
+and its time over the history's full publish.
 
-    pipenv run python bench/incremental.py --records 10000 --engines arrow,spark
+Issue 22 asks that a delta's cost follow the new data, not the history. The
+1 % delta grows with the history, the fixed one does not; so after every size
+and engine, the growth of each from the smallest history to each larger one is
+printed (and written under the Markdown table): ``growth ENGINE STEP
+SMALL->LARGE: RATIOx``, the seconds at the larger history over the smaller's.
+
+    pipenv run python bench/incremental.py --records 10000,100000 --engines arrow,spark
 """
 
 from __future__ import annotations
@@ -32,6 +44,12 @@ sys.path.insert(0, str(HERE))
 
 NEW_SHARE = 0.01
 REEXPORT_SHARE = 0.001
+HISTORY_STEP = "history (full)"
+NEW_STEP = "delta: 1 % new uploads"
+
+
+def fixed_step(uploads: int) -> str:
+    return f"delta: {uploads} new uploads"
 
 
 def write_uploads(folder: Path, indexes: list[int], *, seed: int, reexport_from: int | None = None) -> None:
@@ -49,7 +67,8 @@ def write_uploads(folder: Path, indexes: list[int], *, seed: int, reexport_from:
         (folder / f"{name}.metadata.json").write_text(json.dumps(metadata))
 
 
-def ingest(archives: Path, output: Path, registry) -> None:
+def ingest(archives: Path, output: Path, registry) -> dict:
+    """The ingest's report (``datasets``: the datasets it wrote rows to)."""
     from bridge_downstream.common.storage import LocalStorage
     from bridge_downstream.config.profiles import load_profile
     from bridge_downstream.ingest.invalid_sink import StorageInvalidSink
@@ -59,11 +78,12 @@ def ingest(archives: Path, output: Path, registry) -> None:
     source = LocalStorage(archives)
     inputs = [ArchiveInput(source, p.relative_to(archives).as_posix()) for p in sorted(archives.rglob("*.zip"))]
     out = LocalStorage(output)
-    run_ingest(inputs, registry=registry, profile=load_profile("mtb"), output=out, sink=StorageInvalidSink(out))
+    return run_ingest(inputs, registry=registry, profile=load_profile("mtb"), output=out, sink=StorageInvalidSink(out))
 
 
-def publish_all(engine: str, spark_factory, output: Path, registry, full: bool) -> dict:
-    """Every dataset published; what the versions wrote and carried."""
+def publish(engine: str, spark_factory, output: Path, registry, full: bool, datasets: list[str] | None) -> dict:
+    """``datasets`` published (``None``: every dataset under ``json/``); what the
+    versions wrote and carried."""
     from bridge_downstream.common.storage import LocalStorage
     from bridge_downstream.config.profiles import load_profile
     from bridge_downstream.publish.engine_steps import json_datasets
@@ -84,7 +104,7 @@ def publish_all(engine: str, spark_factory, output: Path, registry, full: bool) 
             run_id="bench-incremental",
             full=full,
         ).manifest
-        for dataset_id in json_datasets(storage)
+        for dataset_id in (json_datasets(storage) if datasets is None else datasets)
     ]
     seconds = time.perf_counter() - started
     written = referenced = written_bytes = 0
@@ -112,7 +132,7 @@ def publish_all(engine: str, spark_factory, output: Path, registry, full: bool) 
     }
 
 
-def run(records: int, engine: str, work: Path, registry, seed: int) -> list[dict]:
+def run(records: int, engine: str, work: Path, registry, seed: int, fixed_delta: int) -> list[dict]:
     from generate import generate
 
     from bridge_downstream.publish.spark_session import local_spark_session
@@ -122,13 +142,18 @@ def run(records: int, engine: str, work: Path, registry, seed: int) -> list[dict
     if not history.exists():  # in parallel, as bench/generate.py writes them
         generate(history, records=records, seed=seed)
     new = data / "new"
+    new_count = max(1, int(records * NEW_SHARE))
     if not new.exists():
-        write_uploads(new, list(range(records, records + max(1, int(records * NEW_SHARE)))), seed=seed)
+        write_uploads(new, list(range(records, records + new_count)), seed=seed)
     reexport = data / "reexport"
     if not reexport.exists():
         count = max(1, int(records * REEXPORT_SHARE))
         step = records // count
         write_uploads(reexport, [i * step for i in range(count)], seed=seed, reexport_from=records)
+    fixed = data / f"fixed-{fixed_delta}"
+    if not fixed.exists():
+        first = records + new_count
+        write_uploads(fixed, list(range(first, first + fixed_delta)), seed=seed)
     output = work / f"out-{records}-{engine}"
     shutil.rmtree(output, ignore_errors=True)
     spark_factory = None
@@ -136,16 +161,20 @@ def run(records: int, engine: str, work: Path, registry, seed: int) -> list[dict
         session = local_spark_session(app_name="bench-incremental")
         spark_factory = lambda: session
     rows = []
+    # The history's publish comes first: it pays the first publish's imports
+    # (pandas, pyarrow.dataset; Spark's JVM), which no delta should be timed with.
     for step, archives, full in (
-        ("history (full)", history, False),
-        ("delta: 1 % new uploads", new, False),
+        (HISTORY_STEP, history, False),
+        (NEW_STEP, new, False),
         ("delta: 0.1 % re-exports", reexport, False),
+        (fixed_step(fixed_delta), fixed, False),
         ("rebuild (--full)", None, True),
     ):
-        if archives is not None:
-            ingest(archives, output, registry)
-        result = {"records": records, "engine": engine, "step": step} | publish_all(
-            engine, spark_factory, output, registry, full
+        report = ingest(archives, output, registry) if archives is not None else None
+        is_delta = report is not None and step != HISTORY_STEP
+        datasets = sorted(report["datasets"]) if is_delta else None  # as `bridge-downstream run` publishes
+        result = {"records": records, "engine": engine, "step": step} | publish(
+            engine, spark_factory, output, registry, full, datasets
         )
         result["ratio_to_full"] = round(result["seconds"] / rows[0]["seconds"], 3) if rows else 1.0
         result["load_average"] = round(os.getloadavg()[0], 2)  # a shared host: how busy it was, per step
@@ -168,13 +197,35 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def growth(rows: list[dict], steps: list[str]) -> list[str]:
+    """Per engine and step, the seconds at each larger history over those at
+    the smallest one's."""
+    lines = []
+    for engine in dict.fromkeys(r["engine"] for r in rows):
+        for step in steps:
+            by_size = {r["records"]: r["seconds"] for r in rows if r["engine"] == engine and r["step"] == step}
+            if not by_size:
+                continue
+            small = min(by_size)
+            for large in sorted(size for size in by_size if size > small):
+                ratio = f"{by_size[large] / by_size[small]:.2f}x" if by_size[small] else "n/a (0 s at the smaller)"
+                lines.append(f"growth {engine} {step} {small:,}->{large:,}: {ratio}")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", default="10000", help="history sizes, comma-separated (default 10000)")
     parser.add_argument("--engines", default="arrow", help="arrow, spark or arrow,spark (default arrow)")
     parser.add_argument("--work", default="/tmp/bridge-bench/incremental")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--markdown", help="also write the table to this file")
+    parser.add_argument(
+        "--fixed-delta",
+        type=int,
+        default=100,
+        help="new uploads of the delta of one size at every history (default 100)",
+    )
+    parser.add_argument("--markdown", help="also write the table and the growth to this file")
     args = parser.parse_args(argv)
 
     from run import build_registry
@@ -187,11 +238,14 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for records in (int(n) for n in args.records.split(",")):
         for engine in args.engines.split(","):
-            rows += run(records, engine, work, registry, args.seed)
+            rows += run(records, engine, work, registry, args.seed, args.fixed_delta)
     table = markdown(rows)
+    growth_lines = growth(rows, [fixed_step(args.fixed_delta), NEW_STEP])
     print(table)
+    print("\n".join(growth_lines))
     if args.markdown:
-        Path(args.markdown).write_text(table + "\n")
+        under_table = "".join(f"- {line}\n" for line in growth_lines)
+        Path(args.markdown).write_text(f"{table}\n\n{under_table}" if under_table else f"{table}\n")
     (work / "results.json").write_text(json.dumps(rows, indent=2))
     return 0
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import io
 import json
+import uuid
 
 import pyarrow.parquet as pq
 
-from bridge_downstream.common import layout
+from bridge_downstream.common import layout, run_commits
 from bridge_downstream.common.storage import LocalStorage
 from bridge_downstream.config.profiles import load_profile
+from bridge_downstream.ingest.outcomes import run_parts_key
 from bridge_downstream.publish.engines import publish_dataset_with
 from bridge_downstream.publish.manifest import PublishManifest
 
@@ -37,9 +39,22 @@ def record(record_id: str, day: int, uploaded: str, label: str, steps: int = 2) 
 
 
 def write_part(root, dataset_id: str, partition: dict, tag: str, rows: list[dict]) -> None:
-    path = root / layout.json_part_key(dataset_id, partition, tag, 0)
+    """A part file stored as an ingest run stores it: the run's parts list, then its commit."""
+    key = layout.json_part_key(dataset_id, partition, tag, 0)
+    path = root / key
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    commit_part_files(root, [{"dataset": dataset_id, "key": key, "size": path.stat().st_size, "partition": partition}])
+
+
+def commit_part_files(root, parts: list[dict]) -> str:
+    """Commit a run (a new id each time) whose parts list is ``parts``; its id."""
+    run_id = f"probe-{uuid.uuid4().hex[:12]}"
+    storage = LocalStorage(root)
+    parts_key = run_parts_key(run_id)
+    storage.write_bytes(parts_key, "".join(json.dumps(part) + "\n" for part in parts).encode())
+    run_commits.commit(storage, run_id, {"parts": parts_key})
+    return run_id
 
 
 def day_partition(day: int) -> dict:

@@ -149,7 +149,7 @@ def test_recover_deletions_in_a_later_export_rewrite_the_partitions_holding_them
     assert files_by_partition(third, root)["cohort=adults_v1"] == files_by_partition(second, root)["cohort=adults_v1"]
 
 
-def test_a_changed_plan_or_a_vanished_part_file_rebuilds_in_full(request, registry, tmp_path):
+def test_a_changed_plan_rebuilds_in_full_and_a_removed_part_file_needs_full(request, registry, tmp_path):
     work = tmp_path / "work"
     write_part(work, RECORD_DATASET, day_partition(1), "a", record("r1", 1, "2024-01-01T08:00:00.000Z", "first"))
     publish("arrow", request, registry, work, tmp_path / "published", "mtb", RECORD_DATASET)
@@ -161,10 +161,16 @@ def test_a_changed_plan_or_a_vanished_part_file_rebuilds_in_full(request, regist
     assert manifest.increment == {"mode": "full", "reason": "the plan changed (new columns or types)"}
     assert manifest.tables[f"dataset_{RECORD_DATASET.lower()}"].rows == 2
 
+    # Part files are never removed: the runs committed since tell an
+    # incremental publish what is new (decision 0030), so a file removed by
+    # hand is seen by a full rebuild only.
     (work / layout.json_part_key(RECORD_DATASET, day_partition(1), "a", 0)).unlink()
     manifest = publish("arrow", request, registry, work, tmp_path / "published", "mtb", RECORD_DATASET)
-    assert manifest.increment["mode"] == "full"
-    assert "vanished" in manifest.increment["reason"]
+    assert manifest.increment["mode"] == "incremental"
+    assert manifest.increment["new_part_files"] == 0
+    assert manifest.tables[f"dataset_{RECORD_DATASET.lower()}"].rows == 2
+    manifest = publish("arrow", request, registry, work, tmp_path / "published", "mtb", RECORD_DATASET, full=True)
+    assert manifest.increment == {"mode": "full", "reason": "requested (--full)"}
     assert manifest.tables[f"dataset_{RECORD_DATASET.lower()}"].rows == 1
 
 

@@ -139,6 +139,16 @@ def committed_claimants(storage: Storage) -> set[str]:
     return {name for name in names if name.partition(_ATTEMPT_SEPARATOR)[0] in names}
 
 
+def committed_runs(storage: Storage) -> set[str]:
+    """Runs that committed (their attempts left out)."""
+    return {name for name in committed_claimants(storage) if _ATTEMPT_SEPARATOR not in name}
+
+
+def commit_record(storage: Storage, run_id: str) -> dict:
+    """What a run's commit recorded (:func:`commit`'s ``summary``, its run id and time)."""
+    return json.loads(storage.read_bytes(commit_key(_checked(run_id, _RUN_ID))))
+
+
 def committed_objects(storage: Storage, prefix: str) -> list[ObjectInfo]:
     """The objects under ``prefix`` (in key order) that no run claims or that a
     committed run claims: every object readers may take."""

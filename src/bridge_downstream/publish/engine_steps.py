@@ -45,6 +45,8 @@ from bridge_downstream.publish.increments import (
     PublishInputs,
     carry_unchanged,
     file_partition,
+    listed_part_files,
+    part_files_since,
     partitioned_like_dataset,
     plan_increment,
     write_index,
@@ -273,10 +275,18 @@ def begin_publish(
     previous = current_version(published, dataset_id)
     previous_manifest = read_manifest(published, dataset_id, previous) if previous is not None else None
     previous_row_type = published_row_type(previous_manifest)
-    committed = committed_part_files(work, dataset_id)
-    deleted_id = deleted_dataset(profile, dataset_id, work)
-    deleted = committed_part_files(work, deleted_id) if deleted_id is not None else []
-    inputs = PublishInputs(committed, deleted_id, deleted, None, "requested (--full)" if full else "the first version")
+    parts = None
+    if previous is not None and not full:
+        parts = part_files_since(
+            published=published,
+            work=work,
+            dataset_id=dataset_id,
+            version=previous,
+            deleted_suffix=profile.dedup.deleted_suffix,
+        )
+    if parts is None:
+        parts = listed_part_files(work, dataset_id, profile.dedup.deleted_suffix)
+    inputs = PublishInputs(parts, None, "requested (--full)" if full else "the first version")
     planned = None
     if previous_manifest is not None and not full:
         increment = plan_increment(
@@ -285,13 +295,11 @@ def begin_publish(
             dataset_id=dataset_id,
             previous=previous_manifest,
             key=profile.dedup.key_for(dataset_id),
-            committed=committed,
-            deleted_id=deleted_id,
-            deleted=deleted,
+            parts=parts,
             time_source=profile.time_partition_source(dataset_id),
         )
         if isinstance(increment, str):
-            inputs = PublishInputs(committed, deleted_id, deleted, None, increment)
+            inputs = PublishInputs(parts, None, increment)
         else:
             plan, schema_id = plan_dataset(registry, profile, dataset_id, work, previous_row_type, increment.new_files)
             reason = _why_not_incremental(plan, increment.previous, profile.publishes_nested(dataset_id))
@@ -301,10 +309,10 @@ def begin_publish(
                     plan.undeclared_keys[path] = plan.undeclared_keys.get(path, 0) + rows
                 plan.undeclared_keys = dict(sorted(plan.undeclared_keys.items()))
                 planned = plan, schema_id
-                inputs = PublishInputs(committed, deleted_id, deleted, increment, None)
+                inputs = PublishInputs(parts, increment, None)
             else:
-                inputs = PublishInputs(committed, deleted_id, deleted, None, reason)
-    plan, schema_id = planned or plan_dataset(registry, profile, dataset_id, work, previous_row_type, committed)
+                inputs = PublishInputs(parts, None, reason)
+    plan, schema_id = planned or plan_dataset(registry, profile, dataset_id, work, previous_row_type, parts.committed)
     return PendingVersion(
         dataset_id=dataset_id,
         version=new_version(),
@@ -355,14 +363,6 @@ def published_row_type(manifest: PublishManifest | None) -> Type | None:
             error,
         )
         return None
-
-
-def deleted_dataset(profile: Profile, dataset_id: str, work: Storage) -> str | None:
-    """The ``_Deleted`` companion dataset whose keys remove rows, when it has data."""
-    suffix = profile.dedup.deleted_suffix
-    if suffix and not dataset_id.endswith(suffix) and committed_part_files(work, dataset_id + suffix):
-        return dataset_id + suffix
-    return None
 
 
 # The field a version's record counts are grouped by (recover's grain), as

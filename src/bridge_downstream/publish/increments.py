@@ -22,6 +22,11 @@ What makes it exact, beside every version (``index/``, written before the manife
   those holding a row of it; the engines drop the rows read of a partition
   not rewritten before they count, index or write them.
 
+* ``runs.json``: the committed ingest runs whose part files the version
+  holds (:func:`part_files_since`). The next version takes the part files of
+  the runs committed since from their parts lists, so a publish never lists
+  the part files of the history (decision 0030).
+
 Rows of the partitions read whose key survives in a partition not read
 (an older version of a record that moved) are dropped: the surviving version
 is unchanged, and it is carried. A part file that changed or vanished, a plan
@@ -31,6 +36,7 @@ previous version make the publish a full rebuild, and the manifest says why.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import posixpath
@@ -39,6 +45,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bridge_downstream.common import layout
+from bridge_downstream.common.run_commits import commit_record, committed_part_files, committed_runs
 from bridge_downstream.common.storage import ObjectInfo, Storage
 from bridge_downstream.publish.manifest import PublishedFile, PublishedTable, PublishManifest
 
@@ -51,6 +58,7 @@ INDEX_FOLDER = "index"
 KEY_INDEX_NAME = "keys.parquet"
 PART_INDEX_NAME = "part_files.parquet"
 PART_PARTITIONS_NAME = "part_partitions.parquet"
+RUNS_NAME = "runs.json"
 COUNTS_NAME = "record_counts.parquet"
 # Joins a key's parts; a key with a missing part is NULL_KEY (dedup groups such rows together).
 KEY_SEPARATOR = "\x1f"
@@ -94,7 +102,14 @@ def _json_text(value: object) -> str:
 def file_partition(file: PublishedFile, partition_keys: list[str]) -> str:
     """A published file's partition as a partition path, its columns in the
     table's order (a manifest stores them in name order)."""
-    return layout.partition_path({name: file.partition.get(name, "") for name in partition_keys})
+    return _partition_path(tuple(partition_keys), tuple([file.partition.get(name, "") for name in partition_keys]))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _partition_path(names: tuple[str, ...], values: tuple[str, ...]) -> str:
+    # once per partition: a version carries every file of the history, and
+    # each file's partition is asked for when carrying and counting rescued values
+    return layout.partition_path(dict(zip(names, values)))
 
 
 def key_text(row: object, key: tuple[str, ...]) -> str:
@@ -120,6 +135,38 @@ class Increment:
     excluded_keys: frozenset[str]  # keys whose surviving row lies in a partition carried
     new_files: list[ObjectInfo]  # the dataset's part files since the previous version
     new_deleted_files: int
+    previous_keys: pa.Table | None = None  # the previous version's keys.parquet, read once
+
+
+@dataclass(frozen=True)
+class PartFiles:
+    """The part files readers take of a dataset and of its ``_Deleted``
+    companion, as (dataset, key, size, partition) rows (the version's
+    ``part_files.parquet``), and the committed runs they are the part files of."""
+
+    dataset_id: str
+    deleted_id: str | None  # the companion, when it has part files
+    index: pa.Table
+    runs: frozenset[str]
+    # the rows added since the previous version, when told by the runs
+    # committed since; None when listed (plan_increment compares the two)
+    new: pa.Table | None = None
+
+    def _infos(self, dataset_id: str | None) -> list[ObjectInfo]:
+        import pyarrow.compute as pc
+
+        if dataset_id is None:
+            return []
+        rows = self.index.filter(pc.equal(self.index.column("dataset"), dataset_id))
+        return _object_infos(rows)
+
+    @functools.cached_property
+    def committed(self) -> list[ObjectInfo]:
+        return self._infos(self.dataset_id)
+
+    @functools.cached_property
+    def deleted(self) -> list[ObjectInfo]:
+        return self._infos(self.deleted_id)
 
 
 @dataclass(frozen=True)
@@ -127,11 +174,21 @@ class PublishInputs:
     """The part files a publish is made of: all those committed (recorded in
     its index), and those it reads (all, or an increment's)."""
 
-    committed: list[ObjectInfo]
-    deleted_id: str | None
-    deleted: list[ObjectInfo]
+    parts: PartFiles
     increment: Increment | None
     rebuild_reason: str | None  # why a full rebuild, when one was not asked for; None otherwise
+
+    @property
+    def committed(self) -> list[ObjectInfo]:
+        return self.parts.committed
+
+    @property
+    def deleted_id(self) -> str | None:
+        return self.parts.deleted_id
+
+    @property
+    def deleted(self) -> list[ObjectInfo]:
+        return self.parts.deleted
 
     @property
     def part_files(self) -> list[ObjectInfo]:
@@ -161,6 +218,97 @@ def _rows_of(storage: Storage, files: Iterable[ObjectInfo]) -> Iterable[object]:
                 yield json.loads(line)
 
 
+def _part_index(rows: list[tuple[str, str, int, str]]) -> pa.Table:
+    """(dataset, key, size, partition) rows as ``part_files.parquet`` holds them."""
+    import pyarrow as pa
+
+    columns = list(zip(*rows)) if rows else [(), (), (), ()]
+    types = (pa.string(), pa.string(), pa.int64(), pa.string())
+    return pa.table(
+        {name: pa.array(list(values), type_) for name, values, type_ in zip(PART_INDEX_COLUMNS, columns, types)}
+    )
+
+
+PART_INDEX_COLUMNS = ("dataset", "key", "size", "partition")
+
+
+def _object_infos(rows: pa.Table) -> list[ObjectInfo]:
+    return [ObjectInfo(key, size) for key, size in zip(rows.column("key").to_pylist(), rows.column("size").to_pylist())]
+
+
+def deleted_companion(dataset_id: str, deleted_suffix: str | None) -> str | None:
+    """The ``_Deleted`` companion whose keys remove rows of ``dataset_id`` (a
+    profile's ``deleted_suffix``), whether or not it has part files."""
+    if deleted_suffix and not dataset_id.endswith(deleted_suffix):
+        return dataset_id + deleted_suffix
+    return None
+
+
+def listed_part_files(work: Storage, dataset_id: str, deleted_suffix: str | None) -> PartFiles:
+    """Every part file readers take now, listed: how a full publish finds
+    them, and an incremental one when the runs cannot tell (:func:`part_files_since`)."""
+    # Runs first: a run committed before the listing had stored all its part
+    # files, so each run recorded here has all of them in the listing.
+    runs = committed_runs(work)
+    companion = deleted_companion(dataset_id, deleted_suffix)
+    folders: dict[tuple[str, str], str] = {}  # a folder's partition, once per folder
+    rows = []
+    for name in (dataset_id, companion) if companion is not None else (dataset_id,):
+        for info in committed_part_files(work, name):
+            folder = (name, posixpath.dirname(info.key))
+            if folder not in folders:
+                folders[folder] = part_partition(name, info.key)
+            rows.append((name, info.key, info.size, folders[folder]))
+    deleted_id = companion if any(row[0] == companion for row in rows) else None
+    return PartFiles(dataset_id, deleted_id, _part_index(rows), frozenset(runs))
+
+
+def part_files_since(
+    *, published: Storage, work: Storage, dataset_id: str, version: str, deleted_suffix: str | None
+) -> PartFiles | None:
+    """The part files readers take, without listing them: those ``version``
+    holds (its index) and those of the runs committed since (each run's parts
+    list, stored before its commit). None when the runs cannot tell:
+    ``version`` recorded no runs (made before they were recorded), a run it
+    holds has no commit any more, a run committed since has no parts list, or
+    one stored a part file again that ``version`` holds (a rerun of the same
+    archives): the listing then compares each part file with the version's."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    runs = committed_runs(work)
+    seen = _recorded_runs(published, dataset_id, version)
+    if seen is None or not seen <= runs:
+        return None
+    before = read_parquet(published, index_key(dataset_id, version, PART_INDEX_NAME))
+    if before is None or before.column_names != list(PART_INDEX_COLUMNS):
+        return None
+    companion = deleted_companion(dataset_id, deleted_suffix)
+    rows = []
+    for run_id in sorted(runs - seen):
+        parts_key = commit_record(work, run_id).get("parts")
+        if not isinstance(parts_key, str) or not work.exists(parts_key):
+            return None
+        for line in work.read_bytes(parts_key).splitlines():
+            part = json.loads(line) if line.strip() else {}
+            name = part.get("dataset")
+            if name is not None and name in (dataset_id, companion):
+                rows.append((name, part["key"], part["size"], part_partition(name, part["key"])))
+    new = _part_index(rows)
+    if len(new) and pc.any(pc.is_in(new.column("key"), value_set=before.column("key"))).as_py():
+        return None
+    index = pa.concat_tables([before, new])
+    has_companion = companion is not None and pc.any(pc.equal(index.column("dataset"), companion)).as_py()
+    return PartFiles(dataset_id, companion if has_companion else None, index, frozenset(runs), new)
+
+
+def _recorded_runs(published: Storage, dataset_id: str, version: str) -> frozenset[str] | None:
+    key = index_key(dataset_id, version, RUNS_NAME)
+    if not published.exists(key):
+        return None
+    return frozenset(json.loads(published.read_bytes(key))["runs"])
+
+
 def plan_increment(
     *,
     published: Storage,
@@ -168,32 +316,32 @@ def plan_increment(
     dataset_id: str,
     previous: PublishManifest,
     key: tuple[str, ...],
-    committed: list[ObjectInfo],
-    deleted_id: str | None,
-    deleted: list[ObjectInfo],
+    parts: PartFiles,
     time_source: str | None = None,
 ) -> Increment | str:
-    """The increment from ``previous`` to the committed part files, or why there is none.
+    """The increment from ``previous`` to ``parts``, or why there is none.
     ``time_source``: the field whose month partitions the dataset's rows (decision 0025)."""
     import pyarrow.compute as pc
 
-    parts = read_parquet(published, index_key(dataset_id, previous.version, PART_INDEX_NAME))
-    if parts is None:
-        return f"version {previous.version} has no index of its part files"
-    consumed = {
-        (row["dataset"], row["key"]): row["size"] for row in parts.select(["dataset", "key", "size"]).to_pylist()
-    }
-    now = {(dataset_id, info.key): info.size for info in committed}
-    now |= {(deleted_id, info.key): info.size for info in deleted if deleted_id is not None}
-    for name_and_key, size in consumed.items():
-        if now.get(name_and_key) != size:
-            state = "vanished" if name_and_key not in now else "changed"
-            return f"part file {name_and_key[1]} {state} since version {previous.version}"
-    new_parts = [info for info in committed if (dataset_id, info.key) not in consumed]
-    new_deleted = [info for info in deleted if (deleted_id, info.key) not in consumed]
-    partitions_of = _part_partitions(published, dataset_id, previous.version, committed, time_source)
-    if isinstance(partitions_of, str):
-        return partitions_of
+    added = parts.new
+    if added is None:  # listed: each part file the previous version read must be there, unchanged
+        before = read_parquet(published, index_key(dataset_id, previous.version, PART_INDEX_NAME))
+        if before is None:
+            return f"version {previous.version} has no index of its part files"
+        now = dict(zip(parts.index.column("key").to_pylist(), parts.index.column("size").to_pylist()))
+        for part_key, size in zip(before.column("key").to_pylist(), before.column("size").to_pylist()):
+            if now.get(part_key) != size:
+                state = "vanished" if part_key not in now else "changed"
+                return f"part file {part_key} {state} since version {previous.version}"
+        added = parts.index.filter(pc.invert(pc.is_in(parts.index.column("key"), value_set=before.column("key"))))
+    new_parts = _object_infos(added.filter(pc.equal(added.column("dataset"), dataset_id)))
+    new_deleted = (
+        _object_infos(added.filter(pc.equal(added.column("dataset"), parts.deleted_id)))
+        if parts.deleted_id is not None
+        else []
+    )
+    # the partitions of the new part files' rows: their folder, or (time_source) their rows' months
+    partitions_of = {info.key: set() if time_source else {part_partition(dataset_id, info.key)} for info in new_parts}
     new_keys: set[str] = set()
     for info in new_parts:
         if not key and time_source is None:
@@ -204,8 +352,9 @@ def plan_increment(
                 new_keys.add(key_text(row, key))
             if time_source is not None:
                 partitions_of[info.key].add(row_partition(folder, row_month(row, time_source)))
-    affected = set().union(*(partitions_of[info.key] for info in new_parts))
+    affected = set().union(*partitions_of.values())
     excluded: set[str] = set()
+    keys = None
     if key:
         keys = read_parquet(published, index_key(dataset_id, previous.version, KEY_INDEX_NAME))
         if keys is None:
@@ -228,33 +377,48 @@ def plan_increment(
                 )
                 won_here = won.filter(pc.is_in(won.column("partition"), value_set=rewritten))
                 excluded = set(won.column("key").to_pylist()) - set(won_here.column("key").to_pylist())
+    read = _part_files_of(published, dataset_id, previous.version, parts, affected, time_source, partitions_of)
+    if isinstance(read, str):
+        return read
     return Increment(
         previous=previous,
         affected=frozenset(affected),
-        part_files=[info for info in committed if partitions_of[info.key] & affected],
+        part_files=read,
         excluded_keys=frozenset(excluded),
         new_files=new_parts,
         new_deleted_files=len(new_deleted),
+        previous_keys=keys,
     )
 
 
-def _part_partitions(
-    published: Storage, dataset_id: str, version: str, committed: list[ObjectInfo], time_source: str | None
-) -> dict[str, set[str]] | str:
-    """Per committed part file, the partitions its rows lie in, as far as
-    ``version``'s index knows them: its folder, or (``time_source``) the
-    partitions recorded in ``part_partitions.parquet`` (none for a file the
-    version did not read). Why not, when the version has no such index."""
+def _part_files_of(
+    published: Storage,
+    dataset_id: str,
+    version: str,
+    parts: PartFiles,
+    affected: set[str],
+    time_source: str | None,
+    new_partitions: dict[str, set[str]],
+) -> list[ObjectInfo] | str:
+    """The dataset's part files holding a row of the ``affected`` partitions,
+    in key order: those in their folders or, for a dataset partitioned by its
+    rows' time, those ``version``'s ``part_partitions.parquet`` records in them
+    and the new ones (``new_partitions``) with a row in them."""
+    import pyarrow.compute as pc
+
+    index = parts.index
+    own = pc.equal(index.column("dataset"), dataset_id)
+    rewritten = _strings(affected)
     if time_source is None:
-        return {info.key: {part_partition(dataset_id, info.key)} for info in committed}
-    recorded = read_parquet(published, index_key(dataset_id, version, PART_PARTITIONS_NAME))
-    if recorded is None:
-        return f"version {version} has no index of its part files' months"
-    partitions_of: dict[str, set[str]] = {info.key: set() for info in committed}
-    for part_key, partition in zip(recorded.column("key").to_pylist(), recorded.column("partition").to_pylist()):
-        if part_key in partitions_of:
-            partitions_of[part_key].add(partition)
-    return partitions_of
+        chosen = index.filter(pc.and_(own, pc.is_in(index.column("partition"), value_set=rewritten)))
+    else:
+        recorded = read_parquet(published, index_key(dataset_id, version, PART_PARTITIONS_NAME))
+        if recorded is None:
+            return f"version {version} has no index of its part files' months"
+        in_rewritten = recorded.filter(pc.is_in(recorded.column("partition"), value_set=rewritten)).column("key")
+        keys = set(in_rewritten.to_pylist()) | {k for k, found in new_partitions.items() if found & affected}
+        chosen = index.filter(pc.and_(own, pc.is_in(index.column("key"), value_set=_strings(keys))))
+    return sorted(_object_infos(chosen), key=lambda info: info.key)
 
 
 def _strings(values: Iterable[str]):
@@ -274,19 +438,15 @@ def carry_unchanged(published: Storage, increment: Increment, tables: dict[str, 
     """Add to each table the previous version's files of the partitions not
     rewritten (by reference). A table's file without rows and partition (an
     engine's stand-in for an empty table) goes when files are carried."""
-    paths: dict[tuple, str] = {}  # a partition's path, once per partition (a table has 1,000s of files)
-
-    def path_of(file: PublishedFile, keys: list[str]) -> str:
-        values = tuple(sorted(file.partition.items()))
-        if values not in paths:
-            paths[values] = file_partition(file, keys)
-        return paths[values]
-
     for name, table in tables.items():
         before = increment.previous.tables.get(name)
         if before is None:
             continue
-        carried = [f for f in before.files if path_of(f, before.partition_keys) not in increment.affected]
+        carried = []
+        for file in before.files:
+            path = file_partition(file, before.partition_keys)
+            if path not in increment.affected:
+                carried.append((file.format, path, file.key, file))
         if not carried:
             continue
         written = []
@@ -294,8 +454,8 @@ def carry_unchanged(published: Storage, increment: Increment, tables: dict[str, 
             if file.rows == 0 and not file.partition:
                 published.delete(file.key)
             else:
-                written.append(file)
-        table.files = sorted(written + carried, key=lambda f: (f.format, path_of(f, table.partition_keys), f.key))
+                written.append((file.format, file_partition(file, table.partition_keys), file.key, file))
+        table.files = [entry[3] for entry in sorted(written + carried, key=lambda entry: entry[:3])]
         table.rows = sum(f.rows for f in table.files if f.format == "parquet")
 
 
@@ -350,20 +510,13 @@ def write_index(
         pa.table({name: pa.array([r[i] for r in counted], t) for i, (name, t) in enumerate(zip(columns, types))}),
     )
 
-    rows = [(dataset_id, info.key, info.size) for info in inputs.committed]
-    rows += [(inputs.deleted_id, info.key, info.size) for info in inputs.deleted if inputs.deleted_id]
-    parts = pa.table(
-        {
-            "dataset": pa.array([r[0] for r in rows], pa.string()),
-            "key": pa.array([r[1] for r in rows], pa.string()),
-            "size": pa.array([r[2] for r in rows], pa.int64()),
-        }
-    )
-    write_parquet(published, index_key(dataset_id, version, PART_INDEX_NAME), parts)
+    write_parquet(published, index_key(dataset_id, version, PART_INDEX_NAME), inputs.parts.index)
+    runs = json.dumps({"runs": sorted(inputs.parts.runs)}).encode()
+    published.write_bytes(index_key(dataset_id, version, RUNS_NAME), runs)
     if key_rows is None:
         return
     if increment is not None:
-        before = read_parquet(published, index_key(dataset_id, increment.previous.version, KEY_INDEX_NAME))
+        before = increment.previous_keys
         if before is not None:
             kept = before.filter(
                 pc.invert(pc.is_in(before.column("partition"), value_set=_strings(increment.affected)))

@@ -5,18 +5,29 @@ Each dataset is published on its own. A version's ``manifest.json`` is
 written after all its files, and ``published/<DatasetId>/CURRENT`` is
 rewritten after the manifest: a version without a manifest is incomplete and
 never current.
+
+An incremental version lists every file of its history (10,000s at a
+backfill's scale), and each publish reads the previous manifest and writes
+its own. Its files are written with orjson, five times faster than json's
+encoders for them, and read with orjson into files built by position, twice
+as fast as before: a publish's cost should follow its new data, not its
+history.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
+import operator
 import os
 import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
+
+import orjson
 
 from bridge_downstream.common import layout
 from bridge_downstream.common.spool import JsonLinesSpool
@@ -45,10 +56,10 @@ class PublishedFiles:
             self.append(file)
 
     def append(self, file: PublishedFile) -> None:
-        self._spool.append(_file_json(file))
+        self._spool.append(_file_record(file))
 
     def __iter__(self) -> Iterator[PublishedFile]:
-        return (PublishedFile(**record) for record in self._spool)
+        return _published_files(self._spool)
 
     def __len__(self) -> int:
         return len(self._spool)
@@ -140,12 +151,45 @@ class PublishManifest:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> PublishManifest:
-        raw = json.loads(text)
+        raw = _parse_document(text)
         tables = {}
         for name, table in raw.pop("tables", {}).items():
-            files = [PublishedFile(**f) for f in table.pop("files", [])]
+            files = list(_published_files(table.pop("files", [])))
             tables[name] = PublishedTable(files=files, **table)
         return cls(tables=tables, **raw)
+
+
+def _parse_document(text: str | bytes) -> dict:
+    """A manifest's JSON as ``json.loads`` reads it. orjson reads the same
+    values, faster, but refuses some that ``json.dumps`` writes -- NaN and
+    Infinity in a plan or a quality result -- and reads an integer beyond
+    64 bits as a double: such a document is read by ``json``. (Not
+    ``jsoncodec.parse``'s test for a run of 19 digits: the hex digests of a
+    large manifest hold such runs, and it would read nearly each one twice.)"""
+    try:
+        document = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+    tables = document.get("tables", {})
+    if _holds_widened_integer([value for name, value in document.items() if name != "tables"]) or any(
+        _holds_widened_integer([value for name, value in table.items() if name != "files"]) for table in tables.values()
+    ):
+        return json.loads(text)
+    return document
+
+
+def _holds_widened_integer(value) -> bool:
+    """Whether ``value`` holds a double orjson may have read from an integer
+    literal: it keeps every integer from -2**63 to 2**64 exact. Files are
+    not searched -- their numbers are byte sizes and row counts -- so the
+    check costs nothing per file of the history."""
+    if isinstance(value, float):
+        return abs(value) >= 2**63 and value.is_integer()
+    if isinstance(value, dict):
+        return any(_holds_widened_integer(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_holds_widened_integer(item) for item in value)
+    return False
 
 
 # recover's record-count events (READ, DROP_DUPLICATES, DROP_DELETED_SAMPLES,
@@ -164,9 +208,9 @@ def record_counts_csv(counts: list[dict]) -> bytes:
 
 def _write_document(stream, document: dict) -> None:
     """``document`` as :meth:`PublishManifest.to_json` spells it, but each file
-    on one line, encoded by json's C encoder: an incremental version lists
-    every file of its history, and the indenting encoder spent more time on
-    them than the rest of the publish."""
+    on one line, compact and in UTF-8, encoded by orjson: an incremental
+    version lists every file of its history, and json's encoders spent more
+    time on them than the rest of the publish."""
 
     def members(value: dict, indent: str, write_value) -> None:
         stream.write("{")
@@ -184,7 +228,7 @@ def _write_document(stream, document: dict) -> None:
         stream.write("[")
         count = 0
         for count, file in enumerate(value, start=1):
-            stream.write(("," if count > 1 else "") + f"\n{indent}  " + json.dumps(_file_json(file), sort_keys=True))
+            stream.write(("," if count > 1 else "") + f"\n{indent}  " + _file_line(file).decode())
         stream.write(f"\n{indent}]" if count else "]")
 
     def top(name, value, indent: str) -> None:
@@ -196,9 +240,37 @@ def _write_document(stream, document: dict) -> None:
     stream.write("\n")
 
 
+def _file_record(file: PublishedFile) -> dict:
+    """``file`` as JSON, its fields in name order. Spelled out, not read from
+    ``dataclasses.fields``: that loop cost more than encoding the file."""
+    return {
+        "format": file.format,
+        "key": file.key,
+        "md5": file.md5,
+        "partition": file.partition,
+        "rows": file.rows,
+        "sha256": file.sha256,
+        "size": file.size,
+    }
+
+
+def _file_line(file: PublishedFile) -> bytes:
+    return orjson.dumps(_file_record(file), option=orjson.OPT_SORT_KEYS)  # sorts the partition's names
+
+
+# A file's record (:func:`_file_record`) as PublishedFile's positional
+# arguments: binding them costs a third less than binding keywords, and a
+# manifest read builds one file per file of the history.
+_file_arguments = operator.itemgetter(*(f.name for f in fields(PublishedFile)))
+
+
+def _published_files(records: Iterable[dict]) -> Iterator[PublishedFile]:
+    return itertools.starmap(PublishedFile, map(_file_arguments, records))
+
+
 def _file_json(value):
     if isinstance(value, PublishedFile):
-        return {f.name: getattr(value, f.name) for f in fields(value)}
+        return _file_record(value)
     if isinstance(value, PublishedFiles):
         return _StreamedList(value)
     raise TypeError(f"{type(value).__name__} is not part of a manifest")
@@ -234,20 +306,27 @@ def read_manifest(storage: Storage, dataset_id: str, version: str) -> PublishMan
     return PublishManifest.from_json(storage.read_bytes(layout.manifest_key(dataset_id, version)))
 
 
-# A file as :func:`_write_document` writes it: one line, its fields in name order.
-_FILE_LINE_KEY = re.compile(rb'\{"format": "[^"\\]*", "key": ("[^"\\]*(?:\\.[^"\\]*)*")')
+# A file as :func:`_write_document` writes it: one line, its fields in name
+# order; compact (orjson) or, in manifests written before, with json's spaces.
+_FILE_LINE_KEY = re.compile(rb'\{"format": ?"[^"\\]*", ?"key": ?("[^"\\]*(?:\\.[^"\\]*)*")')
 
 
 def listed_file_keys(storage: Storage, dataset_id: str, version: str) -> set[str]:
-    """The key of every file ``version``'s manifest lists (its own and those
-    it carries), read from its lines: pruning reads several manifests of
-    the whole history per publish, and building their files cost more than
-    the rest of it. A manifest written otherwise is read in full."""
+    """The key of every file ``version``'s manifest lists (its own and those it carries)."""
+    return {key.decode() for key in listed_file_key_bytes(storage, dataset_id, version)}
+
+
+def listed_file_key_bytes(storage: Storage, dataset_id: str, version: str) -> set[bytes]:
+    """:func:`listed_file_keys` as UTF-8 bytes, read from the manifest's lines:
+    pruning compares the lists of several manifests of the whole history per
+    publish, and building their files, or even decoding every key, cost more
+    than the rest of it. A manifest written otherwise is read in full."""
     data = storage.read_bytes(layout.manifest_key(dataset_id, version))
-    keys = {json.loads(text) if b"\\" in text else text[1:-1].decode() for text in _FILE_LINE_KEY.findall(data)}
-    if keys:
-        return keys
-    return {file.key for table in PublishManifest.from_json(data).tables.values() for file in table.files}
+    found = set(_FILE_LINE_KEY.findall(data))
+    if found:
+        # a key with no escape is its own UTF-8 between the quotes
+        return {text[1:-1] if b"\\" not in text else json.loads(text).encode() for text in found}
+    return {file.key.encode() for table in PublishManifest.from_json(data).tables.values() for file in table.files}
 
 
 def published_datasets(storage: Storage) -> list[str]:

@@ -13,7 +13,7 @@ from bridge_downstream.publish.catalog import Catalog
 from bridge_downstream.publish.manifest import (
     PublishManifest,
     current_version,
-    listed_file_keys,
+    listed_file_key_bytes,
     read_manifest,
 )
 
@@ -144,24 +144,28 @@ def _read_log(storage: Storage, dataset_id: str) -> dict | None:
 
 def _remove_versions(storage: Storage, dataset_id: str, doomed: list[str], keep: set[str]) -> None:
     kept_folders = tuple(layout.version_prefix(dataset_id, v) + "/" for v in keep)
-    kept_files: set[str] = set()
+    kept_files: set[bytes] = set()
     for version in keep:
         kept_files |= _listed_files(storage, dataset_id, version)
     # read before the manifests go: the files each removed version listed, wherever they lie
     listed = set().union(*(_listed_files(storage, dataset_id, v) for v in doomed))
     for version in doomed:  # first: a version half removed is never taken for a complete one
         storage.delete(layout.manifest_key(dataset_id, version))
-    own = {info.key for version in doomed for info in storage.list(layout.version_prefix(dataset_id, version) + "/")}
-    for key in sorted((own | listed) - kept_files):
+    own = {
+        info.key.encode()
+        for version in doomed
+        for info in storage.list(layout.version_prefix(dataset_id, version) + "/")
+    }
+    for key in sorted(key.decode() for key in (own | listed) - kept_files):
         if not key.startswith(kept_folders):
             storage.delete(key)
 
 
-def _listed_files(storage: Storage, dataset_id: str, version: str) -> set[str]:
-    """The files ``version``'s manifest lists; none when it has no manifest."""
+def _listed_files(storage: Storage, dataset_id: str, version: str) -> set[bytes]:
+    """The files ``version``'s manifest lists, as UTF-8 keys; none when it has no manifest."""
     if not storage.exists(layout.manifest_key(dataset_id, version)):
         return set()
-    return listed_file_keys(storage, dataset_id, version)
+    return listed_file_key_bytes(storage, dataset_id, version)
 
 
 def rollback(

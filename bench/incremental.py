@@ -7,8 +7,11 @@ incrementally into the same output:
 * ``new``: 1 % more uploads, on the days after the history (as a daily run sees them);
 * ``reexport``: 0.1 % of the history's records exported again (a later
   ``exportedon``), spread evenly over the history's days;
-* ``fixed-N``: ``--fixed-delta`` new uploads (default 100, 1 % of 10,000), the
-  ones after ``new``'s: the same delta at every history size.
+* ``fixed-N-I``: ``--fixed-delta`` new uploads (default 100, 1 % of 10,000), the
+  ones after ``new``'s, published ``--fixed-runs`` times in a row (default 4),
+  each with its own uploads: the same delta at every history size. The first
+  one prunes the history's full version (retention 3); from the fourth on, the
+  version each prunes is a fixed delta too, as in a steady daily publish.
 
 A delta publishes what ``bridge-downstream run`` publishes: only the datasets
 its ingest reported, not every dataset of the history.
@@ -48,8 +51,8 @@ HISTORY_STEP = "history (full)"
 NEW_STEP = "delta: 1 % new uploads"
 
 
-def fixed_step(uploads: int) -> str:
-    return f"delta: {uploads} new uploads"
+def fixed_step(uploads: int, run: int = 1, runs: int = 1) -> str:
+    return f"delta: {uploads} new uploads" + (f" ({run} of {runs})" if runs > 1 else "")
 
 
 def write_uploads(folder: Path, indexes: list[int], *, seed: int, reexport_from: int | None = None) -> None:
@@ -132,7 +135,7 @@ def publish(engine: str, spark_factory, output: Path, registry, full: bool, data
     }
 
 
-def run(records: int, engine: str, work: Path, registry, seed: int, fixed_delta: int) -> list[dict]:
+def run(records: int, engine: str, work: Path, registry, seed: int, fixed_delta: int, fixed_runs: int) -> list[dict]:
     from generate import generate
 
     from bridge_downstream.publish.spark_session import local_spark_session
@@ -150,10 +153,11 @@ def run(records: int, engine: str, work: Path, registry, seed: int, fixed_delta:
         count = max(1, int(records * REEXPORT_SHARE))
         step = records // count
         write_uploads(reexport, [i * step for i in range(count)], seed=seed, reexport_from=records)
-    fixed = data / f"fixed-{fixed_delta}"
-    if not fixed.exists():
-        first = records + new_count
-        write_uploads(fixed, list(range(first, first + fixed_delta)), seed=seed)
+    fixed = [data / f"fixed-{fixed_delta}-{run}" for run in range(1, fixed_runs + 1)]
+    for run, folder in enumerate(fixed):
+        if not folder.exists():
+            first = records + new_count + run * fixed_delta
+            write_uploads(folder, list(range(first, first + fixed_delta)), seed=seed)
     output = work / f"out-{records}-{engine}"
     shutil.rmtree(output, ignore_errors=True)
     spark_factory = None
@@ -167,7 +171,7 @@ def run(records: int, engine: str, work: Path, registry, seed: int, fixed_delta:
         (HISTORY_STEP, history, False),
         (NEW_STEP, new, False),
         ("delta: 0.1 % re-exports", reexport, False),
-        (fixed_step(fixed_delta), fixed, False),
+        *((fixed_step(fixed_delta, run, fixed_runs), folder, False) for run, folder in enumerate(fixed, start=1)),
         ("rebuild (--full)", None, True),
     ):
         report = ingest(archives, output, registry) if archives is not None else None
@@ -225,6 +229,12 @@ def main(argv: list[str] | None = None) -> int:
         default=100,
         help="new uploads of the delta of one size at every history (default 100)",
     )
+    parser.add_argument(
+        "--fixed-runs",
+        type=int,
+        default=4,
+        help="fixed deltas published in a row (default 4: the last prunes a fixed delta)",
+    )
     parser.add_argument("--markdown", help="also write the table and the growth to this file")
     args = parser.parse_args(argv)
 
@@ -238,9 +248,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for records in (int(n) for n in args.records.split(",")):
         for engine in args.engines.split(","):
-            rows += run(records, engine, work, registry, args.seed, args.fixed_delta)
+            rows += run(records, engine, work, registry, args.seed, args.fixed_delta, args.fixed_runs)
     table = markdown(rows)
-    growth_lines = growth(rows, [fixed_step(args.fixed_delta), NEW_STEP])
+    fixed_steps = dict.fromkeys(fixed_step(args.fixed_delta, run, args.fixed_runs) for run in (1, args.fixed_runs))
+    growth_lines = growth(rows, [*fixed_steps, NEW_STEP])
     print(table)
     print("\n".join(growth_lines))
     if args.markdown:

@@ -138,3 +138,15 @@ def load_job(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+class ListingStorage(LocalStorage):
+    """LocalStorage that remembers every prefix it was asked to list."""
+
+    def __init__(self, root):
+        super().__init__(root)
+        self.listed: list[str] = []
+
+    def list(self, prefix):
+        self.listed.append(prefix)
+        return super().list(prefix)

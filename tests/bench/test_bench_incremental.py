@@ -53,31 +53,44 @@ def test_a_tiny_run_publishes_each_delta_s_reported_datasets_and_a_fixed_delta(m
     monkeypatch.setattr(incremental, "ingest", recording_ingest)
     monkeypatch.setattr(incremental, "publish", recording_publish)
     work, table = tmp_path / "work", tmp_path / "table.md"
-    argv = ["--records", "100,200", "--engines", "arrow", "--fixed-delta", "3", "--work", str(work)]
+    argv = [
+        "--records",
+        "100,200",
+        "--engines",
+        "arrow",
+        "--fixed-delta",
+        "3",
+        "--fixed-runs",
+        "2",
+        "--work",
+        str(work),
+    ]
     assert incremental.main([*argv, "--markdown", str(table)]) == 0
 
-    fixed = incremental.fixed_step(3)
+    fixed = [incremental.fixed_step(3, run, 2) for run in (1, 2)]
+    assert fixed == ["delta: 3 new uploads (1 of 2)", "delta: 3 new uploads (2 of 2)"]
     rows = json.loads((work / "results.json").read_text())
-    steps = [incremental.HISTORY_STEP, incremental.NEW_STEP, "delta: 0.1 % re-exports", fixed, "rebuild (--full)"]
+    steps = [incremental.HISTORY_STEP, incremental.NEW_STEP, "delta: 0.1 % re-exports", *fixed, "rebuild (--full)"]
     assert [(r["records"], r["step"]) for r in rows] == [(n, step) for n in (100, 200) for step in steps]
-    assert [r["mode"] for r in rows if r["step"].startswith("delta")] == ["incremental"] * 6
-    # Per size: four ingests (history, three deltas), five publishes. The
+    assert [r["mode"] for r in rows if r["step"].startswith("delta")] == ["incremental"] * 8
+    # Per size: five ingests (history, four deltas), six publishes. The
     # history and the rebuild publish every dataset (None); a delta, what its
     # ingest reported.
-    delta_reports = [report for size in (0, 1) for report in reports[4 * size + 1 : 4 * size + 4]]
+    delta_reports = [report for size in (0, 1) for report in reports[5 * size + 1 : 5 * size + 5]]
     assert all(report["datasets"] for report in delta_reports)
     delta_datasets = [sorted(report["datasets"]) for report in delta_reports]
-    assert published == [None, *delta_datasets[:3], None, None, *delta_datasets[3:], None]
-    # The fixed delta: 3 uploads at both sizes, the ones after the 1 % delta's.
+    assert published == [None, *delta_datasets[:4], None, None, *delta_datasets[4:], None]
+    # The fixed deltas: 3 uploads each at both sizes, the ones after the 1 % delta's.
     for records in (100, 200):
-        archives = sorted(p.name for p in (work / f"data-{records}" / "fixed-3").glob("*.zip"))
-        first = records + records // 100
-        assert [name[:7] for name in archives] == [f"{i:07d}" for i in range(first, first + 3)]
+        for run in (1, 2):
+            archives = sorted(p.name for p in (work / f"data-{records}" / f"fixed-3-{run}").glob("*.zip"))
+            first = records + records // 100 + (run - 1) * 3
+            assert [name[:7] for name in archives] == [f"{i:07d}" for i in range(first, first + 3)]
 
     seconds = {(r["records"], r["step"]): r["seconds"] for r in rows}
     expected = [
         f"growth arrow {step} 100->200: {seconds[200, step] / seconds[100, step]:.2f}x"
-        for step in (fixed, incremental.NEW_STEP)
+        for step in (*fixed, incremental.NEW_STEP)
     ]
-    assert capsys.readouterr().out.splitlines()[-2:] == expected
+    assert capsys.readouterr().out.splitlines()[-3:] == expected
     assert table.read_text().endswith("\n\n" + "".join(f"- {line}\n" for line in expected))

@@ -5,18 +5,9 @@ from __future__ import annotations
 
 from bridge_downstream.common import run_commits
 from bridge_downstream.common.storage import LocalStorage
+from support import ListingStorage
 
 PREFIX = "json/dataset=D/"
-
-
-class ListingStorage(LocalStorage):
-    def __init__(self, root):
-        super().__init__(root)
-        self.listed: list[str] = []
-
-    def list(self, prefix):
-        self.listed.append(prefix)
-        return super().list(prefix)
 
 
 def names(storage) -> list[str]:

@@ -15,20 +15,9 @@ from bridge_downstream.publish.engines import publish_dataset_with
 from bridge_downstream.publish.increments import RUNS_NAME, index_key, listed_part_files, part_files_since
 from bridge_downstream.publish.manifest import current_version
 from increment_fixtures import RECORD_DATASET, commit_part_files, day_partition, publish, record, write_part
+from support import ListingStorage
 
 ROOT_TABLE = f"dataset_{RECORD_DATASET.lower()}"
-
-
-class ListingRecorder(LocalStorage):
-    """A local storage that records the prefix of every listing."""
-
-    def __init__(self, root):
-        super().__init__(root)
-        self.listed: list[str] = []
-
-    def list(self, prefix):
-        self.listed.append(prefix)
-        return super().list(prefix)
 
 
 def history(work) -> None:
@@ -43,7 +32,7 @@ def test_a_delta_publish_lists_no_part_file_and_no_claim_of_the_history(request,
     publish("arrow", request, registry, work, published, "mtb", RECORD_DATASET)
     write_part(work, RECORD_DATASET, day_partition(4), "new4", record("r4", 4, "2024-01-04T08:00:00.000Z", "new"))
 
-    recorder = ListingRecorder(work)
+    recorder = ListingStorage(work)
     manifest = publish_dataset_with(
         "arrow",
         None,

@@ -21,20 +21,9 @@ from bridge_downstream.publish.versions import (
     version_log_key,
 )
 from increment_fixtures import RECORD_DATASET, day_partition, publish, record, table_rows, write_part
+from support import ListingStorage
 
 TABLE = f"dataset_{RECORD_DATASET.lower()}"
-
-
-class ListingStorage(LocalStorage):
-    """LocalStorage that remembers every prefix it was asked to list."""
-
-    def __init__(self, root):
-        super().__init__(root)
-        self.listed: list[str] = []
-
-    def list(self, prefix):
-        self.listed.append(prefix)
-        return super().list(prefix)
 
 
 def add_day(work, day: int, tag: str) -> None:

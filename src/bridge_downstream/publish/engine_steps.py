@@ -492,7 +492,8 @@ def complete_publish(
     set_current(published, pending.dataset_id, pending.version)
     if catalog is not None:
         catalog.register(manifest)
-    pruned = prune_versions(published, pending.dataset_id, retention)
+    held = [manifest] + ([increment.previous] if increment is not None else [])
+    pruned = prune_versions(published, pending.dataset_id, retention, held)
     return PublishResult(manifest, pruned)
 
 

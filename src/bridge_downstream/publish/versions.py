@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from bridge_downstream.common import layout
@@ -101,7 +102,9 @@ def _next_name(name: str) -> str:
     return stem[:-1] + following + _NAME_CHARACTERS[0] * (len(name) - len(stem))
 
 
-def prune_versions(storage: Storage, dataset_id: str, retention: int) -> list[str]:
+def prune_versions(
+    storage: Storage, dataset_id: str, retention: int, in_memory: Iterable[PublishManifest] = ()
+) -> list[str]:
     """Keep the ``retention`` newest complete versions (always the current
     one); remove older ones and any incomplete version older than the current.
 
@@ -114,7 +117,9 @@ def prune_versions(storage: Storage, dataset_id: str, retention: int) -> list[st
     lists. A file outlives the versions that wrote it until the last version
     listing it is removed. The versions are kept in a log beside ``CURRENT``
     (:data:`VERSION_LOG_NAME`), so a publish lists only the versions begun
-    since the last prune (crashed ones among them)."""
+    since the last prune (crashed ones among them). ``in_memory``: manifests
+    the caller holds (the one just published, the one it was made from),
+    whose files need not be read again."""
     current = current_version(storage, dataset_id)
     log = _read_log(storage, dataset_id)
     found = _discovered_versions(storage, dataset_id, log, current)
@@ -126,7 +131,7 @@ def prune_versions(storage: Storage, dataset_id: str, retention: int) -> list[st
         | {v for v, done in found.items() if not done and current is not None and v < current}
     )
     if doomed:
-        _remove_versions(storage, dataset_id, doomed, keep)
+        _remove_versions(storage, dataset_id, doomed, keep, {m.version: m for m in in_memory})
     # a version found incomplete and newer than the current may be under way: looked at again next time
     checked = [v for v in (*complete & set(found), current, log["checked_through"] if log else None) if v]
     remaining = sorted(complete - set(doomed))
@@ -142,13 +147,15 @@ def _read_log(storage: Storage, dataset_id: str) -> dict | None:
     return json.loads(storage.read_bytes(key)) if storage.exists(key) else None
 
 
-def _remove_versions(storage: Storage, dataset_id: str, doomed: list[str], keep: set[str]) -> None:
+def _remove_versions(
+    storage: Storage, dataset_id: str, doomed: list[str], keep: set[str], in_memory: dict[str, PublishManifest]
+) -> None:
     kept_folders = tuple(layout.version_prefix(dataset_id, v) + "/" for v in keep)
     kept_files: set[bytes] = set()
     for version in keep:
-        kept_files |= _listed_files(storage, dataset_id, version)
+        kept_files |= _listed_files(storage, dataset_id, version, in_memory.get(version))
     # read before the manifests go: the files each removed version listed, wherever they lie
-    listed = set().union(*(_listed_files(storage, dataset_id, v) for v in doomed))
+    listed = set().union(*(_listed_files(storage, dataset_id, v, in_memory.get(v)) for v in doomed))
     for version in doomed:  # first: a version half removed is never taken for a complete one
         storage.delete(layout.manifest_key(dataset_id, version))
     own = {
@@ -161,10 +168,14 @@ def _remove_versions(storage: Storage, dataset_id: str, doomed: list[str], keep:
             storage.delete(key)
 
 
-def _listed_files(storage: Storage, dataset_id: str, version: str) -> set[bytes]:
-    """The files ``version``'s manifest lists, as UTF-8 keys; none when it has no manifest."""
+def _listed_files(storage: Storage, dataset_id: str, version: str, held: PublishManifest | None = None) -> set[bytes]:
+    """The files ``version``'s manifest lists, as UTF-8 keys; none when it has
+    no manifest. ``held``: that manifest, in memory, its files in a list (a
+    spooled list is read back more slowly than the manifest's lines)."""
     if not storage.exists(layout.manifest_key(dataset_id, version)):
         return set()
+    if held is not None and all(isinstance(table.files, list) for table in held.tables.values()):
+        return {file.key.encode() for table in held.tables.values() for file in table.files}
     return listed_file_key_bytes(storage, dataset_id, version)
 
 

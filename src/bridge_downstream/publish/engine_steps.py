@@ -23,6 +23,7 @@ under way.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -42,9 +43,9 @@ from bridge_downstream.config.profiles import Profile
 from bridge_downstream.config.registry import SchemaRegistry
 from bridge_downstream.publish.catalog import Catalog
 from bridge_downstream.publish.increments import (
+    CarriedTables,
     PublishInputs,
     carry_unchanged,
-    file_partition,
     listed_part_files,
     part_files_since,
     partitioned_like_dataset,
@@ -58,7 +59,7 @@ from bridge_downstream.publish.manifest import (
     PublishedTable,
     PublishManifest,
     current_version,
-    read_manifest,
+    read_manifest_lines,
     record_counts_csv,
 )
 from bridge_downstream.publish.versions import new_version, prune_versions, set_current
@@ -273,7 +274,7 @@ def begin_publish(
     """Plan the new version: incremental when the previous version allows it
     (:mod:`.increments`), unless ``full``."""
     previous = current_version(published, dataset_id)
-    previous_manifest = read_manifest(published, dataset_id, previous) if previous is not None else None
+    previous_manifest = read_manifest_lines(published, dataset_id, previous) if previous is not None else None
     previous_row_type = published_row_type(previous_manifest)
     parts = None
     if previous is not None and not full:
@@ -457,8 +458,7 @@ def complete_publish(
     manifest, then CURRENT (the commit point), then catalog and pruning.
     ``key_rows``: where the record keys read lie (:func:`.increments.key_index_rows`)."""
     increment = pending.inputs.increment
-    if increment is not None:
-        carry_unchanged(published, increment, tables)
+    carried = carry_unchanged(published, increment, tables) if increment is not None else None
     record_counts = record_counts or RecordCounts(pending.dataset_id)
     write_index(published, pending.dataset_id, pending.version, pending.inputs, key_rows, record_counts)
     counts = record_counts.rows() if record_counts is not None else []
@@ -476,7 +476,7 @@ def complete_publish(
         previous_version=pending.previous,
         schema_id=pending.schema_id,
         plan=pending.plan.to_json(),
-        rescued_values=version_rescued_values(published, pending, tables),
+        rescued_values=version_rescued_values(published, pending, tables, carried),
         record_counts=counts,
         increment=increment_summary(pending.inputs),
     )
@@ -511,26 +511,26 @@ def increment_summary(inputs: PublishInputs) -> dict:
     }
 
 
-def version_rescued_values(published: Storage, pending: PendingVersion, tables: dict[str, PublishedTable]) -> dict:
+def version_rescued_values(
+    published: Storage, pending: PendingVersion, tables: dict[str, PublishedTable], carried: CarriedTables | None
+) -> dict:
     """:func:`rescued_values` of the new version; an incremental one reads only
     the files it wrote and those of the previous version it replaced."""
     increment = pending.inputs.increment
-    if increment is None:
+    if increment is None or carried is None:
         return rescued_values(published, pending.plan, tables)
-    own = layout.version_prefix(pending.dataset_id, pending.version) + "/"
     counts = dict(increment.previous.rescued_values)
-    added = rescued_values(published, pending.plan, tables, lambda _, file: file.key.startswith(own))
-    replaced = rescued_values(
-        published,
-        pending.plan,
-        increment.previous.tables,
-        lambda table, file: file_partition(file, table.partition_keys) in increment.affected,
-    )
+    added = rescued_values(published, pending.plan, _with_files(tables, carried.written))
+    replaced = rescued_values(published, pending.plan, _with_files(increment.previous.tables, carried.replaced))
     for path, rows in added.items():
         counts[path] = counts.get(path, 0) + rows
     for path, rows in replaced.items():
         counts[path] -= rows
     return dict(sorted((path, rows) for path, rows in counts.items() if rows))
+
+
+def _with_files(tables: dict[str, PublishedTable], files: dict[str, list[PublishedFile]]) -> dict[str, PublishedTable]:
+    return {name: dataclasses.replace(tables[name], files=found) for name, found in files.items() if name in tables}
 
 
 def rescued_values(

@@ -40,6 +40,7 @@ import functools
 import io
 import json
 import posixpath
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -47,7 +48,7 @@ from typing import TYPE_CHECKING
 from bridge_downstream.common import layout
 from bridge_downstream.common.run_commits import commit_record, committed_part_files, committed_runs
 from bridge_downstream.common.storage import ObjectInfo, Storage
-from bridge_downstream.publish.manifest import PublishedFile, PublishedTable, PublishManifest
+from bridge_downstream.publish.manifest import FileLines, PublishedFile, PublishedTable, PublishManifest, file_line
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -434,29 +435,111 @@ def partitioned_like_dataset(plan, tables: Iterable) -> bool:
     return all([c for c in columns if c in {col.name for col in table.columns}] == columns for table in tables)
 
 
-def carry_unchanged(published: Storage, increment: Increment, tables: dict[str, PublishedTable]) -> None:
+@dataclass(frozen=True)
+class CarriedTables:
+    """Per table, what an incremental version changed of the previous one's
+    files: those it wrote, and those of the partitions it rewrote (replaced)."""
+
+    written: dict[str, list[PublishedFile]]
+    replaced: dict[str, list[PublishedFile]]
+
+
+def carry_unchanged(published: Storage, increment: Increment, tables: dict[str, PublishedTable]) -> CarriedTables:
     """Add to each table the previous version's files of the partitions not
-    rewritten (by reference). A table's file without rows and partition (an
-    engine's stand-in for an empty table) goes when files are carried."""
+    rewritten (by reference), as the previous manifest's lines: a version
+    carries every file of the history, and building each one cost more than
+    the rest of a small publish. A table's file without rows and partition
+    (an engine's stand-in for an empty table) goes when files are carried."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    written_by_table: dict[str, list[PublishedFile]] = {}
+    replaced_by_table: dict[str, list[PublishedFile]] = {}
     for name, table in tables.items():
+        written_by_table[name] = list(table.files)
         before = increment.previous.tables.get(name)
         if before is None:
             continue
-        carried = []
-        for file in before.files:
-            path = file_partition(file, before.partition_keys)
-            if path not in increment.affected:
-                carried.append((file.format, path, file.key, file))
-        if not carried:
+        carried, replaced = _split_by_partition(before, increment.affected)
+        replaced_by_table[name] = replaced
+        if not carried.num_rows:
             continue
         written = []
         for file in table.files:
             if file.rows == 0 and not file.partition:
                 published.delete(file.key)
             else:
-                written.append((file.format, file_partition(file, table.partition_keys), file.key, file))
-        table.files = [entry[3] for entry in sorted(written + carried, key=lambda entry: entry[:3])]
-        table.rows = sum(f.rows for f in table.files if f.format == "parquet")
+                written.append(file)
+        written_by_table[name] = written
+        own = pa.table(
+            {
+                "format": pa.array([f.format for f in written], pa.string()),
+                "path": pa.array([file_partition(f, table.partition_keys) for f in written], pa.string()),
+                "key": pa.array([f.key for f in written], pa.string()),
+                "line": pa.array([file_line(f) for f in written], pa.binary()),
+            }
+        )
+        files = pa.concat_tables([carried, own])
+        order = pc.sort_indices(files, sort_keys=[("format", "ascending"), ("path", "ascending"), ("key", "ascending")])
+        table.files = FileLines(files.column("line").take(order).to_pylist())
+        table.rows = (
+            before.rows
+            - sum(f.rows for f in replaced if f.format == "parquet")
+            + sum(f.rows for f in written if f.format == "parquet")
+        )
+    return CarriedTables(written_by_table, replaced_by_table)
+
+
+# The start of a manifest's file line (either spacing), and the characters
+# escape_path_name changes (or the % of an escape) or an empty value: a
+# folder holding none of them is its own partition path.
+_LINE_HEAD = r'^\{"format": ?"(?P<format>[^"\\]*)", ?"key": ?"(?P<key>[^"\\]*)"'
+_NOT_ITS_OWN_PATH = r"[\x00-\x1f\x7f\"#%'*:?\\{\[\]^]|=/|=$"
+
+
+def _split_by_partition(before: PublishedTable, affected: frozenset[str]):
+    """(format, path, key, line) of ``before``'s files in partitions not in
+    ``affected`` (an Arrow table, in ``before``'s order), and its files in
+    ``affected``. A file's partition path is its folder when the folder
+    spells it as :func:`file_partition` would (its names in the table's
+    order, nothing escaped or empty); otherwise it is computed from the file."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    files = before.files
+    lines = files.lines if isinstance(files, FileLines) else [file_line(f) for f in files]
+    line_array = pa.array(lines, pa.binary())
+    head = pc.extract_regex(line_array.cast(pa.string()), _LINE_HEAD)
+    keys = head.field("key")
+    segment = re.escape(layout.key_segment(before.name))
+    located = pc.extract_regex(keys, rf"/(?:parquet|csv)/{segment}/(?:(?P<folder>.*)/)?[^/]*$")
+    folders = located.field("folder")
+    names = "/".join(layout.escape_path_name(name) for name in before.partition_keys)
+    fast = pc.and_kleene(
+        pc.and_kleene(head.is_valid(), located.is_valid()),
+        pc.and_kleene(
+            pc.equal(pc.replace_substring_regex(folders, r"=[^/]*", ""), names),
+            pc.invert(pc.match_substring_regex(folders, _NOT_ITS_OWN_PATH)),
+        ),
+    ).fill_null(False)
+    formats, paths, file_keys = head.field("format"), folders, keys
+    slow = pc.indices_nonzero(pc.invert(fast)).to_pylist()
+    if slow:
+        formats, paths, file_keys = formats.to_pylist(), paths.to_pylist(), file_keys.to_pylist()
+        for i in slow:
+            file = FileLines([lines[i]])[0]
+            formats[i], paths[i], file_keys[i] = file.format, file_partition(file, before.partition_keys), file.key
+    table = pa.table(
+        {
+            "format": pa.array(formats, pa.string()),
+            "path": pa.array(paths, pa.string()),
+            "key": pa.array(file_keys, pa.string()),
+            "line": line_array,
+        }
+    )
+    rewritten = pc.is_in(table.column("path"), value_set=_strings(affected)).fill_null(False)
+    replaced = FileLines(table.filter(rewritten).column("line").to_pylist())
+    return table.filter(pc.invert(rewritten)), list(replaced)
 
 
 def key_index_rows(keys, partitions, winners) -> pa.Table:

@@ -24,8 +24,9 @@ import operator
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
+from typing import overload
 
 import orjson
 
@@ -65,6 +66,35 @@ class PublishedFiles:
         return len(self._spool)
 
 
+class FileLines(Sequence[PublishedFile]):
+    """A table's files as the lines of a manifest that lists them (one JSON
+    object each), parsed only when they are read: an incremental version
+    carries most of its files from the previous manifest and writes their
+    lines back as they were read (:func:`read_manifest_lines`)."""
+
+    __slots__ = ("lines",)
+
+    def __init__(self, lines: list[bytes]):
+        self.lines = lines
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def __iter__(self) -> Iterator[PublishedFile]:
+        return _published_files(map(orjson.loads, self.lines))
+
+    @overload
+    def __getitem__(self, index: int) -> PublishedFile: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[PublishedFile]: ...
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return list(_published_files(map(orjson.loads, self.lines[index])))
+        return next(_published_files([orjson.loads(self.lines[index])]))
+
+
 @dataclass
 class PublishedTable:
     name: str
@@ -74,7 +104,7 @@ class PublishedTable:
     columns: list[dict[str, str]]
     partition_keys: list[str]
     rows: int
-    files: list[PublishedFile] | PublishedFiles = field(default_factory=list)
+    files: list[PublishedFile] | PublishedFiles | FileLines = field(default_factory=list)
 
     def files_of(self, fmt: str) -> list[PublishedFile]:
         return [f for f in self.files if f.format == fmt]
@@ -226,9 +256,10 @@ def _write_document(stream, document: dict) -> None:
         if name != "files":
             return plain(name, value, indent)
         stream.write("[")
+        lines = value.lines if isinstance(value, FileLines) else map(_file_line, value)  # carried lines as read
         count = 0
-        for count, file in enumerate(value, start=1):
-            stream.write(("," if count > 1 else "") + f"\n{indent}  " + _file_line(file).decode())
+        for count, line in enumerate(lines, start=1):
+            stream.write(("," if count > 1 else "") + f"\n{indent}  " + line.decode())
         stream.write(f"\n{indent}]" if count else "]")
 
     def top(name, value, indent: str) -> None:
@@ -271,7 +302,7 @@ def _published_files(records: Iterable[dict]) -> Iterator[PublishedFile]:
 def _file_json(value):
     if isinstance(value, PublishedFile):
         return _file_record(value)
-    if isinstance(value, PublishedFiles):
+    if isinstance(value, PublishedFiles | FileLines):
         return _StreamedList(value)
     raise TypeError(f"{type(value).__name__} is not part of a manifest")
 
@@ -284,7 +315,7 @@ class _StreamedList(list):
     storage directly and would see no files -- the manifest tests compare
     the two documents."""
 
-    def __init__(self, items: PublishedFiles):
+    def __init__(self, items: PublishedFiles | FileLines):
         super().__init__()
         self._items = items
 
@@ -306,6 +337,56 @@ def read_manifest(storage: Storage, dataset_id: str, version: str) -> PublishMan
     return PublishManifest.from_json(storage.read_bytes(layout.manifest_key(dataset_id, version)))
 
 
+def file_line(file: PublishedFile) -> bytes:
+    """``file`` as a manifest's line lists it (:class:`FileLines`)."""
+    return _file_line(file)
+
+
+def read_manifest_lines(storage: Storage, dataset_id: str, version: str) -> PublishManifest:
+    """:func:`read_manifest`, each table's files kept as their lines
+    (:class:`FileLines`): a publish reads the previous manifest, which lists
+    every file of the history, and carries most of them without reading them.
+    A manifest not written one file per line is read in full."""
+    data = storage.read_bytes(layout.manifest_key(dataset_id, version))
+    rest, groups = _split_file_lines(data)
+    raw = _parse_document(rest)
+    tables = raw.pop("tables", {})
+    # the tables are written in name order, each one's files between its "files" brackets
+    if len(groups) != len(tables) or any(table.get("files") for table in tables.values()):
+        return PublishManifest.from_json(data)
+    published = {}
+    for (name, table), lines in zip(sorted(tables.items()), groups):
+        table.pop("files", None)
+        published[name] = PublishedTable(files=FileLines(lines), **table)
+    return PublishManifest(tables=published, **raw)
+
+
+# How :func:`_write_document` opens a table's files (a table's fields are
+# indented six spaces) and starts each file's line (JSON written indented
+# never starts a line with an object's first member).
+_FILES_OPENING = b'      "files": ['
+_FILE_LINE_START = b'{"format"'
+
+
+def _split_file_lines(data: bytes) -> tuple[bytes, list[list[bytes]]]:
+    """The manifest without its file lines, and each table's file lines in order."""
+    rest: list[bytes] = []
+    groups: list[list[bytes]] = []
+    current: list[bytes] | None = None
+    for line in data.split(b"\n"):
+        if current is not None:
+            stripped = line.lstrip(b" ")
+            if stripped.startswith(_FILE_LINE_START):
+                current.append(stripped[:-1] if stripped.endswith(b",") else stripped)
+                continue
+            current = None
+        elif line.startswith(_FILES_OPENING):
+            groups.append([])
+            current = groups[-1] if line == _FILES_OPENING else None  # "[]": a table without files
+        rest.append(line)
+    return b"\n".join(rest), groups
+
+
 # A file as :func:`_write_document` writes it: one line, its fields in name
 # order; compact (orjson) or, in manifests written before, with json's spaces.
 _FILE_LINE_KEY = re.compile(rb'\{"format": ?"[^"\\]*", ?"key": ?("[^"\\]*(?:\\.[^"\\]*)*")')
@@ -322,11 +403,17 @@ def listed_file_key_bytes(storage: Storage, dataset_id: str, version: str) -> se
     publish, and building their files, or even decoding every key, cost more
     than the rest of it. A manifest written otherwise is read in full."""
     data = storage.read_bytes(layout.manifest_key(dataset_id, version))
-    found = set(_FILE_LINE_KEY.findall(data))
-    if found:
-        # a key with no escape is its own UTF-8 between the quotes
-        return {text[1:-1] if b"\\" not in text else json.loads(text).encode() for text in found}
+    keys = file_line_keys([data])
+    if keys:
+        return keys
     return {file.key.encode() for table in PublishManifest.from_json(data).tables.values() for file in table.files}
+
+
+def file_line_keys(chunks: Iterable[bytes]) -> set[bytes]:
+    """The keys of the file lines in ``chunks`` (a manifest, or file lines), as UTF-8."""
+    found = {text for chunk in chunks for text in _FILE_LINE_KEY.findall(chunk)}
+    # a key with no escape is its own UTF-8 between the quotes
+    return {text[1:-1] if b"\\" not in text else json.loads(text).encode() for text in found}
 
 
 def published_datasets(storage: Storage) -> list[str]:

@@ -12,8 +12,11 @@ from bridge_downstream.common import layout
 from bridge_downstream.common.storage import Storage
 from bridge_downstream.publish.catalog import Catalog
 from bridge_downstream.publish.manifest import (
+    FileLines,
+    PublishedFiles,
     PublishManifest,
     current_version,
+    file_line_keys,
     listed_file_key_bytes,
     read_manifest,
 )
@@ -174,8 +177,16 @@ def _listed_files(storage: Storage, dataset_id: str, version: str, held: Publish
     spooled list is read back more slowly than the manifest's lines)."""
     if not storage.exists(layout.manifest_key(dataset_id, version)):
         return set()
-    if held is not None and all(isinstance(table.files, list) for table in held.tables.values()):
-        return {file.key.encode() for table in held.tables.values() for file in table.files}
+    if held is not None and not any(isinstance(table.files, PublishedFiles) for table in held.tables.values()):
+        keys: set[bytes] = set()
+        for table in held.tables.values():
+            files = table.files
+            keys |= (
+                file_line_keys([b"\n".join(files.lines)])
+                if isinstance(files, FileLines)
+                else {f.key.encode() for f in files}
+            )
+        return keys
     return listed_file_key_bytes(storage, dataset_id, version)
 
 

@@ -3,6 +3,9 @@ claimants, not by listing every claim (common/run_commits.py)."""
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 from bridge_downstream.common import run_commits
 from bridge_downstream.common.storage import LocalStorage
 from support import ListingStorage
@@ -67,3 +70,27 @@ def test_claims_from_before_claimants_were_recorded_are_recorded_by_the_first_ru
     assert not storage.exists(run_commits.claimed_key(PREFIX + "part-old-done.ndjson", "old-done"))
     run_commits.commit(storage, "new", {})
     assert names(storage) == ["part-new.ndjson", "part-old-done.ndjson"]
+
+
+class SlowClaimantStorage(LocalStorage):
+    """A storage whose stores of a claimant's record are slow and counted."""
+
+    def __init__(self, root):
+        super().__init__(root)
+        self.claimant_stores = 0
+
+    def write_bytes(self, key, data, metadata=None):
+        if key.startswith(run_commits.CLAIMANTS_PREFIX + "/"):
+            self.claimant_stores += 1
+            time.sleep(0.05)  # wide enough for every thread to reach its first claim meanwhile
+        super().write_bytes(key, data, metadata)
+
+
+def test_threads_storing_through_one_run_record_its_claimant_once(tmp_path):
+    storage = SlowClaimantStorage(tmp_path)
+    claiming = run_commits.ClaimingStorage(storage, "run-1")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda n: claiming.write_bytes(f"{PREFIX}part-{n}.ndjson", b"{}\n"), range(8)))
+    assert storage.claimant_stores == 1
+    run_commits.commit(storage, "run-1", {})
+    assert names(storage) == [f"part-{n}.ndjson" for n in range(8)]

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -200,11 +201,16 @@ class ClaimingStorage:
         self.storage = storage
         self.claimant = _checked(claimant)
         self._recorded = False
+        # a task stores its part files from several threads: the claimant is recorded once,
+        # never by two of them at a time (two stores of one key at once)
+        self._recording = threading.Lock()
 
     def _claim(self, key: str) -> None:
         if not self._recorded:
-            record_claimant(self.storage, self.claimant)
-            self._recorded = True
+            with self._recording:
+                if not self._recorded:
+                    record_claimant(self.storage, self.claimant)
+                    self._recorded = True
         self.storage.write_bytes(claimed_key(key, self.claimant), b"")
         self.storage.write_bytes(claim_key(key, self.claimant), b"")
 

@@ -82,9 +82,15 @@ def test_a_manifest_of_old_spaced_lines_reads_as_lines_too(tmp_path):
 ODD_COHORTS = ["plain", "a/b=c%", "Zürich", "", "__HIVE_DEFAULT_PARTITION__", 'quote"d', "tab\tbed"]
 
 
-def test_each_file_s_partition_path_is_the_one_its_values_give():
-    files = [_file(cohort, day, fmt) for cohort in ODD_COHORTS for day in ("01", "02") for fmt in ("parquet", "csv")]
-    table = PublishedTable("t", DATASET, None, [], KEYS, 0, FileLines([file_line(f) for f in files]))
+@pytest.mark.parametrize("table_name", ["t", "odd (name).é+1"])  # a name the pattern must spell literally
+def test_each_file_s_partition_path_is_the_one_its_values_give(table_name):
+    files = [
+        _file(cohort, day, fmt, table_name)
+        for cohort in ODD_COHORTS
+        for day in ("01", "02")
+        for fmt in ("parquet", "csv")
+    ]
+    table = PublishedTable(table_name, DATASET, None, [], KEYS, 0, FileLines([file_line(f) for f in files]))
     affected = frozenset({file_partition(_file("a/b=c%", "01"), KEYS), file_partition(_file("plain", "02"), KEYS)})
 
     carried, replaced = _split_by_partition(table, affected)

@@ -40,7 +40,6 @@ import functools
 import io
 import json
 import posixpath
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -511,7 +510,8 @@ def _split_by_partition(before: PublishedTable, affected: frozenset[str]):
     line_array = pa.array(lines, pa.binary())
     head = pc.extract_regex(line_array.cast(pa.string()), _LINE_HEAD)
     keys = head.field("key")
-    segment = re.escape(layout.key_segment(before.name))
+    # the table's folder name in the pattern, each character not a letter, digit or _ as RE2's \x{...}
+    segment = "".join(c if c.isalnum() or c == "_" else f"\\x{{{ord(c):x}}}" for c in layout.key_segment(before.name))
     located = pc.extract_regex(keys, rf"/(?:parquet|csv)/{segment}/(?:(?P<folder>.*)/)?[^/]*$")
     folders = located.field("folder")
     names = "/".join(layout.escape_path_name(name) for name in before.partition_keys)

@@ -256,7 +256,7 @@ def _write_document(stream, document: dict) -> None:
         if name != "files":
             return plain(name, value, indent)
         stream.write("[")
-        lines = value.lines if isinstance(value, FileLines) else map(_file_line, value)  # carried lines as read
+        lines = value.lines if isinstance(value, FileLines) else map(file_line, value)  # carried lines as read
         count = 0
         for count, line in enumerate(lines, start=1):
             stream.write(("," if count > 1 else "") + f"\n{indent}  " + line.decode())
@@ -285,7 +285,8 @@ def _file_record(file: PublishedFile) -> dict:
     }
 
 
-def _file_line(file: PublishedFile) -> bytes:
+def file_line(file: PublishedFile) -> bytes:
+    """``file`` as a manifest's line lists it (:class:`FileLines`)."""
     return orjson.dumps(_file_record(file), option=orjson.OPT_SORT_KEYS)  # sorts the partition's names
 
 
@@ -335,11 +336,6 @@ def current_version(storage: Storage, dataset_id: str) -> str | None:
 
 def read_manifest(storage: Storage, dataset_id: str, version: str) -> PublishManifest:
     return PublishManifest.from_json(storage.read_bytes(layout.manifest_key(dataset_id, version)))
-
-
-def file_line(file: PublishedFile) -> bytes:
-    """``file`` as a manifest's line lists it (:class:`FileLines`)."""
-    return _file_line(file)
 
 
 def read_manifest_lines(storage: Storage, dataset_id: str, version: str) -> PublishManifest:

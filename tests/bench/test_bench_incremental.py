@@ -94,3 +94,22 @@ def test_a_tiny_run_publishes_each_delta_s_reported_datasets_and_a_fixed_delta(m
     ]
     assert capsys.readouterr().out.splitlines()[-3:] == expected
     assert table.read_text().endswith("\n\n" + "".join(f"- {line}\n" for line in expected))
+
+
+def test_the_steady_growth_is_that_of_the_median_of_the_fourth_fixed_delta_on():
+    runs = 6
+    seconds = {10_000: [0.9, 0.5, 0.4, 0.3, 0.9, 0.35], 100_000: [2.0, 1.0, 0.6, 0.5, 0.45, 0.4]}
+    rows = [
+        row("arrow", records, incremental.fixed_step(100, run, runs), value)
+        for records, values in seconds.items()
+        for run, value in enumerate(values, start=1)
+    ]
+    steady = incremental.steady_step(100, runs)
+    assert steady == "delta: 100 new uploads, steady (median of 4 to 6 of 6)"
+    with_steady = incremental.with_steady(rows, 100, runs)
+    assert [(r["records"], r["seconds"]) for r in with_steady if r["step"] == steady] == [
+        (10_000, 0.35),
+        (100_000, 0.45),
+    ]
+    assert incremental.growth(with_steady, [steady]) == [f"growth arrow {steady} 10,000->100,000: 1.29x"]
+    assert incremental.with_steady(rows[:3], 100, 3) == rows[:3]  # fewer than four runs: no steady one

@@ -5,14 +5,23 @@ partition path read from its folder is the one computed from its values."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import random
 
 import pytest
 
 from bridge_downstream.common import layout
 from bridge_downstream.common.storage import LocalStorage
-from bridge_downstream.publish.increments import _split_by_partition, file_partition
+from bridge_downstream.publish import increments
+from bridge_downstream.publish.increments import (
+    _merge_by_sorting,
+    _merge_in_order,
+    _split_by_partition,
+    file_partition,
+)
 from bridge_downstream.publish.manifest import (
+    FILE_ORDER,
     FileLines,
     PublishedFile,
     PublishedTable,
@@ -21,7 +30,7 @@ from bridge_downstream.publish.manifest import (
     read_manifest,
     read_manifest_lines,
 )
-from increment_fixtures import RECORD_DATASET, day_partition, publish, record, write_part
+from increment_fixtures import RECORD_DATASET, day_partition, publish, record, table_rows, write_part
 
 DATASET, VERSION = "D_v1", "20261205T000000000000Z"
 KEYS = ["cohort", "day"]
@@ -93,7 +102,8 @@ def test_each_file_s_partition_path_is_the_one_its_values_give(table_name):
     table = PublishedTable(table_name, DATASET, None, [], KEYS, 0, FileLines([file_line(f) for f in files]))
     affected = frozenset({file_partition(_file("a/b=c%", "01"), KEYS), file_partition(_file("plain", "02"), KEYS)})
 
-    carried, replaced = _split_by_partition(table, affected)
+    carried, replaced_lines = _split_by_partition(table, affected)
+    replaced = list(FileLines(replaced_lines))
 
     expected = {f.key: file_partition(f, KEYS) for f in files}
     assert dict(zip(carried.column("key").to_pylist(), carried.column("path").to_pylist())) == {
@@ -121,7 +131,7 @@ def test_a_folder_in_another_order_than_the_table_s_keys_is_computed_from_its_va
 
     carried, replaced = _split_by_partition(table, frozenset({"cohort=a/day=01", "cohort=A/day=01"}))
 
-    assert carried.num_rows == 0 and replaced == [moved, spelled]
+    assert carried.num_rows == 0 and list(FileLines(replaced)) == [moved, spelled]
 
 
 def _as_dict(file: PublishedFile) -> dict:
@@ -149,3 +159,85 @@ def test_a_delta_writes_the_lines_it_carries_byte_for_byte(engine, request, regi
         assert list(table.files) == stored.tables[name].files
         assert table.rows == stored.tables[name].rows == sum(f.rows for f in table.files if f.format == "parquet")
     assert [table.rows for table in second.tables.values()] == [3, 6]  # three records of two steps each
+
+
+def _ordered_table(files: list[PublishedFile]) -> PublishedTable:
+    ordered = sorted(files, key=lambda f: (f.format, file_partition(f, KEYS), f.key))
+    table = PublishedTable("t", DATASET, None, [], KEYS, 0, FileLines([file_line(f) for f in ordered]))
+    table.file_order = FILE_ORDER
+    return table
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_merging_by_bisection_gives_the_lines_sorting_gives(seed):
+    chooser = random.Random(seed)
+    days = [f"{d:02d}" for d in range(1, 31)]
+    history = [
+        dataclasses.replace(_file(cohort, day, fmt), key=_file(cohort, day, fmt).key.replace(".", f"-{n}."))
+        for cohort in ODD_COHORTS
+        for day in days
+        for fmt in ("parquet", "csv")
+        for n in range(chooser.randint(0, 2))  # some partitions hold no file, some two
+    ]
+    before = _ordered_table(history)
+    everything = [(cohort, day) for cohort in ODD_COHORTS for day in [*days, "31"]]  # "31": a new partition
+    rewritten = chooser.sample(everything, 3)
+    affected = frozenset(file_partition(_file(c, d), KEYS) for c, d in rewritten)
+    written = [
+        dataclasses.replace(_file(c, d, fmt), key=_file(c, d, fmt).key.replace(VERSION, "20261206T000000000000Z"))
+        for c, d in rewritten
+        for fmt in ("parquet", "csv")
+    ]
+
+    by_bisection = _merge_in_order(before, affected, written)
+    by_sorting = _merge_by_sorting(dataclasses.replace(before, file_order=None), affected, written)
+
+    assert by_bisection is not None
+    assert by_bisection.lines == by_sorting.lines
+    assert sorted(by_bisection.replaced) == sorted(by_sorting.replaced)
+    assert by_bisection.carried == by_sorting.carried == len(history) - len(by_sorting.replaced)
+    replaced_paths = {file_partition(f, KEYS) for f in FileLines(by_bisection.replaced)}
+    assert replaced_paths <= affected and len(by_bisection.lines) == by_bisection.carried + len(written)
+
+
+def test_a_table_in_no_promised_order_or_a_large_rewrite_is_merged_by_sorting():
+    files = [
+        _file(cohort, f"{d:02d}", fmt) for cohort in ODD_COHORTS for d in range(1, 31) for fmt in ("parquet", "csv")
+    ]
+    ordered = _ordered_table(files)
+    one = frozenset({file_partition(files[0], KEYS)})
+    assert _merge_in_order(dataclasses.replace(ordered, file_order=None), one, []) is None
+    assert _merge_in_order(ordered, frozenset(file_partition(f, KEYS) for f in files), []) is None
+    assert _merge_in_order(ordered, one, []) is not None
+
+
+def test_a_delta_lists_its_files_in_order_and_the_next_one_merges_by_bisection(
+    request, registry, tmp_path, monkeypatch
+):
+    work, published = tmp_path / "work", tmp_path / "published"
+    for day in range(1, 41):  # enough partitions that bisecting costs less than sorting
+        write_part(
+            work, RECORD_DATASET, day_partition(day), f"d{day}", record(f"r{day}", day, "2024-01-01T08:00:00.000Z", "a")
+        )
+    full = publish("arrow", request, registry, work, published, "mtb", RECORD_DATASET)
+    write_part(work, RECORD_DATASET, day_partition(41), "d41", record("r41", 41, "2024-01-09T08:00:00.000Z", "b"))
+    first = publish("arrow", request, registry, work, published, "mtb", RECORD_DATASET)
+    assert all(table.file_order is None for table in full.tables.values())
+    stored = read_manifest(LocalStorage(published), RECORD_DATASET, first.version)
+    assert all(table.file_order == FILE_ORDER for table in stored.tables.values())
+    for table in stored.tables.values():
+        assert [(f.format, file_partition(f, table.partition_keys), f.key) for f in table.files] == sorted(
+            (f.format, file_partition(f, table.partition_keys), f.key) for f in table.files
+        )
+
+    def no_sorting(*_args):
+        raise AssertionError("a delta on an ordered version sorted every line")
+
+    monkeypatch.setattr(increments, "_merge_by_sorting", no_sorting)
+    write_part(work, RECORD_DATASET, day_partition(3), "d3b", record("x3", 3, "2024-01-03T09:00:00.000Z", "c"))
+    second = publish("arrow", request, registry, work, published, "mtb", RECORD_DATASET)
+    assert second.increment["partitions_rewritten"] == ["assessmentid=probe/year=2024/month=01/day=03"]
+    assert {t: len(rows) for t, rows in table_rows(published, second).items()} == {
+        t: len(rows) + (1 if t == f"dataset_{RECORD_DATASET.lower()}" else 2)
+        for t, rows in table_rows(published, first).items()
+    }

@@ -62,7 +62,7 @@ from bridge_downstream.publish.manifest import (
     read_manifest_lines,
     record_counts_csv,
 )
-from bridge_downstream.publish.versions import new_version, prune_versions, set_current
+from bridge_downstream.publish.versions import new_version, prune_versions, record_lineage, set_current
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -384,6 +384,7 @@ class RecordCounts:
     def __init__(self, dataset_id: str):
         self.data_type = dataset_id
         self._by_partition: dict[tuple[str, str], list[int]] = {}
+        self._carried: list[pa.Table] = []
 
     def add(self, export_end_date: str | None, read: int, deduplicated: int, written: int, partition: str = "") -> None:
         counts = self._by_partition.setdefault((partition, export_end_date or ""), [0, 0, 0])
@@ -391,16 +392,45 @@ class RecordCounts:
         counts[1] += deduplicated
         counts[2] += written
 
-    def by_partition(self) -> list[tuple[str, str, int, int, int]]:
-        """(partition, export end date, read, deduplicated, written) rows."""
-        return [(p, d, read, kept, written) for (p, d), (read, kept, written) in sorted(self._by_partition.items())]
+    def carry(self, counts: pa.Table) -> None:
+        """Add the counts of partitions not read (:meth:`by_partition`'s
+        columns), as a table: an incremental version carries those of every
+        partition of the history."""
+        self._carried.append(counts.select(list(COUNT_COLUMNS)).cast(_count_schema()))
+
+    def by_partition(self) -> pa.Table:
+        """(partition, export end date, read, deduplicated, written) rows, by partition and date."""
+        import pyarrow as pa
+
+        own = sorted(self._by_partition.items())
+        counted = pa.table(
+            [
+                pa.array([p for (p, _), _ in own], pa.string()),
+                pa.array([d for (_, d), _ in own], pa.string()),
+                *(pa.array([c[i] for _, c in own], pa.int64()) for i in range(3)),
+            ],
+            schema=_count_schema(),
+        )
+        table = pa.concat_tables([*self._carried, counted])
+        aggregated = table.group_by(["partition", "export_end_date"], use_threads=False).aggregate(
+            [(name, "sum") for name in COUNT_COLUMNS[2:]]
+        )
+        return aggregated.rename_columns(list(COUNT_COLUMNS)).sort_by(
+            [("partition", "ascending"), ("export_end_date", "ascending")]
+        )
 
     def rows(self) -> list[dict]:
-        by_date: dict[str, list[int]] = {}
-        for (_, date), counts in self._by_partition.items():
-            total = by_date.setdefault(date, [0, 0, 0])
-            for i, value in enumerate(counts):
-                total[i] += value
+        """recover's record counts (:data:`RECORD_COUNT_FIELDS`), per export end date."""
+        by_date = (
+            self.by_partition()
+            .group_by("export_end_date", use_threads=False)
+            .aggregate([(name, "sum") for name in COUNT_COLUMNS[2:]])
+            .sort_by("export_end_date")
+        )
+        totals = zip(
+            by_date.column("export_end_date").to_pylist(),
+            *(by_date.column(f"{name}_sum").to_pylist() for name in COUNT_COLUMNS[2:]),
+        )
         return [
             dict(
                 zip(
@@ -408,8 +438,18 @@ class RecordCounts:
                     (self.data_type, date, read, read - deduplicated, deduplicated - written, written),
                 )
             )
-            for date, (read, deduplicated, written) in sorted(by_date.items())
+            for date, read, deduplicated, written in totals
         ]
+
+
+# A version's record counts per partition (``index/record_counts.parquet``).
+COUNT_COLUMNS = ("partition", "export_end_date", "read", "deduplicated", "written")
+
+
+def _count_schema() -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.schema([(name, pa.string() if i < 2 else pa.int64()) for i, name in enumerate(COUNT_COLUMNS)])
 
 
 def check_interrupt(dataset_id: str, written: int, fail_after_tables: int | None) -> None:
@@ -459,6 +499,8 @@ def complete_publish(
     ``key_rows``: where the record keys read lie (:func:`.increments.key_index_rows`)."""
     increment = pending.inputs.increment
     carried = carry_unchanged(published, increment, tables) if increment is not None else None
+    replaced = None if carried is None else [f.key for files in carried.replaced.values() for f in files]
+    record_lineage(published, pending.dataset_id, pending.version, pending.previous, replaced)
     record_counts = record_counts or RecordCounts(pending.dataset_id)
     write_index(published, pending.dataset_id, pending.version, pending.inputs, key_rows, record_counts)
     counts = record_counts.rows() if record_counts is not None else []

@@ -36,6 +36,7 @@ previous version make the publish a full rebuild, and the manifest says why.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import io
 import json
@@ -47,7 +48,14 @@ from typing import TYPE_CHECKING
 from bridge_downstream.common import layout
 from bridge_downstream.common.run_commits import commit_record, committed_part_files, committed_runs
 from bridge_downstream.common.storage import ObjectInfo, Storage
-from bridge_downstream.publish.manifest import FileLines, PublishedFile, PublishedTable, PublishManifest, file_line
+from bridge_downstream.publish.manifest import (
+    FILE_ORDER,
+    FileLines,
+    PublishedFile,
+    PublishedTable,
+    PublishManifest,
+    file_line,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -207,7 +215,10 @@ def write_parquet(storage: Storage, key: str, table: pa.Table) -> None:
     import pyarrow.parquet as pq
 
     buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression="snappy")
+    # an index's "key" column holds each value once: a dictionary of it only
+    # costs (it doubled the time to write the key index of the history)
+    repeated = [name for name in table.column_names if name != "key"]
+    pq.write_table(table, buffer, compression="snappy", use_dictionary=repeated)
     storage.write_bytes(key, buffer.getvalue())
 
 
@@ -437,7 +448,8 @@ def partitioned_like_dataset(plan, tables: Iterable) -> bool:
 @dataclass(frozen=True)
 class CarriedTables:
     """Per table, what an incremental version changed of the previous one's
-    files: those it wrote, and those of the partitions it rewrote (replaced)."""
+    files: those it wrote, and those it no longer lists (replaced: those of
+    the partitions it rewrote, every file of a table it no longer has)."""
 
     written: dict[str, list[PublishedFile]]
     replaced: dict[str, list[PublishedFile]]
@@ -445,48 +457,122 @@ class CarriedTables:
 
 def carry_unchanged(published: Storage, increment: Increment, tables: dict[str, PublishedTable]) -> CarriedTables:
     """Add to each table the previous version's files of the partitions not
-    rewritten (by reference), as the previous manifest's lines: a version
-    carries every file of the history, and building each one cost more than
-    the rest of a small publish. A table's file without rows and partition
-    (an engine's stand-in for an empty table) goes when files are carried."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
+    rewritten (by reference), as the previous manifest's lines, in
+    :data:`~.manifest.FILE_ORDER`: a version carries every file of the
+    history, and building each one cost more than the rest of a small
+    publish. A table's file without rows and partition (an engine's stand-in
+    for an empty table) goes when files are carried."""
     written_by_table: dict[str, list[PublishedFile]] = {}
-    replaced_by_table: dict[str, list[PublishedFile]] = {}
+    # a table the new version no longer has replaced all its files
+    replaced_by_table = {
+        name: list(before.files) for name, before in increment.previous.tables.items() if name not in tables
+    }
     for name, table in tables.items():
         written_by_table[name] = list(table.files)
         before = increment.previous.tables.get(name)
         if before is None:
             continue
-        carried, replaced = _split_by_partition(before, increment.affected)
-        replaced_by_table[name] = replaced
-        if not carried.num_rows:
-            continue
-        written = []
-        for file in table.files:
-            if file.rows == 0 and not file.partition:
-                published.delete(file.key)
-            else:
-                written.append(file)
-        written_by_table[name] = written
-        own = pa.table(
-            {
-                "format": pa.array([f.format for f in written], pa.string()),
-                "path": pa.array([file_partition(f, table.partition_keys) for f in written], pa.string()),
-                "key": pa.array([f.key for f in written], pa.string()),
-                "line": pa.array([file_line(f) for f in written], pa.binary()),
-            }
+        written = [f for f in written_by_table[name] if f.rows or f.partition]
+        merged = _merge_in_order(before, increment.affected, written) or _merge_by_sorting(
+            before, increment.affected, written
         )
-        files = pa.concat_tables([carried, own])
-        order = pc.sort_indices(files, sort_keys=[("format", "ascending"), ("path", "ascending"), ("key", "ascending")])
-        table.files = FileLines(files.column("line").take(order).to_pylist())
+        replaced_by_table[name] = list(FileLines(merged.replaced))
+        if not merged.carried:
+            continue
+        for file in written_by_table[name]:
+            if not (file.rows or file.partition):
+                published.delete(file.key)
+        written_by_table[name] = written
+        table.files = FileLines(merged.lines)
+        table.file_order = FILE_ORDER
         table.rows = (
             before.rows
-            - sum(f.rows for f in replaced if f.format == "parquet")
+            - sum(f.rows for f in replaced_by_table[name] if f.format == "parquet")
             + sum(f.rows for f in written if f.format == "parquet")
         )
     return CarriedTables(written_by_table, replaced_by_table)
+
+
+@dataclass(frozen=True)
+class _MergedLines:
+    lines: list[bytes]  # the new version's file lines, in FILE_ORDER
+    replaced: list[bytes]  # the previous version's lines it no longer lists
+    carried: int  # how many of ``lines`` are the previous version's
+
+
+def _order_of(file: PublishedFile, partition_keys: list[str]) -> tuple[str, str, str]:
+    return file.format, file_partition(file, partition_keys), file.key
+
+
+def _merge_in_order(
+    before: PublishedTable, affected: frozenset[str], written: list[PublishedFile]
+) -> _MergedLines | None:
+    """The merge when ``before`` lists its files in :data:`~.manifest.FILE_ORDER`:
+    each rewritten partition's lines are found by bisection and the lines
+    between them kept as slices, so a delta parses a few lines per partition
+    it rewrites, not the history's. None when ``before`` promises no order, or
+    when so many partitions are rewritten that sorting all lines costs less."""
+    files = before.files
+    if before.file_order != FILE_ORDER or not isinstance(files, FileLines):
+        return None
+    lines, keys = files.lines, before.partition_keys
+    steps = max(1, len(lines).bit_length())
+    if (4 * len(affected) + len(written)) * steps > len(lines):
+        return None
+
+    @functools.cache
+    def order(line: bytes) -> tuple[str, str, str]:
+        return _order_of(FileLines([line])[0], keys)
+
+    formats = sorted({"csv", "parquet"} | {f.format for f in written})
+    removed = sorted(
+        (
+            bisect.bisect_left(lines, group, key=lambda line: order(line)[:2]),
+            bisect.bisect_right(lines, group, key=lambda line: order(line)[:2]),
+        )
+        for group in ((fmt, path) for fmt in formats for path in affected)
+    )
+    added = sorted(
+        (bisect.bisect_left(lines, position, key=order), position, file_line(file))
+        for file in written
+        for position in [_order_of(file, keys)]
+    )
+    merged: list[bytes] = []
+    replaced: list[bytes] = []
+    cursor = 0
+    pending = iter(added)
+    upcoming = next(pending, None)
+    for low, high in [*removed, (len(lines), len(lines))]:
+        while upcoming is not None and upcoming[0] <= low:
+            at = max(upcoming[0], cursor)  # a line placed among removed ones follows them
+            merged.extend(lines[cursor:at])
+            merged.append(upcoming[2])
+            cursor = at
+            upcoming = next(pending, None)
+        merged.extend(lines[cursor:low])
+        replaced.extend(lines[low:high])
+        cursor = max(cursor, high)
+    return _MergedLines(merged, replaced, len(lines) - len(replaced))
+
+
+def _merge_by_sorting(before: PublishedTable, affected: frozenset[str], written: list[PublishedFile]) -> _MergedLines:
+    """The merge for a ``before`` in any order: its lines split by partition
+    in Arrow (:func:`_split_by_partition`), then sorted with the written files."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    carried, replaced = _split_by_partition(before, affected)
+    own = pa.table(
+        {
+            "format": pa.array([f.format for f in written], pa.string()),
+            "path": pa.array([file_partition(f, before.partition_keys) for f in written], pa.string()),
+            "key": pa.array([f.key for f in written], pa.string()),
+            "line": pa.array([file_line(f) for f in written], pa.binary()),
+        }
+    )
+    files = pa.concat_tables([carried, own])
+    order = pc.sort_indices(files, sort_keys=[("format", "ascending"), ("path", "ascending"), ("key", "ascending")])
+    return _MergedLines(files.column("line").take(order).to_pylist(), replaced, carried.num_rows)
 
 
 # The start of a manifest's file line (either spacing), and the characters
@@ -498,8 +584,8 @@ _NOT_ITS_OWN_PATH = r"[\x00-\x1f\x7f\"#%'*:?\\{\[\]^]|=/|=$"
 
 def _split_by_partition(before: PublishedTable, affected: frozenset[str]):
     """(format, path, key, line) of ``before``'s files in partitions not in
-    ``affected`` (an Arrow table, in ``before``'s order), and its files in
-    ``affected``. A file's partition path is its folder when the folder
+    ``affected`` (an Arrow table, in ``before``'s order), and the lines of its
+    files in ``affected``. A file's partition path is its folder when the folder
     spells it as :func:`file_partition` would (its names in the table's
     order, nothing escaped or empty); otherwise it is computed from the file."""
     import pyarrow as pa
@@ -538,8 +624,7 @@ def _split_by_partition(before: PublishedTable, affected: frozenset[str]):
         }
     )
     rewritten = pc.is_in(table.column("path"), value_set=_strings(affected)).fill_null(False)
-    replaced = FileLines(table.filter(rewritten).column("line").to_pylist())
-    return table.filter(pc.invert(rewritten)), list(replaced)
+    return table.filter(pc.invert(rewritten)), table.filter(rewritten).column("line").to_pylist()
 
 
 def key_index_rows(keys, partitions, winners) -> pa.Table:
@@ -579,19 +664,12 @@ def write_index(
     increment = inputs.increment
     if increment is not None:
         before_counts = read_parquet(published, index_key(dataset_id, increment.previous.version, COUNTS_NAME))
-        for row in before_counts.to_pylist() if before_counts is not None else []:
-            if row["partition"] not in increment.affected:
-                record_counts.add(
-                    row["export_end_date"], row["read"], row["deduplicated"], row["written"], row["partition"]
-                )
-    counted = record_counts.by_partition()
-    columns = ("partition", "export_end_date", "read", "deduplicated", "written")
-    types = (pa.string(), pa.string(), pa.int64(), pa.int64(), pa.int64())
-    write_parquet(
-        published,
-        index_key(dataset_id, version, COUNTS_NAME),
-        pa.table({name: pa.array([r[i] for r in counted], t) for i, (name, t) in enumerate(zip(columns, types))}),
-    )
+        if before_counts is not None:
+            partitions = before_counts.column("partition")
+            record_counts.carry(
+                before_counts.filter(pc.invert(pc.is_in(partitions, value_set=_strings(increment.affected))))
+            )
+    write_parquet(published, index_key(dataset_id, version, COUNTS_NAME), record_counts.by_partition())
 
     write_parquet(published, index_key(dataset_id, version, PART_INDEX_NAME), inputs.parts.index)
     runs = json.dumps({"runs": sorted(inputs.parts.runs)}).encode()

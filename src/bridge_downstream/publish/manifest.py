@@ -95,6 +95,11 @@ class FileLines(Sequence[PublishedFile]):
         return next(_published_files([orjson.loads(self.lines[index])]))
 
 
+# The order of a table's files when its ``file_order`` says so: by format,
+# then partition path (``increments.file_partition``), then key.
+FILE_ORDER = ["format", "partition", "key"]
+
+
 @dataclass
 class PublishedTable:
     name: str
@@ -105,6 +110,9 @@ class PublishedTable:
     partition_keys: list[str]
     rows: int
     files: list[PublishedFile] | PublishedFiles | FileLines = field(default_factory=list)
+    # FILE_ORDER when the files are listed in that order (an incremental version's are), so that a
+    # publish finds a partition's files by bisection; None: in no promised order
+    file_order: list[str] | None = None
 
     def files_of(self, fmt: str) -> list[PublishedFile]:
         return [f for f in self.files if f.format == fmt]
@@ -173,7 +181,7 @@ class PublishManifest:
         """Write the manifest to ``key``, encoded as it is written."""
         handle, path = tempfile.mkstemp(prefix="bridge-downstream-manifest-", suffix=".json")
         try:
-            with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            with os.fdopen(handle, "wb") as stream:
                 _write_document(stream, self._shallow())
             storage.upload_file(path, key)
         finally:
@@ -238,29 +246,32 @@ def record_counts_csv(counts: list[dict]) -> bytes:
 
 def _write_document(stream, document: dict) -> None:
     """``document`` as :meth:`PublishManifest.to_json` spells it, but each file
-    on one line, compact and in UTF-8, encoded by orjson: an incremental
-    version lists every file of its history, and json's encoders spent more
-    time on them than the rest of the publish."""
+    on one line, compact and in UTF-8, encoded by orjson, to a binary
+    ``stream``: an incremental version lists every file of its history, and
+    json's encoders spent more time on them than the rest of the publish."""
+
+    def write(text: str) -> None:
+        stream.write(text.encode())
 
     def members(value: dict, indent: str, write_value) -> None:
-        stream.write("{")
+        write("{")
         for i, (name, item) in enumerate(sorted(value.items())):
-            stream.write(("," if i else "") + f"\n{indent}  {json.dumps(name)}: ")
+            write(("," if i else "") + f"\n{indent}  {json.dumps(name)}: ")
             write_value(name, item, indent + "  ")
-        stream.write(f"\n{indent}}}" if value else "}")
+        write(f"\n{indent}}}" if value else "}")
 
     def plain(_, value, indent: str) -> None:
-        stream.write(json.dumps(value, indent=2, sort_keys=True).replace("\n", "\n" + indent))
+        write(json.dumps(value, indent=2, sort_keys=True).replace("\n", "\n" + indent))
 
     def table(name, value, indent: str) -> None:
         if name != "files":
             return plain(name, value, indent)
-        stream.write("[")
-        lines = value.lines if isinstance(value, FileLines) else map(file_line, value)  # carried lines as read
-        count = 0
-        for count, line in enumerate(lines, start=1):
-            stream.write(("," if count > 1 else "") + f"\n{indent}  " + line.decode())
-        stream.write(f"\n{indent}]" if count else "]")
+        lines = value.lines if isinstance(value, FileLines) else [file_line(f) for f in value]  # carried as read
+        if not lines:
+            return write("[]")
+        separator = f"\n{indent}  ".encode()
+        # joined at once: a version carries every file of the history
+        stream.write(b"[" + separator + (b"," + separator).join(lines) + f"\n{indent}]".encode())
 
     def top(name, value, indent: str) -> None:
         if name != "tables":
@@ -268,7 +279,7 @@ def _write_document(stream, document: dict) -> None:
         members(value, indent, lambda _, entry, inner: members(entry, inner, table))
 
     members(document, "", top)
-    stream.write("\n")
+    write("\n")
 
 
 def _file_record(file: PublishedFile) -> dict:
@@ -364,23 +375,38 @@ _FILES_OPENING = b'      "files": ['
 _FILE_LINE_START = b'{"format"'
 
 
+_FILE_SEPARATOR = b",\n        "  # between two file lines (indented eight spaces)
+_FILES_CLOSING = b"\n      ]"
+
+
 def _split_file_lines(data: bytes) -> tuple[bytes, list[list[bytes]]]:
-    """The manifest without its file lines, and each table's file lines in order."""
+    """The manifest without its file lines, and each table's file lines in
+    order, found with ``bytes.find`` and split at once (a manifest lists every
+    file of the history). A table whose files are not one per line gives a
+    group of no lines while its document still holds files, which
+    :func:`read_manifest_lines` reads in full."""
     rest: list[bytes] = []
     groups: list[list[bytes]] = []
-    current: list[bytes] | None = None
-    for line in data.split(b"\n"):
-        if current is not None:
-            stripped = line.lstrip(b" ")
-            if stripped.startswith(_FILE_LINE_START):
-                current.append(stripped[:-1] if stripped.endswith(b",") else stripped)
-                continue
-            current = None
-        elif line.startswith(_FILES_OPENING):
+    start = 0
+    opening = b"\n" + _FILES_OPENING
+    while (found := data.find(opening, start)) >= 0:
+        body_start = found + len(opening)
+        rest.append(data[start:body_start])
+        start = body_start
+        if data.startswith(b"]", body_start):  # "[]": a table without files
             groups.append([])
-            current = groups[-1] if line == _FILES_OPENING else None  # "[]": a table without files
-        rest.append(line)
-    return b"\n".join(rest), groups
+            continue
+        body_end = data.find(_FILES_CLOSING, body_start)
+        body = data[body_start:body_end]
+        lines = body[len(_FILE_SEPARATOR) - 1 :].split(_FILE_SEPARATOR) if body_end >= 0 else []
+        # each line opens a file and holds no line break of its own; else it is read in full
+        if not body.startswith(b"\n        " + _FILE_LINE_START) or body.count(b"\n") != len(lines):
+            groups.append([])
+            continue
+        groups.append(lines)
+        start = body_end
+    rest.append(data[start:])
+    return b"".join(rest), groups
 
 
 # A file as :func:`_write_document` writes it: one line, its fields in name

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import posixpath
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from bridge_downstream.common import layout
 from bridge_downstream.common.storage import Storage
 from bridge_downstream.publish.catalog import Catalog
+from bridge_downstream.publish.increments import index_key
 from bridge_downstream.publish.manifest import (
     FileLines,
     PublishedFiles,
@@ -24,6 +26,9 @@ from bridge_downstream.publish.manifest import (
 # Beside CURRENT: the dataset's complete versions, and the newest version
 # name a prune has examined (versions named after it are the ones to find).
 VERSION_LOG_NAME = "versions.json"
+# In a version's index: the version it was made from and the files of that
+# version it does not list (None: a full version, which lists none of them).
+LINEAGE_NAME = "lineage.json"
 _NAME_CHARACTERS = "0123456789TZ"  # those of new_version's names, in order
 
 
@@ -47,6 +52,27 @@ def list_versions(storage: Storage, dataset_id: str) -> dict[str, bool]:
         version, _, rest = info.key[len(prefix) :].partition("/")
         versions[version] = versions.get(version, False) or rest == layout.MANIFEST_NAME
     return dict(sorted(versions.items()))
+
+
+def lineage_key(dataset_id: str, version: str) -> str:
+    return index_key(dataset_id, version, LINEAGE_NAME)
+
+
+def record_lineage(
+    storage: Storage, dataset_id: str, version: str, previous: str | None, replaced: Iterable[str] | None
+) -> None:
+    """Record, before ``version``'s manifest, the version it was made from and
+    the files of that version it no longer lists (``replaced``; None for a
+    full version, which lists none): a prune follows these records instead of
+    reading the history's manifests (:func:`prune_versions`)."""
+    record = {"previous_version": previous, "replaced_files": None if replaced is None else sorted(set(replaced))}
+    storage.write_bytes(lineage_key(dataset_id, version), json.dumps(record, indent=1).encode())
+
+
+def read_lineage(storage: Storage, dataset_id: str, version: str) -> dict | None:
+    """``version``'s :func:`record_lineage`, or None when it has none (made before lineage was recorded)."""
+    key = lineage_key(dataset_id, version)
+    return json.loads(storage.read_bytes(key)) if storage.exists(key) else None
 
 
 def version_log_key(dataset_id: str) -> str:
@@ -118,7 +144,20 @@ def prune_versions(
     a removed version's own folder (listed once, when it leaves) and the
     files its manifest lists, less every file a kept version's manifest
     lists. A file outlives the versions that wrote it until the last version
-    listing it is removed. The versions are kept in a log beside ``CURRENT``
+    listing it is removed.
+
+    When the complete versions form one line (each made from the one before,
+    as :func:`record_lineage` records) and those removed are the oldest, the
+    files no kept version lists are those the removed versions' successors
+    replaced: a prune reads those records and searches the oldest kept
+    manifest for its keys under the removed folders, instead of reading
+    every kept and removed manifest's keys, which at a long history cost
+    more than the rest of a small publish. Otherwise (a rollback, a blocked
+    version, a full rebuild among the successors, a version without a
+    record) it compares the manifests as above; :func:`_lineage_removal`
+    says when the two find the same files.
+
+    The versions are kept in a log beside ``CURRENT``
     (:data:`VERSION_LOG_NAME`), so a publish lists only the versions begun
     since the last prune (crashed ones among them). ``in_memory``: manifests
     the caller holds (the one just published, the one it was made from),
@@ -134,7 +173,7 @@ def prune_versions(
         | {v for v, done in found.items() if not done and current is not None and v < current}
     )
     if doomed:
-        _remove_versions(storage, dataset_id, doomed, keep, {m.version: m for m in in_memory})
+        _remove_versions(storage, dataset_id, doomed, keep, ordered, {m.version: m for m in in_memory})
     # a version found incomplete and newer than the current may be under way: looked at again next time
     checked = [v for v in (*complete & set(found), current, log["checked_through"] if log else None) if v]
     remaining = sorted(complete - set(doomed))
@@ -151,9 +190,26 @@ def _read_log(storage: Storage, dataset_id: str) -> dict | None:
 
 
 def _remove_versions(
-    storage: Storage, dataset_id: str, doomed: list[str], keep: set[str], in_memory: dict[str, PublishManifest]
+    storage: Storage,
+    dataset_id: str,
+    doomed: list[str],
+    keep: set[str],
+    complete: list[str],
+    in_memory: dict[str, PublishManifest],
 ) -> None:
     kept_folders = tuple(layout.version_prefix(dataset_id, v) + "/" for v in keep)
+    followed = _lineage_removal(storage, dataset_id, doomed, keep, complete, in_memory)
+    if followed is not None:
+        replaced, still_listed = followed
+        for version in doomed:  # first: a version half removed is never taken for a complete one
+            storage.delete(layout.manifest_key(dataset_id, version))
+        in_folders = {
+            info.key for version in doomed for info in storage.list(layout.version_prefix(dataset_id, version) + "/")
+        }
+        for file_key in sorted((in_folders | replaced) - still_listed):
+            if not file_key.startswith(kept_folders):
+                storage.delete(file_key)
+        return
     kept_files: set[bytes] = set()
     for version in keep:
         kept_files |= _listed_files(storage, dataset_id, version, in_memory.get(version))
@@ -169,6 +225,97 @@ def _remove_versions(
     for key in sorted(key.decode() for key in (own | listed) - kept_files):
         if not key.startswith(kept_folders):
             storage.delete(key)
+
+
+def _lineage_removal(
+    storage: Storage,
+    dataset_id: str,
+    doomed: list[str],
+    keep: set[str],
+    complete: list[str],
+    in_memory: dict[str, PublishManifest],
+) -> tuple[set[str], set[str]] | None:
+    """What to delete besides the removed folders, and what to keep in them,
+    from the lineage records (:func:`record_lineage`): the files the removed
+    versions' successors replaced, and the files the oldest kept version
+    lists under the removed folders (incomplete ones too: a prune killed
+    after deleting a manifest leaves files a kept version carries). None
+    unless that is exactly what comparing the manifests finds: the complete
+    versions (``complete``, in name order) form one line, each made from the
+    one before; the removed ones are the oldest; and each one after a
+    removed one is incremental.
+    In such a line a version lists only files the one before lists and
+    files of its own folder, so a removed version's file that no kept
+    version lists was replaced by one of the successors, and the oldest kept
+    version lists every file a kept one lists outside the kept folders."""
+    removed = sum(version not in keep for version in complete)
+    folders = [layout.version_prefix(dataset_id, version) + "/" for version in doomed]
+    # such a folder's keys are spelled in JSON as they are: found in a manifest's bytes
+    spelled_as_is = all(f.isascii() and f.isprintable() and '"' not in f and "\\" not in f for f in folders)
+    if not complete or set(complete[removed:]) != keep or not spelled_as_is:
+        return None
+    replaced: set[str] = set()
+    # newest first: the caller holds the newest manifests, so a rollback or a blocked version is seen unread
+    for position in range(len(complete) - 1, 0, -1):
+        version = complete[position]
+        held = in_memory.get(version)
+        if held is not None and position > removed:
+            made_from = held.previous_version
+        else:
+            lineage = read_lineage(storage, dataset_id, version)
+            if lineage is None:
+                return None
+            made_from = lineage["previous_version"]
+            if position <= removed:
+                # a full version lists none of its predecessor's files, which that one's manifest alone names
+                if lineage["replaced_files"] is None:
+                    return None
+                replaced.update(lineage["replaced_files"])
+        if made_from != complete[position - 1]:
+            return None
+    first_kept = complete[removed]
+    still_listed = _listed_under(storage, dataset_id, first_kept, in_memory.get(first_kept), folders)
+    return None if still_listed is None else (replaced, still_listed)
+
+
+# The rest of a JSON string after its opening quote, closing quote included.
+_JSON_STRING_REST = re.compile(rb'[^"\\]*(?:\\.[^"\\]*)*"')
+
+
+def _listed_under(
+    storage: Storage, dataset_id: str, version: str, held: PublishManifest | None, folders: list[str]
+) -> set[str] | None:
+    """The files ``version``'s manifest lists under ``folders`` (each spelled
+    in JSON as it is), found by searching its bytes for keys that start with
+    one of them: a manifest lists every file of the history, and reading each
+    line's key cost most of a prune. None when it has no manifest.
+    ``held``: that manifest, in memory (see :func:`_listed_files`)."""
+    found: set[str] = set()
+    if held is not None and not any(isinstance(table.files, PublishedFiles) for table in held.tables.values()):
+        chunks = []
+        for table in held.tables.values():
+            files = table.files
+            if isinstance(files, FileLines):
+                chunks.append(b"\n".join(files.lines))
+            else:
+                found |= {f.key for f in files if f.key.startswith(tuple(folders))}
+    elif storage.exists(layout.manifest_key(dataset_id, version)):
+        chunks = [storage.read_bytes(layout.manifest_key(dataset_id, version))]
+    else:
+        return None
+    # compact (orjson) and spaced (json, in manifests written before or with indents)
+    needles = [(name, name + folder.encode()) for folder in folders for name in (b'"key":"', b'"key": "')]
+    for chunk in chunks:
+        for name, needle in needles:
+            at = chunk.find(needle)
+            while at >= 0:
+                rest = _JSON_STRING_REST.match(chunk, at + len(needle))
+                if rest is None:  # not a manifest's JSON: its keys are not known
+                    return None
+                text = chunk[at + len(name) - 1 : rest.end()]
+                found.add(json.loads(text) if b"\\" in text else text[1:-1].decode())
+                at = chunk.find(needle, rest.end())
+    return found
 
 
 def _listed_files(storage: Storage, dataset_id: str, version: str, held: PublishManifest | None = None) -> set[bytes]:

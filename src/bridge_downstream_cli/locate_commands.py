@@ -7,7 +7,7 @@ name for the record are read, and only their current Parquet.
 An export (recover) has no record id: its rows are keyed by the profile's
 record key (``ParticipantIdentifier`` first) and carry the file they came
 from (``sourcefile``). ``locate --participant ID`` finds a participant's
-current rows through each version's key index (``index/keys.parquet``): a
+current rows through each version's key index (``index/keys.arrow``): a
 dataset whose index does not hold the participant is not read, one that
 does is read only in the partitions holding its rows. ``locate --export
 NAME`` finds an export archive's runs and outcomes, and its rows still
@@ -26,7 +26,7 @@ from urllib.parse import unquote, urlparse
 from bridge_downstream.common import layout
 from bridge_downstream.common.storage import LocalStorage, Storage
 from bridge_downstream.config import Profile, load_profile
-from bridge_downstream.publish.increments import KEY_INDEX_NAME, KEY_SEPARATOR, file_partition, index_key, read_parquet
+from bridge_downstream.publish.increments import KEY_INDEX_NAME, KEY_SEPARATOR, file_partition, read_index_table
 from bridge_downstream.publish.manifest import (
     PublishedTable,
     PublishManifest,
@@ -208,7 +208,7 @@ def _participant_partitions(
     version's key index, and how many the index knows; None: no index to ask."""
     import pyarrow.compute as pc
 
-    keys = read_parquet(storage, index_key(dataset_id, version, KEY_INDEX_NAME))
+    keys = read_index_table(storage, dataset_id, version, KEY_INDEX_NAME)
     if keys is None:
         return None
     key = keys.column("key")

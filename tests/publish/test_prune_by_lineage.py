@@ -197,7 +197,13 @@ def test_a_record_moving_partition_deletes_the_files_it_replaced_and_keeps_those
     made.append(publish("arrow", request, registry, work, published, "mtb", RECORD_DATASET, retention=2))
     lineage = read_lineage(LocalStorage(published), RECORD_DATASET, made[2].version)
     replaced = {k for k in own_files(made[0]) if "/day=01/" in k}
-    assert replaced and lineage == {"previous_version": made[1].version, "replaced_files": sorted(replaced)}
+    written = own_files(made[2])  # day 4 (day 1 is left without rows)
+    assert {k.split("/day=")[1][:2] for k in written} == {"04"}
+    assert replaced and lineage == {
+        "previous_version": made[1].version,
+        "replaced_files": sorted(replaced),
+        "written_files": sorted(written),
+    }
     before = version_files(published)
     add(work, 5, "n")
     made.append(publish("arrow", request, registry, work, published, "mtb", RECORD_DATASET, retention=2))
@@ -413,3 +419,18 @@ def test_a_current_rolled_back_behind_removed_versions_is_pruned_by_manifests(
     assert day_1 and day_1 <= set(left) and day_1 <= every_file(made[1])
     pruned = tmp_path / "pruned" / "lineage"
     assert len(table_rows(pruned, made[1])[TABLE]) == 3 and len(table_rows(pruned, made[3])[TABLE]) == 5
+
+
+def test_a_prune_of_deltas_reads_no_manifest(request, registry, tmp_path, monkeypatch):
+    work, published = tmp_path / "work", tmp_path / "published"
+    for day in (1, 2):
+        add(work, day, "h")
+    made = [publish("arrow", request, registry, work, published, "mtb", RECORD_DATASET, retention=4)]
+    for day, tag in ((3, "a"), (1, "b"), (4, "c"), (2, "d")):  # the fourth delta prunes the full version
+        add(work, day, tag, hour=9)
+        made.append(publish("arrow", request, registry, work, published, "mtb", RECORD_DATASET, retention=4))
+    removed, _, storage = pruned_both_ways(monkeypatch, published, tmp_path / "pruned", 2)
+    assert removed == [made[1].version, made[2].version]
+    # each removed delta recorded the files it wrote, and its successors those they replaced
+    assert manifests_read(storage) == []
+    assert_exactly_what_kept_versions_list(tmp_path / "pruned" / "lineage", made[3:])

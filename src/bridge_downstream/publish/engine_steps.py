@@ -53,6 +53,7 @@ from bridge_downstream.publish.increments import (
     write_index,
 )
 from bridge_downstream.publish.manifest import (
+    FILE_ORDER,
     RECORD_COUNT_FIELDS,
     PublishedFile,
     PublishedFiles,
@@ -442,7 +443,7 @@ class RecordCounts:
         ]
 
 
-# A version's record counts per partition (``index/record_counts.parquet``).
+# A version's record counts per partition (``index/record_counts.arrow``).
 COUNT_COLUMNS = ("partition", "export_end_date", "read", "deduplicated", "written")
 
 
@@ -499,8 +500,11 @@ def complete_publish(
     ``key_rows``: where the record keys read lie (:func:`.increments.key_index_rows`)."""
     increment = pending.inputs.increment
     carried = carry_unchanged(published, increment, tables) if increment is not None else None
-    replaced = None if carried is None else [f.key for files in carried.replaced.values() for f in files]
-    record_lineage(published, pending.dataset_id, pending.version, pending.previous, replaced)
+    replaced = written = None
+    if carried is not None:
+        replaced = [f.key for files in carried.replaced.values() for f in files]
+        written = [f.key for files in carried.written.values() for f in files]
+    record_lineage(published, pending.dataset_id, pending.version, pending.previous, replaced, written)
     record_counts = record_counts or RecordCounts(pending.dataset_id)
     write_index(published, pending.dataset_id, pending.version, pending.inputs, key_rows, record_counts)
     counts = record_counts.rows() if record_counts is not None else []
@@ -550,6 +554,7 @@ def increment_summary(inputs: PublishInputs) -> dict:
         "new_part_files": len(increment.new_files) + increment.new_deleted_files,
         "part_files_read": len(increment.part_files),
         "partitions_rewritten": sorted(increment.affected),
+        "file_order": FILE_ORDER,  # carry_unchanged lists every table's files so
     }
 
 

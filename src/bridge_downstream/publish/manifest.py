@@ -70,14 +70,32 @@ class FileLines(Sequence[PublishedFile]):
     """A table's files as the lines of a manifest that lists them (one JSON
     object each), parsed only when they are read: an incremental version
     carries most of its files from the previous manifest and writes their
-    lines back as they were read (:func:`read_manifest_lines`)."""
+    lines back as they were read (:func:`read_manifest_lines`). Held as
+    given: a list of lines, or the manifest's bytes between the table's
+    ``files`` brackets (:attr:`body`, the lines joined by :data:`FILE_SEPARATOR`),
+    which a delta slices and writes back without splitting them into lines."""
 
-    __slots__ = ("lines",)
+    __slots__ = ("_body", "_lines")
 
-    def __init__(self, lines: list[bytes]):
-        self.lines = lines
+    def __init__(self, lines: list[bytes] | None = None, *, body: bytes | None = None):
+        self._lines = lines
+        self._body = body if lines is None else None
+
+    @property
+    def lines(self) -> list[bytes]:
+        if self._lines is None:
+            self._lines = self._body.split(FILE_SEPARATOR) if self._body else []
+        return self._lines
+
+    @property
+    def body(self) -> bytes:
+        if self._body is None:
+            self._body = FILE_SEPARATOR.join(self.lines)
+        return self._body
 
     def __len__(self) -> int:
+        if self._lines is None and self._body is not None:
+            return self._body.count(FILE_SEPARATOR) + 1 if self._body else 0
         return len(self.lines)
 
     def __iter__(self) -> Iterator[PublishedFile]:
@@ -95,8 +113,15 @@ class FileLines(Sequence[PublishedFile]):
         return next(_published_files([orjson.loads(self.lines[index])]))
 
 
-# The order of a table's files when its ``file_order`` says so: by format,
-# then partition path (``increments.file_partition``), then key.
+# Between two of a table's file lines in a manifest (:func:`_write_document`
+# indents them eight spaces). A line is compact JSON: it never holds a line break.
+FILE_SEPARATOR = b",\n        "
+
+
+# The order of every table's files in an incremental version, which its
+# ``increment`` names (``"file_order"``): by format, then partition path
+# (``increments.file_partition``), then key. Named there, not in a new field
+# of the tables: a reader of an earlier release reads the manifest still.
 FILE_ORDER = ["format", "partition", "key"]
 
 
@@ -110,9 +135,6 @@ class PublishedTable:
     partition_keys: list[str]
     rows: int
     files: list[PublishedFile] | PublishedFiles | FileLines = field(default_factory=list)
-    # FILE_ORDER when the files are listed in that order (an incremental version's are), so that a
-    # publish finds a partition's files by bisection; None: in no promised order
-    file_order: list[str] | None = None
 
     def files_of(self, fmt: str) -> list[PublishedFile]:
         return [f for f in self.files if f.format == fmt]
@@ -178,14 +200,17 @@ class PublishManifest:
         return json.dumps(self._shallow(), indent=2, sort_keys=True, default=_file_json)
 
     def store(self, storage: Storage, key: str) -> None:
-        """Write the manifest to ``key``, encoded as it is written."""
+        """Write the manifest to ``key``, encoded as it is written to a
+        temporary file that becomes the object (no copy on a local output):
+        a version lists every file of its history."""
         handle, path = tempfile.mkstemp(prefix="bridge-downstream-manifest-", suffix=".json")
         try:
             with os.fdopen(handle, "wb") as stream:
                 _write_document(stream, self._shallow())
-            storage.upload_file(path, key)
+            storage.move_in(path, key)
         finally:
-            os.unlink(path)
+            if os.path.exists(path):
+                os.unlink(path)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> PublishManifest:
@@ -266,12 +291,14 @@ def _write_document(stream, document: dict) -> None:
     def table(name, value, indent: str) -> None:
         if name != "files":
             return plain(name, value, indent)
-        lines = value.lines if isinstance(value, FileLines) else [file_line(f) for f in value]  # carried as read
-        if not lines:
+        lines = value if isinstance(value, FileLines) else FileLines([file_line(f) for f in value])
+        if not lines.body:
             return write("[]")
-        separator = f"\n{indent}  ".encode()
-        # joined at once: a version carries every file of the history
-        stream.write(b"[" + separator + (b"," + separator).join(lines) + f"\n{indent}]".encode())
+        line_break = f"\n{indent}  ".encode()
+        # the carried lines as read, written at once: a version carries every file of the history
+        body = lines.body if b"," + line_break == FILE_SEPARATOR else (b"," + line_break).join(lines.lines)
+        for chunk in (b"[", line_break, body, f"\n{indent}]".encode()):
+            stream.write(chunk)
 
     def top(name, value, indent: str) -> None:
         if name != "tables":
@@ -350,21 +377,21 @@ def read_manifest(storage: Storage, dataset_id: str, version: str) -> PublishMan
 
 
 def read_manifest_lines(storage: Storage, dataset_id: str, version: str) -> PublishManifest:
-    """:func:`read_manifest`, each table's files kept as their lines
+    """:func:`read_manifest`, each table's files kept as the manifest's bytes
     (:class:`FileLines`): a publish reads the previous manifest, which lists
     every file of the history, and carries most of them without reading them.
     A manifest not written one file per line is read in full."""
     data = storage.read_bytes(layout.manifest_key(dataset_id, version))
-    rest, groups = _split_file_lines(data)
+    rest, bodies = _split_file_lines(data)
     raw = _parse_document(rest)
     tables = raw.pop("tables", {})
     # the tables are written in name order, each one's files between its "files" brackets
-    if len(groups) != len(tables) or any(table.get("files") for table in tables.values()):
+    if len(bodies) != len(tables) or None in bodies or any(table.get("files") for table in tables.values()):
         return PublishManifest.from_json(data)
     published = {}
-    for (name, table), lines in zip(sorted(tables.items()), groups):
+    for (name, table), body in zip(sorted(tables.items()), bodies):
         table.pop("files", None)
-        published[name] = PublishedTable(files=FileLines(lines), **table)
+        published[name] = PublishedTable(files=FileLines(body=body), **table)
     return PublishManifest(tables=published, **raw)
 
 
@@ -373,40 +400,37 @@ def read_manifest_lines(storage: Storage, dataset_id: str, version: str) -> Publ
 # never starts a line with an object's first member).
 _FILES_OPENING = b'      "files": ['
 _FILE_LINE_START = b'{"format"'
-
-
-_FILE_SEPARATOR = b",\n        "  # between two file lines (indented eight spaces)
 _FILES_CLOSING = b"\n      ]"
 
 
-def _split_file_lines(data: bytes) -> tuple[bytes, list[list[bytes]]]:
+def _split_file_lines(data: bytes) -> tuple[bytes, list[bytes | None]]:
     """The manifest without its file lines, and each table's file lines in
-    order, found with ``bytes.find`` and split at once (a manifest lists every
-    file of the history). A table whose files are not one per line gives a
-    group of no lines while its document still holds files, which
-    :func:`read_manifest_lines` reads in full."""
+    order, as the bytes between its brackets less the first line break
+    (:attr:`FileLines.body`), found with ``bytes.find``: a manifest lists
+    every file of the history. None for a table whose files are not one per
+    line (its document still holds them: :func:`read_manifest_lines` reads it in full)."""
     rest: list[bytes] = []
-    groups: list[list[bytes]] = []
+    bodies: list[bytes | None] = []
     start = 0
     opening = b"\n" + _FILES_OPENING
+    first_break = FILE_SEPARATOR[1:]
     while (found := data.find(opening, start)) >= 0:
         body_start = found + len(opening)
         rest.append(data[start:body_start])
         start = body_start
         if data.startswith(b"]", body_start):  # "[]": a table without files
-            groups.append([])
+            bodies.append(b"")
             continue
         body_end = data.find(_FILES_CLOSING, body_start)
-        body = data[body_start:body_end]
-        lines = body[len(_FILE_SEPARATOR) - 1 :].split(_FILE_SEPARATOR) if body_end >= 0 else []
-        # each line opens a file and holds no line break of its own; else it is read in full
-        if not body.startswith(b"\n        " + _FILE_LINE_START) or body.count(b"\n") != len(lines):
-            groups.append([])
+        body = data[body_start + len(first_break) : body_end]
+        # each line opens a file (json's indented objects open on a line of their own)
+        if body_end < 0 or not data.startswith(first_break + _FILE_LINE_START, body_start):
+            bodies.append(None)
             continue
-        groups.append(lines)
+        bodies.append(body)
         start = body_end
     rest.append(data[start:])
-    return b"".join(rest), groups
+    return b"".join(rest), bodies
 
 
 # A file as :func:`_write_document` writes it: one line, its fields in name

@@ -59,13 +59,24 @@ def lineage_key(dataset_id: str, version: str) -> str:
 
 
 def record_lineage(
-    storage: Storage, dataset_id: str, version: str, previous: str | None, replaced: Iterable[str] | None
+    storage: Storage,
+    dataset_id: str,
+    version: str,
+    previous: str | None,
+    replaced: Iterable[str] | None,
+    written: Iterable[str] | None = None,
 ) -> None:
-    """Record, before ``version``'s manifest, the version it was made from and
+    """Record, before ``version``'s manifest, the version it was made from,
     the files of that version it no longer lists (``replaced``; None for a
-    full version, which lists none): a prune follows these records instead of
-    reading the history's manifests (:func:`prune_versions`)."""
-    record = {"previous_version": previous, "replaced_files": None if replaced is None else sorted(set(replaced))}
+    full version, which lists none) and the files of its own folder it lists
+    (``written``; None for a full version, which lists the history's): a
+    prune follows these records instead of reading the history's manifests
+    (:func:`prune_versions`)."""
+    record = {
+        "previous_version": previous,
+        "replaced_files": None if replaced is None else sorted(set(replaced)),
+        "written_files": None if written is None else sorted(set(written)),
+    }
     storage.write_bytes(lineage_key(dataset_id, version), json.dumps(record, indent=1).encode())
 
 
@@ -255,24 +266,38 @@ def _lineage_removal(
     if not complete or set(complete[removed:]) != keep or not spelled_as_is:
         return None
     replaced: set[str] = set()
+    # The files the removed versions listed in their own folders, when each one
+    # recorded them. Not when a folder without manifest is removed: a crashed
+    # publish's files are listed by none, but a version whose manifest a killed
+    # prune deleted may have files the oldest kept version lists.
+    written: set[str] | None = set() if set(doomed) <= set(complete) else None
     # newest first: the caller holds the newest manifests, so a rollback or a blocked version is seen unread
-    for position in range(len(complete) - 1, 0, -1):
+    for position in range(len(complete) - 1, -1, -1):
         version = complete[position]
         held = in_memory.get(version)
         if held is not None and position > removed:
             made_from = held.previous_version
         else:
             lineage = read_lineage(storage, dataset_id, version)
+            if lineage is None and position == 0:
+                written = None  # the oldest made from none the prune needs to know
+                break
             if lineage is None:
                 return None
             made_from = lineage["previous_version"]
-            if position <= removed:
+            if position < removed and written is not None:
+                own = lineage.get("written_files")
+                written = None if own is None else written | set(own)
+            if 0 < position <= removed:
                 # a full version lists none of its predecessor's files, which that one's manifest alone names
                 if lineage["replaced_files"] is None:
                     return None
                 replaced.update(lineage["replaced_files"])
-        if made_from != complete[position - 1]:
+        if position > 0 and made_from != complete[position - 1]:
             return None
+    if written is not None:
+        # in one line, a file a removed version wrote is listed by the oldest kept one unless a successor replaced it
+        return replaced, written - replaced
     first_kept = complete[removed]
     still_listed = _listed_under(storage, dataset_id, first_kept, in_memory.get(first_kept), folders)
     return None if still_listed is None else (replaced, still_listed)
@@ -296,7 +321,7 @@ def _listed_under(
         for table in held.tables.values():
             files = table.files
             if isinstance(files, FileLines):
-                chunks.append(b"\n".join(files.lines))
+                chunks.append(files.body)
             else:
                 found |= {f.key for f in files if f.key.startswith(tuple(folders))}
     elif storage.exists(layout.manifest_key(dataset_id, version)):
@@ -328,11 +353,7 @@ def _listed_files(storage: Storage, dataset_id: str, version: str, held: Publish
         keys: set[bytes] = set()
         for table in held.tables.values():
             files = table.files
-            keys |= (
-                file_line_keys([b"\n".join(files.lines)])
-                if isinstance(files, FileLines)
-                else {f.key.encode() for f in files}
-            )
+            keys |= file_line_keys([files.body]) if isinstance(files, FileLines) else {f.key.encode() for f in files}
         return keys
     return listed_file_key_bytes(storage, dataset_id, version)
 

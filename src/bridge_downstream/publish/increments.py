@@ -526,6 +526,7 @@ class _LinesByPosition:
 
     def __init__(self, body: bytes):
         self.body = body
+        self._view = memoryview(body)
 
     def start_from(self, position: int) -> int:
         """The first line start at or after ``position`` (the body's length: none)."""
@@ -542,20 +543,21 @@ class _LinesByPosition:
         """The start of the first line that ``holds`` (False then True along the lines)."""
         low, high = 0, len(self.body)
         while low < high:
-            start = self.start_from((low + high) // 2)
+            middle = (low + high) // 2
+            start = self.start_from(middle)
             if start >= high:  # no line starts in the upper half
-                high = (low + high) // 2
+                high = middle
             elif holds(self.line(start)):
                 high = start
             else:
                 low = start + 1
         return self.start_from(low)
 
-    def block(self, start: int, end: int) -> bytes:
+    def block(self, start: int, end: int) -> memoryview:
         """The lines from the line start ``start`` to the one at ``end``, without their last separator."""
         if end >= len(self.body):
-            return self.body[start:]
-        return self.body[start : max(start, end - len(FILE_SEPARATOR))]
+            return self._view[start:]
+        return self._view[start : max(start, end - len(FILE_SEPARATOR))]
 
 
 def _merge_in_order(
@@ -591,7 +593,7 @@ def _merge_in_order(
         new_lines.setdefault(position[:2], []).append((position, file_line(file)))
     formats = {"csv", "parquet"} | {f.format for f in written}
     groups = sorted({(fmt, path) for fmt in formats for path in affected} | set(new_lines))
-    pieces: list[bytes] = []
+    pieces: list[bytes | memoryview] = []
     replaced: list[bytes] = []
     cursor = 0
     for group in groups:
@@ -599,7 +601,7 @@ def _merge_in_order(
         high = low
         while high < len(body) and order(lines.line(high))[:2] == group:  # a partition holds a few files
             high = lines.start_from(high + 1)
-        old = lines.block(low, high).split(FILE_SEPARATOR) if high > low else []
+        old = bytes(lines.block(low, high)).split(FILE_SEPARATOR) if high > low else []
         if group[1] in affected:
             replaced += old
             old = []
@@ -610,7 +612,7 @@ def _merge_in_order(
     kept = [piece for piece in pieces if piece]
     # each written line is a piece of its own; any other piece holds a carried line
     carried = len(kept) > len(written)
-    return _MergedLines(FileLines(body=FILE_SEPARATOR.join(kept)), replaced, carried)
+    return _MergedLines(FileLines(chunks=kept), replaced, carried)
 
 
 def _merge_by_sorting(before: PublishedTable, affected: frozenset[str], written: list[PublishedFile]) -> _MergedLines:

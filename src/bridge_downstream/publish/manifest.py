@@ -71,31 +71,47 @@ class FileLines(Sequence[PublishedFile]):
     object each), parsed only when they are read: an incremental version
     carries most of its files from the previous manifest and writes their
     lines back as they were read (:func:`read_manifest_lines`). Held as
-    given: a list of lines, or the manifest's bytes between the table's
-    ``files`` brackets (:attr:`body`, the lines joined by :data:`FILE_SEPARATOR`),
-    which a delta slices and writes back without splitting them into lines."""
+    given: a list of lines, the manifest's bytes between the table's ``files``
+    brackets (:attr:`body`, the lines joined by :data:`FILE_SEPARATOR`), or
+    runs of such lines (``chunks``, views of the previous manifest's bytes and
+    new lines), which a delta slices and writes back without splitting or
+    copying the history's lines."""
 
-    __slots__ = ("_body", "_lines")
+    __slots__ = ("_body", "_chunks", "_lines")
 
-    def __init__(self, lines: list[bytes] | None = None, *, body: bytes | None = None):
+    def __init__(
+        self,
+        lines: list[bytes] | None = None,
+        *,
+        body: bytes | None = None,
+        chunks: list[bytes | memoryview] | None = None,
+    ):
         self._lines = lines
-        self._body = body if lines is None else None
+        self._body = body
+        self._chunks = chunks
 
     @property
     def lines(self) -> list[bytes]:
         if self._lines is None:
-            self._lines = self._body.split(FILE_SEPARATOR) if self._body else []
+            self._lines = self.body.split(FILE_SEPARATOR) if self.body else []
         return self._lines
 
     @property
     def body(self) -> bytes:
         if self._body is None:
-            self._body = FILE_SEPARATOR.join(self.lines)
+            self._body = FILE_SEPARATOR.join(self._chunks if self._chunks is not None else self.lines)
         return self._body
 
+    @property
+    def chunks(self) -> list[bytes | memoryview]:
+        """Runs of whole lines, in order, to be joined by :data:`FILE_SEPARATOR`."""
+        if self._chunks is not None:
+            return self._chunks
+        return [self.body] if self.body else []
+
     def __len__(self) -> int:
-        if self._lines is None and self._body is not None:
-            return self._body.count(FILE_SEPARATOR) + 1 if self._body else 0
+        if self._lines is None:
+            return self.body.count(FILE_SEPARATOR) + 1 if self.body else 0
         return len(self.lines)
 
     def __iter__(self) -> Iterator[PublishedFile]:
@@ -292,13 +308,17 @@ def _write_document(stream, document: dict) -> None:
         if name != "files":
             return plain(name, value, indent)
         lines = value if isinstance(value, FileLines) else FileLines([file_line(f) for f in value])
-        if not lines.body:
+        if not len(lines):
             return write("[]")
         line_break = f"\n{indent}  ".encode()
-        # the carried lines as read, written at once: a version carries every file of the history
-        body = lines.body if b"," + line_break == FILE_SEPARATOR else (b"," + line_break).join(lines.lines)
-        for chunk in (b"[", line_break, body, f"\n{indent}]".encode()):
+        # the carried lines as read, in a few large writes: a version carries every file of the history
+        chunks = lines.chunks if b"," + line_break == FILE_SEPARATOR else [(b"," + line_break).join(lines.lines)]
+        stream.write(b"[" + line_break)
+        for i, chunk in enumerate(chunks):
+            if i:
+                stream.write(FILE_SEPARATOR)
             stream.write(chunk)
+        write(f"\n{indent}]")
 
     def top(name, value, indent: str) -> None:
         if name != "tables":

@@ -66,14 +66,19 @@ def _manifest(tables: dict[str, list[PublishedFile]]) -> PublishManifest:
 
 def test_a_manifest_read_as_lines_is_the_manifest_read_in_full(tmp_path):
     storage = LocalStorage(tmp_path)
-    manifest = _manifest({"t": [_file("a", "01"), _file("a", "01", "csv")], "u": [], "w": [_file("b", "02")]})
+    # a partition value holding the closing bracket, after spaces as the closing has them
+    bracketed = _file("a]      ]", "01")
+    manifest = _manifest(
+        {"t": [_file("a", "01"), _file("a", "01", "csv"), bracketed], "u": [], "w": [_file("b", "02")]}
+    )
     manifest.store(storage, layout.manifest_key(DATASET, VERSION))
 
     lines = read_manifest_lines(storage, DATASET, VERSION)
     full = read_manifest(storage, DATASET, VERSION)
 
     assert all(isinstance(table.files, FileLines) for table in lines.tables.values())
-    assert [len(table.files) for table in lines.tables.values()] == [2, 0, 1]
+    assert [len(table.files) for table in lines.tables.values()] == [3, 0, 1]
+    assert lines.tables["t"].files[2].partition == {"cohort": "a]      ]", "day": "01"}
     assert json.loads(lines.to_json()) == json.loads(full.to_json()) == json.loads(manifest.to_json())
     assert list(lines.tables["t"].files) == manifest.tables["t"].files
     assert lines.tables["t"].files[1] == manifest.tables["t"].files[1]

@@ -146,7 +146,8 @@ class Increment:
     excluded_keys: frozenset[str]  # keys whose surviving row lies in a partition carried
     new_files: list[ObjectInfo]  # the dataset's part files since the previous version
     new_deleted_files: int
-    previous_keys: pa.Table | None = None  # the previous version's keys.arrow, read once
+    # the previous version's keys.arrow rows of the partitions carried (read and filtered once)
+    carried_keys: pa.Table | None = None
 
 
 @dataclass(frozen=True)
@@ -389,15 +390,17 @@ def plan_increment(
         if affected:
             # keys of the partitions rewritten, not new, that survive only in partitions carried
             # (vectorized: the index holds every key of the history)
-            rewritten = _strings(affected)
-            in_affected = keys.filter(pc.is_in(keys.column("partition"), value_set=rewritten))
+            in_rewritten = pc.is_in(keys.column("partition"), value_set=_strings(affected))
+            in_affected = keys.filter(in_rewritten)
+            keys = keys.filter(pc.invert(in_rewritten))  # the rows of the partitions carried
             candidates = set(in_affected.column("key").to_pylist()) - new_keys
             if candidates:
-                won = keys.filter(
-                    pc.and_(keys.column("winner"), pc.is_in(keys.column("key"), value_set=_strings(candidates)))
-                )
-                won_here = won.filter(pc.is_in(won.column("partition"), value_set=rewritten))
-                excluded = set(won.column("key").to_pylist()) - set(won_here.column("key").to_pylist())
+
+                def won(rows: pa.Table) -> set[str]:
+                    chosen = pc.is_in(rows.column("key"), value_set=_strings(candidates))
+                    return set(rows.filter(pc.and_(rows.column("winner"), chosen)).column("key").to_pylist())
+
+                excluded = won(keys) - won(in_affected)
     read = _part_files_of(published, dataset_id, previous.version, parts, affected, time_source, partitions_of)
     if isinstance(read, str):
         return read
@@ -408,7 +411,7 @@ def plan_increment(
         excluded_keys=frozenset(excluded),
         new_files=new_parts,
         new_deleted_files=len(new_deleted),
-        previous_keys=keys,
+        carried_keys=keys,
     )
 
 
@@ -736,14 +739,30 @@ def write_index(
     published.write_bytes(index_key(dataset_id, version, RUNS_NAME), runs)
     if key_rows is None:
         return
-    if increment is not None:
-        before = increment.previous_keys
-        if before is not None:
-            kept = before.filter(
-                pc.invert(pc.is_in(before.column("partition"), value_set=_strings(increment.affected)))
-            )
-            key_rows = pa.concat_tables([kept.select(key_rows.column_names).cast(key_rows.schema), key_rows])
+    key_rows = _as_key_index(key_rows)
+    if increment is not None and increment.carried_keys is not None:
+        carried = _as_key_index(increment.carried_keys)
+        key_rows = pa.concat_tables([carried, key_rows]).unify_dictionaries().combine_chunks()
     write_index_table(published, dataset_id, version, KEY_INDEX_NAME, key_rows)
+
+
+def _as_key_index(rows: pa.Table) -> pa.Table:
+    """(key, partition, winner) rows as ``keys.arrow`` holds them: each
+    partition's path once, in a dictionary (a partition holds many keys: the
+    index is a third of the size, read and written faster, and a delta's
+    filters on partition compare few paths)."""
+    import pyarrow as pa
+
+    partition = rows.column("partition")
+    if not pa.types.is_dictionary(partition.type):
+        partition = partition.cast(pa.string()).dictionary_encode()
+    return pa.table(
+        {
+            "key": rows.column("key").cast(pa.string()),
+            "partition": partition,
+            "winner": rows.column("winner").cast(pa.bool_()),
+        }
+    )
 
 
 def part_partition_rows(part_keys, partitions) -> pa.Table:

@@ -308,11 +308,11 @@ def _write_document(stream, document: dict) -> None:
         if name != "files":
             return plain(name, value, indent)
         lines = value if isinstance(value, FileLines) else FileLines([file_line(f) for f in value])
-        if not len(lines):
-            return write("[]")
         line_break = f"\n{indent}  ".encode()
         # the carried lines as read, in a few large writes: a version carries every file of the history
         chunks = lines.chunks if b"," + line_break == FILE_SEPARATOR else [(b"," + line_break).join(lines.lines)]
+        if not any(chunks):
+            return write("[]")
         stream.write(b"[" + line_break)
         for i, chunk in enumerate(chunks):
             if i:
@@ -423,6 +423,16 @@ _FILE_LINE_START = b'{"format"'
 _FILES_CLOSING = b"\n      ]"
 
 
+def _files_closing(data: bytes, start: int) -> int:
+    """``data.find(_FILES_CLOSING, start)``, by the bracket it ends with: each
+    file line starts as the closing does (a line break and spaces), which
+    makes the search for all of it crawl over a manifest's megabytes of lines."""
+    bracket = data.find(b"]", start)
+    while bracket >= 0 and not data.startswith(_FILES_CLOSING, bracket + 1 - len(_FILES_CLOSING)):
+        bracket = data.find(b"]", bracket + 1)
+    return bracket + 1 - len(_FILES_CLOSING) if bracket >= 0 else -1
+
+
 def _split_file_lines(data: bytes) -> tuple[bytes, list[bytes | None]]:
     """The manifest without its file lines, and each table's file lines in
     order, as the bytes between its brackets less the first line break
@@ -441,7 +451,7 @@ def _split_file_lines(data: bytes) -> tuple[bytes, list[bytes | None]]:
         if data.startswith(b"]", body_start):  # "[]": a table without files
             bodies.append(b"")
             continue
-        body_end = data.find(_FILES_CLOSING, body_start)
+        body_end = _files_closing(data, body_start)
         body = data[body_start + len(first_break) : body_end]
         # each line opens a file (json's indented objects open on a line of their own)
         if body_end < 0 or not data.startswith(first_break + _FILE_LINE_START, body_start):

@@ -7,7 +7,7 @@ allowed only as the partition's only file (the partition then holds less than
 the target). Prints files, the median size, partitions, the partitions of one
 small file, and every partition that breaks the rule; exits 1 when one does.
 
-    pipenv run python bench/file_sizes.py /tmp/bridge-bench/incremental/100000/arrow/out --engine arrow
+    pipenv run python bench/file_sizes.py /tmp/bridge-bench/incremental/out-100000-arrow --engine arrow
 """
 
 from __future__ import annotations

@@ -46,6 +46,11 @@ class ReadingStorage(LocalStorage):
         return super().read_bytes(key)
 
 
+def publish_kept(request, registry, work, published, retention: int, **options) -> PublishManifest:
+    """The record dataset published on the Arrow engine, keeping ``retention`` versions."""
+    return publish("arrow", request, registry, work, published, "mtb", RECORD_DATASET, retention=retention, **options)
+
+
 def add(work, day: int, tag: str, hour: int = 8) -> None:
     write_part(
         work,
@@ -144,10 +149,10 @@ def line_of_deltas(request, registry, root, retention: int) -> list[PublishManif
     work, published = root / "work", root / "published"
     for day in (1, 2):
         add(work, day, "h")
-    made = [publish("arrow", request, registry, work, published, "mtb", RECORD_DATASET, retention=retention)]
+    made = [publish_kept(request, registry, work, published, retention=retention)]
     for day, tag in ((3, "a"), (3, "b"), (1, "c"), (4, "d"), (2, "e"), (4, "f")):
         add(work, day, tag, hour=9)
-        made.append(publish("arrow", request, registry, work, published, "mtb", RECORD_DATASET, retention=retention))
+        made.append(publish_kept(request, registry, work, published, retention=retention))
     assert made[0].increment["mode"] == "full"
     assert all(m.increment["mode"] == "incremental" for m in made[1:])
     return made
@@ -189,12 +194,12 @@ def test_a_record_moving_partition_deletes_the_files_it_replaced_and_keeps_those
     work, published = tmp_path / "work", tmp_path / "published"
     for day in (1, 2):
         add(work, day, "h")
-    made = [publish("arrow", request, registry, work, published, "mtb", RECORD_DATASET, retention=2)]
+    made = [publish_kept(request, registry, work, published, retention=2)]
     add(work, 3, "d")
-    made.append(publish("arrow", request, registry, work, published, "mtb", RECORD_DATASET, retention=2))
+    made.append(publish_kept(request, registry, work, published, retention=2))
     # h-1, uploaded again on day 4, moves there: day 1 is rewritten without it
     write_part(work, RECORD_DATASET, day_partition(4), "move", record("h-1", 4, "2024-01-04T08:00:00.000Z", "moved"))
-    made.append(publish("arrow", request, registry, work, published, "mtb", RECORD_DATASET, retention=2))
+    made.append(publish_kept(request, registry, work, published, retention=2))
     lineage = read_lineage(LocalStorage(published), RECORD_DATASET, made[2].version)
     replaced = {k for k in own_files(made[0]) if "/day=01/" in k}
     written = own_files(made[2])  # day 4 (day 1 is left without rows)
@@ -206,7 +211,7 @@ def test_a_record_moving_partition_deletes_the_files_it_replaced_and_keeps_those
     }
     before = version_files(published)
     add(work, 5, "n")
-    made.append(publish("arrow", request, registry, work, published, "mtb", RECORD_DATASET, retention=2))
+    made.append(publish_kept(request, registry, work, published, retention=2))
     assert followed == [True, True]
     deleted = before - version_files(published)
     # the second version's folder, less its day 3 the kept ones carry, and the day 1 the third replaced
@@ -229,18 +234,18 @@ def test_a_rollback_is_pruned_by_its_manifests_until_the_line_resumes(request, r
     storage = LocalStorage(published)
     for day in (1, 2):
         add(work, day, "h")
-    made = [publish("arrow", request, registry, work, published, "mtb", RECORD_DATASET, retention=2)]
+    made = [publish_kept(request, registry, work, published, retention=2)]
     add(work, 3, "d")
-    made.append(publish("arrow", request, registry, work, published, "mtb", RECORD_DATASET, retention=2))
+    made.append(publish_kept(request, registry, work, published, retention=2))
     bad = add_run(work, 1, "bad", hour=9)
-    made.append(publish("arrow", request, registry, work, published, "mtb", RECORD_DATASET, retention=2))
+    made.append(publish_kept(request, registry, work, published, retention=2))
     replaced = set(read_lineage_files(published, made[2]))
     # the bad export rolled back and withdrawn: the next versions carry the day 1 the third replaced
     rollback(storage, RECORD_DATASET, to_version=made[1].version)
     withdraw(work, bad, 1, "bad")
     for day in (5, 6, 7):
         add(work, day, "n")
-        made.append(publish("arrow", request, registry, work, published, "mtb", RECORD_DATASET, retention=2))
+        made.append(publish_kept(request, registry, work, published, retention=2))
     assert made[3].previous_version == made[1].version
     day_1 = {k for k in own_files(made[0]) if "/day=01/" in k}
     assert day_1 and day_1 <= every_file(made[-1]) and day_1 <= replaced
@@ -256,18 +261,18 @@ def test_blocked_versions_are_pruned_by_their_manifests(request, registry, tmp_p
     work, published = tmp_path / "work", tmp_path / "published"
     for day in (1, 2):
         add(work, day, "h")
-    made = [publish("arrow", request, registry, work, published, "mtb", RECORD_DATASET, retention=2)]
+    made = [publish_kept(request, registry, work, published, retention=2)]
     add(work, 3, "d")
-    made.append(publish("arrow", request, registry, work, published, "mtb", RECORD_DATASET, retention=2))
+    made.append(publish_kept(request, registry, work, published, retention=2))
     with publishing_with_quality_check(lambda _storage, _manifest: {"passed": False, "blocked": True}):
         bad = add_run(work, 1, "bad", hour=9)  # rewrites day 1: the blocked version replaces the first one's files
-        blocked = publish("arrow", request, registry, work, published, "mtb", RECORD_DATASET, retention=2)
+        blocked = publish_kept(request, registry, work, published, retention=2)
     assert blocked.blocked_by_quality and blocked.previous_version == made[1].version
     replaced = set(read_lineage_files(published, blocked))
     withdraw(work, bad, 1, "bad")  # the next versions carry the day 1 the blocked one replaced
     for day in (4, 5, 6):
         add(work, day, "n")
-        made.append(publish("arrow", request, registry, work, published, "mtb", RECORD_DATASET, retention=2))
+        made.append(publish_kept(request, registry, work, published, retention=2))
     assert made[2].previous_version == made[1].version
     day_1 = {k for k in own_files(made[0]) if "/day=01/" in k}
     assert day_1 and day_1 <= every_file(made[-1]) and day_1 <= replaced
@@ -285,24 +290,24 @@ def test_a_version_without_lineage_and_the_one_after_a_full_rebuild_are_pruned_b
     storage = LocalStorage(published)
     for day in (1, 2):
         add(work, day, "h")
-    made = [publish("arrow", request, registry, work, published, "mtb", RECORD_DATASET, retention=2)]
+    made = [publish_kept(request, registry, work, published, retention=2)]
     add(work, 3, "a")
-    made.append(publish("arrow", request, registry, work, published, "mtb", RECORD_DATASET, retention=2))
+    made.append(publish_kept(request, registry, work, published, retention=2))
     storage.delete(lineage_key(RECORD_DATASET, made[1].version))  # as a version made before lineage was recorded
     add(work, 1, "b", hour=9)
-    made.append(publish("arrow", request, registry, work, published, "mtb", RECORD_DATASET, retention=2))
+    made.append(publish_kept(request, registry, work, published, retention=2))
     assert followed == [False]
     assert_exactly_what_kept_versions_list(published, made[1:])
-    made.append(publish("arrow", request, registry, work, published, "mtb", RECORD_DATASET, retention=2, full=True))
+    made.append(publish_kept(request, registry, work, published, retention=2, full=True))
     add(work, 4, "c")
-    made.append(publish("arrow", request, registry, work, published, "mtb", RECORD_DATASET, retention=2))
+    made.append(publish_kept(request, registry, work, published, retention=2))
     # the full version is the oldest kept: which files of the one before no kept version lists, only manifests tell
     assert followed == [False, True, False]
     assert_exactly_what_kept_versions_list(published, made[3:])
     # the full version lists no file of the versions before it
     assert not {k for m in made[:3] for k in own_files(m)} & version_files(published)
     add(work, 5, "d")
-    made.append(publish("arrow", request, registry, work, published, "mtb", RECORD_DATASET, retention=2))
+    made.append(publish_kept(request, registry, work, published, retention=2))
     assert followed == [False, True, False, True]  # a full version removed: its successor is incremental
     assert_exactly_what_kept_versions_list(published, made[4:])
     assert len(table_rows(published, made[-1])[TABLE]) == 6
@@ -336,16 +341,16 @@ def test_a_crashed_version_is_deleted_by_a_prune_following_the_lineage(request, 
     work, published = tmp_path / "work", tmp_path / "published"
     for day in (1, 2):
         add(work, day, "h")
-    made = [publish("arrow", request, registry, work, published, "mtb", RECORD_DATASET, retention=3)]
+    made = [publish_kept(request, registry, work, published, retention=3)]
     add(work, 3, "d")
-    made.append(publish("arrow", request, registry, work, published, "mtb", RECORD_DATASET, retention=3))
+    made.append(publish_kept(request, registry, work, published, retention=3))
     crashed = new_version()  # a publish killed before its manifest
     crashed_file = layout.join_key(layout.version_prefix(RECORD_DATASET, crashed), "parquet", TABLE, "part-0.parquet")
     LocalStorage(published).write_bytes(crashed_file, b"half")
     add(work, 4, "n")
     with monkeypatch.context() as patched:  # its prune is made below, in two copies of the output
         patched.setattr(engine_steps, "prune_versions", lambda *_args: [])
-        made.append(publish("arrow", request, registry, work, published, "mtb", RECORD_DATASET, retention=3))
+        made.append(publish_kept(request, registry, work, published, retention=3))
     assert LocalStorage(published).exists(crashed_file)
 
     # retention 3: only the crashed version goes, reading the oldest kept version's manifest alone
@@ -368,10 +373,10 @@ def test_files_of_a_version_left_without_manifest_are_kept_while_the_oldest_kept
     storage = LocalStorage(published)
     for day in (1, 2):
         add(work, day, "h")
-    made = [publish("arrow", request, registry, work, published, "mtb", RECORD_DATASET, retention=3)]
+    made = [publish_kept(request, registry, work, published, retention=3)]
     for day, tag in ((3, "a"), (1, "b")):
         add(work, day, tag, hour=9)
-        made.append(publish("arrow", request, registry, work, published, "mtb", RECORD_DATASET, retention=3))
+        made.append(publish_kept(request, registry, work, published, retention=3))
     # a prune killed after deleting the first version's manifest, in an output from before the version log
     storage.delete(layout.manifest_key(RECORD_DATASET, made[0].version))
     storage.delete(version_log_key(RECORD_DATASET))
@@ -386,10 +391,10 @@ def test_a_manifest_written_with_spaces_is_searched_for_the_files_it_keeps(reque
     work, published = tmp_path / "work", tmp_path / "published"
     for day in (1, 2):
         add(work, day, "h")
-    made = [publish("arrow", request, registry, work, published, "mtb", RECORD_DATASET, retention=3)]
+    made = [publish_kept(request, registry, work, published, retention=3)]
     for day in (3, 4):
         add(work, day, "d")
-        made.append(publish("arrow", request, registry, work, published, "mtb", RECORD_DATASET, retention=3))
+        made.append(publish_kept(request, registry, work, published, retention=3))
     # the oldest kept version's manifest as json's indenting encoder writes it ("key": "...")
     LocalStorage(published).write_bytes(
         layout.manifest_key(RECORD_DATASET, made[1].version), made[1].to_json().encode()
@@ -407,10 +412,10 @@ def test_a_current_rolled_back_behind_removed_versions_is_pruned_by_manifests(
     work, published = tmp_path / "work", tmp_path / "published"
     for day in (1, 2):
         add(work, day, "h")
-    made = [publish("arrow", request, registry, work, published, "mtb", RECORD_DATASET, retention=5)]
+    made = [publish_kept(request, registry, work, published, retention=5)]
     for day, tag in ((3, "a"), (1, "b"), (4, "c")):
         add(work, day, tag, hour=9)
-        made.append(publish("arrow", request, registry, work, published, "mtb", RECORD_DATASET, retention=5))
+        made.append(publish_kept(request, registry, work, published, retention=5))
     rollback(LocalStorage(published), RECORD_DATASET, to_version=made[1].version)
     # one line still, but the third version goes while the second (current) stays, carrying the day 1 the third replaced
     removed, left, _ = pruned_both_ways(monkeypatch, published, tmp_path / "pruned", 1, follows=False)
@@ -425,10 +430,10 @@ def test_a_prune_of_deltas_reads_no_manifest(request, registry, tmp_path, monkey
     work, published = tmp_path / "work", tmp_path / "published"
     for day in (1, 2):
         add(work, day, "h")
-    made = [publish("arrow", request, registry, work, published, "mtb", RECORD_DATASET, retention=4)]
+    made = [publish_kept(request, registry, work, published, retention=4)]
     for day, tag in ((3, "a"), (1, "b"), (4, "c"), (2, "d")):  # the fourth delta prunes the full version
         add(work, day, tag, hour=9)
-        made.append(publish("arrow", request, registry, work, published, "mtb", RECORD_DATASET, retention=4))
+        made.append(publish_kept(request, registry, work, published, retention=4))
     removed, _, storage = pruned_both_ways(monkeypatch, published, tmp_path / "pruned", 2)
     assert removed == [made[1].version, made[2].version]
     # each removed delta recorded the files it wrote, and its successors those they replaced

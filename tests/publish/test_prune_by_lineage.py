@@ -51,6 +51,17 @@ def publish_kept(request, registry, work, published, retention: int, **options) 
     return publish("arrow", request, registry, work, published, "mtb", RECORD_DATASET, retention=retention, **options)
 
 
+def history(request, registry, work, published, retention: int, day_3: str | None = None) -> list[PublishManifest]:
+    """Days 1 and 2 published in full; with ``day_3``, then that tag's records of day 3 in a delta."""
+    for day in (1, 2):
+        add(work, day, "h")
+    made = [publish_kept(request, registry, work, published, retention=retention)]
+    if day_3 is not None:
+        add(work, 3, day_3)
+        made.append(publish_kept(request, registry, work, published, retention=retention))
+    return made
+
+
 def add(work, day: int, tag: str, hour: int = 8) -> None:
     write_part(
         work,
@@ -147,9 +158,7 @@ def line_of_deltas(request, registry, root, retention: int) -> list[PublishManif
     """A full version, then deltas: new partitions, and partitions written
     before rewritten (their files in removed and kept folders replaced)."""
     work, published = root / "work", root / "published"
-    for day in (1, 2):
-        add(work, day, "h")
-    made = [publish_kept(request, registry, work, published, retention=retention)]
+    made = history(request, registry, work, published, retention=retention)
     for day, tag in ((3, "a"), (3, "b"), (1, "c"), (4, "d"), (2, "e"), (4, "f")):
         add(work, day, tag, hour=9)
         made.append(publish_kept(request, registry, work, published, retention=retention))
@@ -192,11 +201,7 @@ def test_a_record_moving_partition_deletes_the_files_it_replaced_and_keeps_those
     request, registry, tmp_path, followed
 ):
     work, published = tmp_path / "work", tmp_path / "published"
-    for day in (1, 2):
-        add(work, day, "h")
-    made = [publish_kept(request, registry, work, published, retention=2)]
-    add(work, 3, "d")
-    made.append(publish_kept(request, registry, work, published, retention=2))
+    made = history(request, registry, work, published, retention=2, day_3="d")
     # h-1, uploaded again on day 4, moves there: day 1 is rewritten without it
     write_part(work, RECORD_DATASET, day_partition(4), "move", record("h-1", 4, "2024-01-04T08:00:00.000Z", "moved"))
     made.append(publish_kept(request, registry, work, published, retention=2))
@@ -232,11 +237,7 @@ def test_a_record_moving_partition_deletes_the_files_it_replaced_and_keeps_those
 def test_a_rollback_is_pruned_by_its_manifests_until_the_line_resumes(request, registry, tmp_path, followed):
     work, published = tmp_path / "work", tmp_path / "published"
     storage = LocalStorage(published)
-    for day in (1, 2):
-        add(work, day, "h")
-    made = [publish_kept(request, registry, work, published, retention=2)]
-    add(work, 3, "d")
-    made.append(publish_kept(request, registry, work, published, retention=2))
+    made = history(request, registry, work, published, retention=2, day_3="d")
     bad = add_run(work, 1, "bad", hour=9)
     made.append(publish_kept(request, registry, work, published, retention=2))
     replaced = set(read_lineage_files(published, made[2]))
@@ -259,11 +260,7 @@ def test_a_rollback_is_pruned_by_its_manifests_until_the_line_resumes(request, r
 
 def test_blocked_versions_are_pruned_by_their_manifests(request, registry, tmp_path, followed):
     work, published = tmp_path / "work", tmp_path / "published"
-    for day in (1, 2):
-        add(work, day, "h")
-    made = [publish_kept(request, registry, work, published, retention=2)]
-    add(work, 3, "d")
-    made.append(publish_kept(request, registry, work, published, retention=2))
+    made = history(request, registry, work, published, retention=2, day_3="d")
     with publishing_with_quality_check(lambda _storage, _manifest: {"passed": False, "blocked": True}):
         bad = add_run(work, 1, "bad", hour=9)  # rewrites day 1: the blocked version replaces the first one's files
         blocked = publish_kept(request, registry, work, published, retention=2)
@@ -288,11 +285,7 @@ def test_a_version_without_lineage_and_the_one_after_a_full_rebuild_are_pruned_b
 ):
     work, published = tmp_path / "work", tmp_path / "published"
     storage = LocalStorage(published)
-    for day in (1, 2):
-        add(work, day, "h")
-    made = [publish_kept(request, registry, work, published, retention=2)]
-    add(work, 3, "a")
-    made.append(publish_kept(request, registry, work, published, retention=2))
+    made = history(request, registry, work, published, retention=2, day_3="a")
     storage.delete(lineage_key(RECORD_DATASET, made[1].version))  # as a version made before lineage was recorded
     add(work, 1, "b", hour=9)
     made.append(publish_kept(request, registry, work, published, retention=2))
@@ -339,11 +332,7 @@ def pruned_both_ways(
 
 def test_a_crashed_version_is_deleted_by_a_prune_following_the_lineage(request, registry, tmp_path, monkeypatch):
     work, published = tmp_path / "work", tmp_path / "published"
-    for day in (1, 2):
-        add(work, day, "h")
-    made = [publish_kept(request, registry, work, published, retention=3)]
-    add(work, 3, "d")
-    made.append(publish_kept(request, registry, work, published, retention=3))
+    made = history(request, registry, work, published, retention=3, day_3="d")
     crashed = new_version()  # a publish killed before its manifest
     crashed_file = layout.join_key(layout.version_prefix(RECORD_DATASET, crashed), "parquet", TABLE, "part-0.parquet")
     LocalStorage(published).write_bytes(crashed_file, b"half")
@@ -371,9 +360,7 @@ def test_files_of_a_version_left_without_manifest_are_kept_while_the_oldest_kept
 ):
     work, published = tmp_path / "work", tmp_path / "published"
     storage = LocalStorage(published)
-    for day in (1, 2):
-        add(work, day, "h")
-    made = [publish_kept(request, registry, work, published, retention=3)]
+    made = history(request, registry, work, published, retention=3)
     for day, tag in ((3, "a"), (1, "b")):
         add(work, day, tag, hour=9)
         made.append(publish_kept(request, registry, work, published, retention=3))
@@ -389,9 +376,7 @@ def test_files_of_a_version_left_without_manifest_are_kept_while_the_oldest_kept
 
 def test_a_manifest_written_with_spaces_is_searched_for_the_files_it_keeps(request, registry, tmp_path, monkeypatch):
     work, published = tmp_path / "work", tmp_path / "published"
-    for day in (1, 2):
-        add(work, day, "h")
-    made = [publish_kept(request, registry, work, published, retention=3)]
+    made = history(request, registry, work, published, retention=3)
     for day in (3, 4):
         add(work, day, "d")
         made.append(publish_kept(request, registry, work, published, retention=3))
@@ -410,9 +395,7 @@ def test_a_current_rolled_back_behind_removed_versions_is_pruned_by_manifests(
     request, registry, tmp_path, monkeypatch, followed
 ):
     work, published = tmp_path / "work", tmp_path / "published"
-    for day in (1, 2):
-        add(work, day, "h")
-    made = [publish_kept(request, registry, work, published, retention=5)]
+    made = history(request, registry, work, published, retention=5)
     for day, tag in ((3, "a"), (1, "b"), (4, "c")):
         add(work, day, tag, hour=9)
         made.append(publish_kept(request, registry, work, published, retention=5))
@@ -428,9 +411,7 @@ def test_a_current_rolled_back_behind_removed_versions_is_pruned_by_manifests(
 
 def test_a_prune_of_deltas_reads_no_manifest(request, registry, tmp_path, monkeypatch):
     work, published = tmp_path / "work", tmp_path / "published"
-    for day in (1, 2):
-        add(work, day, "h")
-    made = [publish_kept(request, registry, work, published, retention=4)]
+    made = history(request, registry, work, published, retention=4)
     for day, tag in ((3, "a"), (1, "b"), (4, "c"), (2, "d")):  # the fourth delta prunes the full version
         add(work, day, tag, hour=9)
         made.append(publish_kept(request, registry, work, published, retention=4))

@@ -210,22 +210,14 @@ def _remove_versions(
 ) -> None:
     kept_folders = tuple(layout.version_prefix(dataset_id, v) + "/" for v in keep)
     followed = _lineage_removal(storage, dataset_id, doomed, keep, complete, in_memory)
-    if followed is not None:
-        replaced, still_listed = followed
-        for version in doomed:  # first: a version half removed is never taken for a complete one
-            storage.delete(layout.manifest_key(dataset_id, version))
-        in_folders = {
-            info.key for version in doomed for info in storage.list(layout.version_prefix(dataset_id, version) + "/")
-        }
-        for file_key in sorted((in_folders | replaced) - still_listed):
-            if not file_key.startswith(kept_folders):
-                storage.delete(file_key)
-        return
     kept_files: set[bytes] = set()
-    for version in keep:
-        kept_files |= _listed_files(storage, dataset_id, version, in_memory.get(version))
-    # read before the manifests go: the files each removed version listed, wherever they lie
-    listed = set().union(*(_listed_files(storage, dataset_id, v, in_memory.get(v)) for v in doomed))
+    if followed is not None:  # from the lineage records: no manifest read
+        listed, kept_files = ({key.encode() for key in keys} for keys in followed)
+    else:
+        for version in keep:
+            kept_files |= _listed_files(storage, dataset_id, version, in_memory.get(version))
+        # read before the manifests go: the files each removed version listed, wherever they lie
+        listed = set().union(*(_listed_files(storage, dataset_id, v, in_memory.get(v)) for v in doomed))
     for version in doomed:  # first: a version half removed is never taken for a complete one
         storage.delete(layout.manifest_key(dataset_id, version))
     own = {

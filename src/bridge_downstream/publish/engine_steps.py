@@ -554,7 +554,7 @@ def increment_summary(inputs: PublishInputs) -> dict:
         "new_part_files": len(increment.new_files) + increment.new_deleted_files,
         "part_files_read": len(increment.part_files),
         "partitions_rewritten": sorted(increment.affected),
-        "file_order": FILE_ORDER,  # carry_unchanged lists every table's files so
+        "file_order": FILE_ORDER,  # the order carry_unchanged lists every table's files in
     }
 
 
